@@ -1,0 +1,3 @@
+"""corral: an Ollama-first LLM gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The gateway engine: model resolution and dispatch, with no knowledge of HTTP."""

@@ -1,0 +1,1 @@
+"""Upstream providers: one small contract (``base.Provider``), one module or package per type."""

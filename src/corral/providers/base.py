@@ -1,0 +1,29 @@
+"""The provider contract every upstream type implements.
+
+A provider owns one pooled HTTP client to one upstream. It turns a ``Call`` (OpenAI-shaped
+request) into an upstream request and the upstream's answer into a ``Reply`` in OpenAI shape.
+Failures are raised as ``corral.errors.UpstreamError`` subclasses naming the provider.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from corral.core.call import Call, ModelInfo, Reply
+
+
+class Provider(Protocol):
+    name: str
+    type: str
+
+    async def send(self, call: Call, model: str) -> Reply:
+        """Send ``call`` upstream as model ``model`` (the upstream's own name for it)."""
+        ...
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Discover the models the upstream serves. Must not load a model."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        ...

@@ -1,0 +1,92 @@
+"""Run an aiohttp application as a real HTTP server on loopback, in its own thread and loop.
+
+Emulators and the gateway under test both run this way, so sync clients (the official
+``openai`` and ``ollama`` libraries) talk to them over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+AppFactory = Callable[[], web.Application | Awaitable[web.Application]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """Serve ``factory()`` on 127.0.0.1 until ``stop()``. Use as a context manager."""
+
+    def __init__(self, factory: AppFactory, *, port: int = 0, shutdown_timeout: float = 5.0) -> None:
+        self._factory = factory
+        self.port = port or free_port()
+        self._shutdown_timeout = shutdown_timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._runner: web.AppRunner | None = None
+        self.app: web.Application | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("server thread did not start within 15 s")
+        if self._error is not None:
+            raise RuntimeError("server thread failed to start") from self._error
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._cleanup())
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = self._factory()
+        if not isinstance(app, web.Application):
+            app = await app
+        self.app = app
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+
+    async def _cleanup(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def call(self, fn: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
+        """Run a coroutine function on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
