@@ -1,0 +1,102 @@
+"""``corral``: the command line entry point and its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from corral import __version__
+from corral.config import Config, load_config
+from corral.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description="An Ollama-first LLM gateway.")
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"),
+                       help="YAML config file (default: $CORRAL_CONFIG; without one, a local Ollama is used)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
+    serve.add_argument("--demo", action="store_true", help="add the built-in demo provider (model demo/echo)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check", help="validate a config file and print what it defines")
+    check.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"), required=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
+    except ConfigError as exc:
+        print(f"corral: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from corral.home import data_dir
+    from corral.security.master_key import load_master_key
+    from corral.server import run
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config, demo=args.demo)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    home = data_dir()
+    key = load_master_key(config.master_key, home, os.environ, create=is_loopback(host))
+    if key is None:
+        print(f"corral: refusing to listen on {host} without a master key: anyone who can reach it could "
+              "use your upstreams. Set one with `export CORRAL_MASTER_KEY=$(python -c 'import secrets; "
+              "print(secrets.token_urlsafe(32))')` or `master_key:` in the config, or bind to 127.0.0.1.",
+              file=sys.stderr)
+        return 2
+    _describe(config)
+
+    def ready(url: str) -> None:
+        print(f"corral {__version__} listening on {url}  (OpenAI API at {url}/v1)", flush=True)
+        if key.source == "generated":
+            print(f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"
+                  f"    {key.value}\nUse it as: Authorization: Bearer <key>", flush=True)
+        else:
+            print(f"Master key: from {key.source}.", flush=True)
+
+    run(config, key.value, host, port, on_ready=ready)
+    return 0
+
+
+def _describe(config: Config) -> None:
+    for p in config.providers:
+        state = "" if p.enabled else " (disabled)"
+        print(f"  provider {p.name}: {p.type} at {p.base_url}{state}", flush=True)
+    if config.demo:
+        print("  provider demo: built-in, model demo/echo", flush=True)
+    for m in config.models:
+        print(f"  alias {m.name} -> {m.target}", flush=True)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{config.source}: OK")
+    _describe(config)
+    return 0

@@ -1,0 +1,202 @@
+"""Load and validate the YAML configuration; build the defaults when there is no file.
+
+Every error is a ``ConfigError`` naming the file, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import yaml
+
+from corral.config.fields import Fields
+from corral.config.schema import (
+    DEFAULT_PATHS,
+    Config,
+    ModelAlias,
+    ProviderConfig,
+    ProviderType,
+    ServerConfig,
+)
+from corral.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_TOP_KEYS = {"master_key", "providers", "models", "server"}
+_SERVER_KEYS = {"host", "port", "max_request_bytes", "shutdown_timeout", "discovery_interval", "discovery_timeout"}
+_PROVIDER_KEYS = {
+    "name", "type", "base_url", "api_key", "headers", "verify_ssl", "timeout", "connect_timeout",
+    "priority", "weight", "enabled", "models", "paths", "max_connections",
+    "keep_alive", "num_ctx", "options",
+}
+_OLLAMA_ONLY = {"keep_alive", "num_ctx", "options"}
+_MODEL_KEYS = {"name", "target"}
+_TYPES: tuple[ProviderType, ...] = ("ollama", "openai")
+
+
+def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None, demo: bool = False) -> Config:
+    """Read ``path`` (or build the defaults when it is None) and validate it."""
+    env = os.environ if env is None else env
+    if path is None:
+        return _defaults(env, demo)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found. Check the path given to --config.") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot be read ({exc.strerror}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data if data is not None else {}, source=source, env=env, demo=demo)
+
+
+def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool = False) -> Config:
+    top = Fields(data, "", source, env)
+    top.reject_unknown(_TOP_KEYS)
+    server = _server(top.child(top.data.get("server") or {}, "server"))
+    providers = tuple(_provider(Fields(item, f"providers[{i}]", source, env))
+                      for i, item in enumerate(top.sequence("providers")))
+    _check_unique([p.name for p in providers], "providers", top)
+    if demo and any(p.name == "demo" for p in providers):
+        raise top.error("a provider is named 'demo', which --demo reserves. Rename it.", "providers")
+    names = {p.name for p in providers} | ({"demo"} if demo else set())
+    models = tuple(_alias(Fields(item, f"models[{i}]", source, env), names)
+                   for i, item in enumerate(top.sequence("models")))
+    _check_unique([m.name for m in models], "models", top)
+    master_key = top.string("master_key")
+    if master_key is not None and len(master_key) < 16:
+        raise top.error("is shorter than 16 characters. Use a long random key, e.g. "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`.", "master_key")
+    return Config(source=source, master_key=master_key, providers=providers, models=models,
+                  server=server, demo=demo)
+
+
+def _defaults(env: Mapping[str, str], demo: bool) -> Config:
+    """No config file: serve a local Ollama found at OLLAMA_HOST or the default address."""
+    base_url = ollama_host_url(env.get("OLLAMA_HOST", ""))
+    local = ProviderConfig(name="local", type="ollama", base_url=base_url)
+    return Config(source="<defaults>", providers=(local,), demo=demo)
+
+
+def ollama_host_url(value: str) -> str:
+    """Turn an OLLAMA_HOST value ('0.0.0.0:11434', 'host', 'http://h:p') into a base URL."""
+    value = value.strip() or "127.0.0.1:11434"
+    if "://" not in value:
+        value = "http://" + value
+    parts = urlsplit(value)
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - a listen address; connect to loopback instead
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 11434)
+    return f"{parts.scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def _server(f: Fields) -> ServerConfig:
+    f.reject_unknown(_SERVER_KEYS)
+    d = ServerConfig()
+    port = f.integer("port", d.port, minimum=0)
+    if port is not None and port > 65535:
+        raise f.error("must be at most 65535.", "port")
+    return ServerConfig(
+        host=f.string("host", d.host) or d.host,
+        port=port if port is not None else d.port,
+        max_request_bytes=f.integer("max_request_bytes", d.max_request_bytes, minimum=1024) or d.max_request_bytes,
+        shutdown_timeout=f.duration("shutdown_timeout", d.shutdown_timeout),
+        discovery_interval=f.duration("discovery_interval", d.discovery_interval),
+        discovery_timeout=f.duration("discovery_timeout", d.discovery_timeout),
+    )
+
+
+def _provider(f: Fields) -> ProviderConfig:
+    f.reject_unknown(_PROVIDER_KEYS)
+    name = cast(str, f.string("name", required=True))
+    if not _NAME.match(name) or name == "corral":
+        raise f.error(f"'{name}' is not a valid provider name: use letters, digits, '_', '-', '.', "
+                      "no '/', and not the reserved name 'corral'.", "name")
+    kind = f.string("type", required=True)
+    if kind not in _TYPES:
+        raise f.error(f"must be one of {', '.join(_TYPES)}, got {kind!r}.", "type")
+    ptype: ProviderType = "ollama" if kind == "ollama" else "openai"
+    if ptype != "ollama":
+        for key in _OLLAMA_ONLY & f.data.keys():
+            raise f.error("applies only to providers of type: ollama.", key)
+    base_url = _base_url(f, ptype)
+    paths = f.string_map("paths")
+    for key, value in paths.items():
+        if key not in DEFAULT_PATHS[ptype]:
+            raise f.error(f"unknown path '{key}'; a {ptype} provider has: "
+                          f"{', '.join(DEFAULT_PATHS[ptype])}.", "paths")
+        if not value.startswith("/"):
+            raise f.error(f"'{key}' must start with '/', got {value!r}.", "paths")
+    keep_alive = f.raw("keep_alive")
+    if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int)):
+        raise f.error("must be a duration string like '10m' or a number of seconds (-1 keeps it loaded).",
+                      "keep_alive")
+    options = f.data.get("options") or {}
+    if not isinstance(options, dict):
+        raise f.error("must be a mapping of Ollama options (e.g. num_ctx: 8192).", "options")
+    static_models = f.strings("models")
+    return ProviderConfig(
+        name=name,
+        type=ptype,
+        base_url=base_url,
+        api_key=f.string("api_key"),
+        headers=f.string_map("headers"),
+        verify_ssl=f.boolean("verify_ssl", True),
+        timeout=f.duration("timeout", 600.0),
+        connect_timeout=f.duration("connect_timeout", 5.0),
+        priority=f.integer("priority", 0) or 0,
+        weight=f.number("weight", 1.0),
+        enabled=f.boolean("enabled", True),
+        models=tuple(static_models) if static_models is not None else None,
+        paths=paths,
+        max_connections=f.integer("max_connections", 256, minimum=1) or 256,
+        keep_alive=keep_alive,
+        num_ctx=f.integer("num_ctx", None, minimum=1),
+        options=dict(options),
+    )
+
+
+def _base_url(f: Fields, ptype: ProviderType) -> str:
+    url = cast(str, f.string("base_url", required=True)).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise f.error(f"must be an http:// or https:// URL with a host, got {url!r}.", "base_url")
+    if parts.query or parts.fragment:
+        raise f.error("must not have a query string or fragment.", "base_url")
+    if ptype == "ollama" and url.endswith("/api"):
+        url = url.removesuffix("/api")  # Ollama Cloud documents https://ollama.com/api as its base
+    return url
+
+
+def _alias(f: Fields, providers: set[str]) -> ModelAlias:
+    f.reject_unknown(_MODEL_KEYS)
+    name = cast(str, f.string("name", required=True))
+    target = cast(str, f.string("target", required=True))
+    provider, sep, model = target.partition("/")
+    if not sep or not model:
+        raise f.error(f"must be 'provider/model', got {target!r}.", "target")
+    if provider not in providers and provider != "ollama":
+        known = ", ".join(sorted(providers)) or "(none)"
+        raise f.error(f"names provider '{provider}', which is not defined. Defined providers: {known}.",
+                      "target")
+    return ModelAlias(name=name, target=target)
+
+
+def _check_unique(names: list[str], key: str, top: Fields) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise top.error(f"name '{name}' is used twice (again at {key}[{i}]). Names must be unique.", key)
+        seen.add(name)

@@ -1,0 +1,77 @@
+"""Background discovery: ask each provider which models it serves and update the catalog.
+
+Runs off the request path on an interval. A provider that fails keeps its last known
+catalog; its error is kept (without secrets) for /readyz and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from corral.core.call import ModelInfo
+from corral.core.catalog import Catalog
+from corral.errors import CorralError
+from corral.providers.base import Provider
+
+log = logging.getLogger("corral.discovery")
+
+
+@dataclass(slots=True)
+class ProviderStatus:
+    checked_at: float | None = None
+    ok: bool = False
+    error: str | None = None
+    models: int = 0
+
+
+class Discovery:
+    def __init__(self, catalog: Catalog, providers: Mapping[str, Provider],
+                 static: Mapping[str, tuple[str, ...] | None], *, interval: float, timeout: float) -> None:
+        self._catalog = catalog
+        self._providers = providers
+        self._static = static
+        self._interval = interval
+        self._timeout = timeout
+        self.status: dict[str, ProviderStatus] = {name: ProviderStatus() for name in providers}
+        self.first_round = asyncio.Event()
+
+    async def refresh_all(self) -> None:
+        await asyncio.gather(*(self.refresh(name) for name in self._providers))
+        self.first_round.set()
+
+    async def refresh(self, name: str) -> None:
+        status = self.status[name]
+        static = self._static.get(name)
+        if static is not None:
+            models = [ModelInfo(id=m, owned_by=name) for m in static]
+            self._catalog.update(name, models)
+            status.checked_at, status.ok, status.error, status.models = time.time(), True, None, len(models)
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                models = await self._providers[name].list_models()
+        except CorralError as exc:
+            self._failed(name, exc.message)
+        except TimeoutError:
+            self._failed(name, f"Upstream '{name}' did not list its models within {self._timeout:g} s")
+        else:
+            self._catalog.update(name, models)
+            status.checked_at, status.ok, status.error, status.models = time.time(), True, None, len(models)
+
+    def _failed(self, name: str, message: str) -> None:
+        status = self.status[name]
+        if status.ok or status.error != message:
+            log.warning("discovery failed: %s", message)
+        status.checked_at, status.ok, status.error = time.time(), False, message
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh_all()
+            except Exception:  # a bug must not stop discovery for good
+                log.exception("discovery round failed")
+            await asyncio.sleep(self._interval)

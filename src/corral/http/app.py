@@ -1,0 +1,64 @@
+"""The app factory: ``create_app(config, master_key)`` returns a ready aiohttp application.
+
+Routes are fixed when the app is built; the gateway (HTTP clients, catalog, background
+discovery) is built on startup inside the event loop and closed on cleanup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from corral.config.schema import Config
+from corral.core.engine import Engine
+from corral.gateway import Gateway
+from corral.http.auth import KeyChecker
+from corral.http.errors import error_middleware
+from corral.http.openai_routes import OpenAIRoutes
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def create_app(config: Config, master_key: str, *, gateway: Gateway | None = None) -> web.Application:
+    """Build the app. ``gateway`` may be given by tests; otherwise it is built on startup."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_request_bytes,
+                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        gw = gateway or Gateway.create(config)
+        app[GATEWAY] = gw
+        await gw.start()
+        yield
+        await gw.close()
+
+    def engine(request: web.Request) -> Engine:
+        return request.app[GATEWAY].engine
+
+    app.cleanup_ctx.append(lifecycle)
+    routes = OpenAIRoutes(engine, KeyChecker(master_key), config.server.max_request_bytes)
+    routes.add_to(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: discovery has run once and at least one provider answered."""
+    gw = request.app[GATEWAY]
+    status = gw.discovery.status
+    ok = sum(1 for s in status.values() if s.ok)
+    if not gw.discovery.first_round.is_set():
+        state, code = "starting", 503
+    elif ok == 0:
+        state, code = "no_upstream_reachable", 503
+    else:
+        state, code = "ready", 200
+    body = {"status": state, "providers_ok": ok, "providers_total": len(status)}
+    return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,51 @@
+"""The single boundary where corral errors become OpenAI error envelopes."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from corral.errors import CorralError, UpstreamRejected
+
+log = logging.getLogger("corral.http")
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def envelope(message: str, error_type: str, *, code: str | None = None, param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": error_type, "param": param, "code": code}})
+
+
+def error_response(exc: CorralError, request_id: str | None = None) -> web.Response:
+    error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
+    headers = {"x-request-id": request_id} if request_id else None
+    if exc.http_status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="corral"'}
+    return web.Response(status=exc.http_status, body=envelope(exc.message, error_type, code=exc.code,
+                                                               param=exc.param),
+                        content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except CorralError as exc:
+        return error_response(exc, request.get(REQUEST_ID))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = "not_found" if exc.status == 404 else "method_not_allowed" if exc.status == 405 else None
+        kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
+        message = (f"No route for {request.method} {request.path}. The OpenAI API is under /v1 "
+                   "(e.g. POST /v1/chat/completions)." if exc.status in (404, 405) else exc.reason)
+        return web.Response(status=exc.status, body=envelope(message, kind, code=code),
+                            content_type="application/json")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.Response(status=500, content_type="application/json",
+                            body=envelope("corral hit an internal error; it has been logged.", "server_error",
+                                          code="internal_error"))

@@ -1,0 +1,137 @@
+"""The OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models.
+
+Each handler authenticates, parses the body once (size-limited, orjson, a few field checks:
+no validation framework), hands a ``Call`` to the engine and writes the ``Reply``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from corral.core.call import Call, Endpoint
+from corral.core.engine import Engine
+from corral.core.catalog import Catalog
+from corral.errors import BodyTooLarge, InvalidRequest
+from corral.http.auth import KeyChecker
+from corral.http.errors import REQUEST_ID
+from corral.http.replies import write_reply
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    rid = given if given and _REQUEST_ID.match(given) else "req_" + secrets.token_hex(10)
+    request[REQUEST_ID] = rid
+    return rid
+
+
+async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"The request body is {length} bytes; this gateway accepts at most {limit}. "
+                           "Send less, or raise server.max_request_bytes.", code="body_too_large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"The request body is over {limit} bytes. Send less, or raise "
+                           "server.max_request_bytes.", code="body_too_large") from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return raw, body
+
+
+def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required and must be a non-empty string. GET /v1/models lists them.",
+                             param="model", code="missing_model")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be true or false.", param="stream")
+    if endpoint is Endpoint.CHAT:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' must be a non-empty list of {role, content} objects.",
+                                 param="messages")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'.",
+                                     param=f"messages[{i}]")
+    elif endpoint is Endpoint.COMPLETION:
+        if not isinstance(body.get("prompt"), str | list):
+            raise InvalidRequest("'prompt' is required: a string.", param="prompt")
+    elif "input" not in body or not isinstance(body["input"], str | list):
+        raise InvalidRequest("'input' is required: a string or a list of strings.", param="input")
+    return model, stream
+
+
+class OpenAIRoutes:
+    """Handlers of the OpenAI surface. ``engine`` is called on each request, so the app can
+    build the engine at startup (inside the event loop) after the routes exist."""
+
+    def __init__(self, engine: Callable[[web.Request], Engine], keys: KeyChecker, max_request_bytes: int) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._limit = max_request_bytes
+
+    def add_to(self, app: web.Application) -> None:
+        for prefix in ("/v1", ""):
+            app.router.add_post(f"{prefix}/chat/completions", self.chat)
+            app.router.add_post(f"{prefix}/completions", self.completions)
+            app.router.add_post(f"{prefix}/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/v1/models/{model:.+}", self.get_model)
+
+    def _catalog(self, request: web.Request) -> Catalog:
+        return self._engine(request).catalog
+
+    async def _serve(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        rid = request_id(request)
+        self._keys.check(request)
+        raw, body = await read_json(request, self._limit)
+        model, stream = _check(endpoint, body)
+        if endpoint is Endpoint.EMBEDDING:
+            stream = False
+        call = Call(endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid)
+        reply = await self._engine(request).handle(call)
+        return await write_reply(request, reply, rid)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Endpoint.CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Endpoint.COMPLETION)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, Endpoint.EMBEDDING)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        request_id(request)
+        self._keys.check(request)
+        data = [_model_row(row.id, row.created, row.owned_by) for row in self._catalog(request).listing()]
+        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        request_id(request)
+        self._keys.check(request)
+        name = request.match_info["model"]
+        target = self._catalog(request).resolve(name)[0]
+        return web.Response(body=orjson.dumps(_model_row(name, 0, target.provider)),
+                            content_type="application/json")
+
+
+def _model_row(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}

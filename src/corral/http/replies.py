@@ -1,0 +1,34 @@
+"""Writing a ``Reply`` to the client: a JSON body, or a stream relayed chunk by chunk."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiohttp import web
+
+from corral.core.call import Reply
+
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def write_reply(request: web.Request, reply: Reply, request_id: str) -> web.StreamResponse:
+    headers = reply.headers
+    headers["x-request-id"] = request_id
+    if reply.chunks is None:
+        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type,
+                            headers=headers)
+    headers.update(_STREAM_HEADERS)
+    headers["Content-Type"] = reply.content_type
+    response = web.StreamResponse(status=reply.status, headers=headers)
+    chunks = reply.chunks
+    try:
+        await response.prepare(request)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass  # the client went away; closing the iterator below releases the upstream
+    finally:
+        with contextlib.suppress(Exception):
+            await chunks.aclose()  # type: ignore[attr-defined]
+    return response

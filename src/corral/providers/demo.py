@@ -1,0 +1,132 @@
+"""The built-in ``demo`` provider: deterministic answers with no upstream at all.
+
+Model ``demo/echo`` repeats the last user message ("Echo: ..."), streamed word by word.
+It lets a new user see a full round trip without Ollama, and gives benchmarks a
+zero-latency upstream to measure the gateway alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from corral.core.call import Call, Endpoint, ModelInfo, Reply
+from corral.errors import NotFound
+
+MODELS = ("echo",)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    if "prompt" in body:
+        prompt = body["prompt"]
+        return prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def _usage(prompt: str, words: list[str]) -> dict[str, int]:
+    prompt_tokens = max(1, len(prompt.split()))
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words)}
+
+
+class DemoProvider:
+    type = "demo"
+
+    def __init__(self, name: str = "demo") -> None:
+        self.name = name
+
+    async def send(self, call: Call, model: str) -> Reply:
+        if model not in MODELS:
+            raise NotFound(f"The demo provider has only these models: "
+                           f"{', '.join('demo/' + m for m in MODELS)}.", code="model_not_found", param="model")
+        if call.endpoint is Endpoint.EMBEDDING:
+            return Reply(body=orjson.dumps(self._embeddings(call)))
+        prompt = _last_user_text(call.body)
+        words = f"Echo: {prompt}".split(" ")
+        limit = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
+        finish = "stop"
+        if isinstance(limit, int) and 0 < limit < len(words):
+            words, finish = words[:limit], "length"
+        request_id = ("chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-") + secrets.token_hex(12)
+        if call.stream:
+            return Reply(chunks=self._stream(call, request_id, prompt, words, finish),
+                         content_type="text/event-stream")
+        text = " ".join(words)
+        if call.endpoint is Endpoint.CHAT:
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+                                      "logprobs": None, "finish_reason": finish}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            obj = "text_completion"
+        return Reply(body=orjson.dumps({"id": request_id, "object": obj, "created": int(time.time()),
+                                        "model": call.model, "choices": [choice],
+                                        "usage": _usage(prompt, words)}))
+
+    async def _stream(self, call: Call, request_id: str, prompt: str, words: list[str],
+                      finish: str) -> AsyncIterator[bytes]:
+        created = int(time.time())
+        chat = call.endpoint is Endpoint.CHAT
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        options = call.body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+        def event(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
+            chunk: dict[str, Any] = {"id": request_id, "object": obj, "created": created,
+                                     "model": call.model, "choices": [choice] if choice else []}
+            if include_usage:
+                chunk["usage"] = usage
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            if chat:
+                delta: dict[str, Any] = {"content": piece}
+                if i == 0:
+                    delta["role"] = "assistant"
+                yield event({"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+            else:
+                yield event({"index": 0, "text": piece, "logprobs": None, "finish_reason": None})
+        final: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": finish}
+        if chat:
+            final["delta"] = {}
+        else:
+            final["text"] = ""
+        yield event(final)
+        if include_usage:
+            yield event(None, _usage(prompt, words))
+        yield b"data: [DONE]\n\n"
+
+    def _embeddings(self, call: Call) -> dict[str, Any]:
+        raw = call.body.get("input")
+        inputs = [raw] if isinstance(raw, str) else list(raw or [])
+        data = []
+        for i, text in enumerate(inputs):
+            digest = hashlib.sha256(str(text).encode()).digest()
+            vector = [round(b / 255.0 - 0.5, 6) for b in digest[:8]]
+            embedding: Any = vector
+            if call.body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        tokens = sum(len(str(t).split()) for t in inputs)
+        return {"object": "list", "data": data, "model": call.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [ModelInfo(id=m, owned_by=self.name) for m in MODELS]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""The Ollama provider: pure OpenAI <-> Ollama native API translation lives here."""

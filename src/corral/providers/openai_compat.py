@@ -1,0 +1,86 @@
+"""Any OpenAI-compatible server (vLLM, OpenAI, Groq, Mistral, OpenRouter, Ollama's /v1).
+
+Forwards bytes: only the model name (and auth, set on the session) is rewritten, streams are
+relayed chunk by chunk without buffering, and upstream fields corral does not know are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from corral.config.schema import ProviderConfig
+from corral.core.body import sse_error, with_model
+from corral.core.call import Call, Endpoint, ModelInfo, Reply
+from corral.errors import UpstreamError
+from corral.providers.upstream import make_session, rejected, upstream_errors
+
+_PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
+_JSON = {"Content-Type": "application/json"}
+
+
+class OpenAIProvider:
+    type = "openai"
+
+    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self._session = session or make_session(cfg)
+        self._urls = {ep: cfg.base_url + cfg.path(key) for ep, key in _PATH_KEYS.items()}
+
+    async def send(self, call: Call, model: str) -> Reply:
+        data = with_model(call.raw, call.body, model)
+        async with upstream_errors(self.cfg):
+            resp = await self._session.post(self._urls[call.endpoint], data=data, headers=_JSON)
+        if resp.status >= 400:
+            try:
+                raise await rejected(self.cfg, resp)
+            finally:
+                resp.release()
+        content_type = resp.headers.get("Content-Type", "application/json")
+        if call.stream and content_type.startswith("text/event-stream"):
+            return Reply(status=resp.status, chunks=self._relay(resp), content_type="text/event-stream")
+        try:
+            async with upstream_errors(self.cfg):
+                body = await resp.read()
+        finally:
+            resp.release()
+        return Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
+
+    async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        complete = False
+        try:
+            try:
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+                complete = True
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                detail = "timed out" if isinstance(exc, TimeoutError) else "broke the connection"
+                yield b"\n\n" + sse_error(f"Upstream '{self.name}' {detail} mid-stream; the answer is "
+                                          "incomplete.", code="upstream_stream_interrupted")
+        finally:
+            if complete:
+                resp.release()
+            else:
+                resp.close()
+
+    async def list_models(self) -> list[ModelInfo]:
+        url = self.cfg.base_url + self.cfg.path("models")
+        async with upstream_errors(self.cfg), self._session.get(url) as resp:
+            if resp.status >= 400:
+                raise await rejected(self.cfg, resp)
+            raw = await resp.read()
+        try:
+            data: Any = orjson.loads(raw)
+            items = data["data"]
+            return [ModelInfo(id=str(m["id"]), created=int(m.get("created") or 0),
+                              owned_by=str(m.get("owned_by") or "")) for m in items]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UpstreamError(self.name, "returned a model list corral cannot read (expected "
+                                "{\"data\": [{\"id\": ...}]}).", code="upstream_bad_response") from None
+
+    async def close(self) -> None:
+        await self._session.close()

@@ -1,0 +1,1 @@
+"""Secrets at rest: the master key file in the data directory."""

@@ -1,0 +1,71 @@
+"""Model resolution: alias, provider/model, ollama/model, bare names, close matches."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.core.call import ModelInfo, Target
+from corral.core.catalog import Catalog, ProviderEntry
+from corral.errors import ModelNotFound
+
+
+def catalog() -> Catalog:
+    cat = Catalog(
+        [ProviderEntry("gpu", "ollama", priority=0), ProviderEntry("laptop", "ollama", priority=5),
+         ProviderEntry("vllm", "openai", priority=1), ProviderEntry("off", "ollama", enabled=False)],
+        {"fast": "gpu/llama3.2:1b", "any-qwen": "ollama/qwen3:8b"},
+    )
+    cat.update("gpu", [ModelInfo("llama3.2:latest"), ModelInfo("qwen3:8b")])
+    cat.update("laptop", [ModelInfo("qwen3:8b")])
+    cat.update("vllm", [ModelInfo("qwen3:8b"), ModelInfo("Qwen/Qwen2.5-7B")])
+    cat.update("off", [ModelInfo("secret:latest")])
+    return cat
+
+
+def test_alias_wins() -> None:
+    assert catalog().resolve("fast") == [Target("gpu", "llama3.2:1b")]
+
+
+def test_provider_slash_model_is_direct_even_if_undiscovered() -> None:
+    assert catalog().resolve("laptop/mistral") == [Target("laptop", "mistral")]
+
+
+def test_ollama_prefix_means_every_ollama_provider_with_the_model_by_priority() -> None:
+    assert catalog().resolve("ollama/qwen3:8b") == [Target("gpu", "qwen3:8b"), Target("laptop", "qwen3:8b")]
+    assert catalog().resolve("any-qwen") == [Target("gpu", "qwen3:8b"), Target("laptop", "qwen3:8b")]
+
+
+def test_bare_name_spans_types_and_latest_tag_is_optional() -> None:
+    cat = catalog()
+    assert cat.resolve("qwen3:8b") == [Target("gpu", "qwen3:8b"), Target("vllm", "qwen3:8b"), Target("laptop", "qwen3:8b")]
+    assert cat.resolve("llama3.2") == [Target("gpu", "llama3.2:latest")]
+    assert cat.resolve("Qwen/Qwen2.5-7B") == [Target("vllm", "Qwen/Qwen2.5-7B")]
+
+
+def test_disabled_provider_serves_nothing() -> None:
+    cat = catalog()
+    with pytest.raises(ModelNotFound):
+        cat.resolve("secret")
+    with pytest.raises(ModelNotFound):
+        cat.resolve("off/secret")
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(ModelNotFound) as info:
+        catalog().resolve("llama3.3")
+    assert "llama3.2" in info.value.suggestions
+    assert "GET /v1/models" in info.value.message
+
+
+def test_update_invalidates_cached_resolutions() -> None:
+    cat = catalog()
+    assert cat.resolve("qwen3:8b")[0] == Target("gpu", "qwen3:8b")
+    cat.update("gpu", [])
+    assert cat.resolve("qwen3:8b")[0] == Target("vllm", "qwen3:8b")
+
+
+def test_listing_has_aliases_then_provider_model_ids() -> None:
+    ids = [row.id for row in catalog().listing()]
+    assert ids[:2] == ["fast", "any-qwen"]
+    assert "gpu/llama3.2:latest" in ids and "vllm/Qwen/Qwen2.5-7B" in ids
+    assert not any(i.startswith("off/") for i in ids)
