@@ -86,8 +86,9 @@ class UpstreamError(CorralError):
     status = 502
     error_type = "upstream_error"
 
-    def __init__(self, provider: str, message: str, *, code: str | None = None,
-                 upstream_status: int | None = None) -> None:
+    def __init__(
+        self, provider: str, message: str, *, code: str | None = None, upstream_status: int | None = None
+    ) -> None:
         super().__init__(f"Upstream '{provider}' {message}", code=code)
         self.provider = provider
         self.upstream_status = upstream_status

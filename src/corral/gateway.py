@@ -49,10 +49,20 @@ class Gateway:
             entries.append(ProviderEntry("demo", "demo", 1000))
             static["demo"] = ("echo",)
         catalog = Catalog(entries, {m.name: m.target for m in config.models})
-        discovery = Discovery(catalog, providers, static, interval=config.server.discovery_interval,
-                              timeout=config.server.discovery_timeout)
-        return cls(config=config, catalog=catalog, engine=Engine(catalog, providers),
-                   discovery=discovery, providers=providers)
+        discovery = Discovery(
+            catalog,
+            providers,
+            static,
+            interval=config.server.discovery_interval,
+            timeout=config.server.discovery_timeout,
+        )
+        return cls(
+            config=config,
+            catalog=catalog,
+            engine=Engine(catalog, providers),
+            discovery=discovery,
+            providers=providers,
+        )
 
     async def start(self) -> None:
         """Start background work. Serving does not wait for discovery."""

@@ -32,19 +32,23 @@ def run(config: Config, master_key: str, host: str, port: int, *, on_ready: Call
         runner(_serve(config, master_key, host, port, on_ready))
 
 
-async def _serve(config: Config, master_key: str, host: str, port: int,
-                 on_ready: Callable[[str], None]) -> None:
+async def _serve(
+    config: Config, master_key: str, host: str, port: int, on_ready: Callable[[str], None]
+) -> None:
     app = create_app(config, master_key)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=config.server.shutdown_timeout)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        sys.exit(f"corral: cannot listen on {host}:{port}: {exc.strerror}. Is another server using "
-                 "that port? Choose one with --port.")
+        sys.exit(
+            f"corral: cannot listen on {host}:{port}: {exc.strerror}. Is another server using "
+            "that port? Choose one with --port."
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -46,9 +46,18 @@ def test_minimal_shape_from_the_issue_loads_exactly_as_written(tmp_path: Path) -
     config = load_config(write(tmp_path, MINIMAL), env=ENV)
     assert config.master_key == "m" * 32
     local, cloud, vllm = config.providers
-    assert (local.name, local.type, local.base_url, local.api_key) == ("local", "ollama", "http://127.0.0.1:11434", None)
+    assert (local.name, local.type, local.base_url, local.api_key) == (
+        "local",
+        "ollama",
+        "http://127.0.0.1:11434",
+        None,
+    )
     assert cloud.api_key == "ok-secret-1234" and cloud.timeout == 60.0
-    assert vllm.type == "openai" and vllm.headers == {"X-Client-ID": "corral"} and vllm.models == ("qwen2.5-coder-32b",)
+    assert (
+        vllm.type == "openai"
+        and vllm.headers == {"X-Client-ID": "corral"}
+        and vllm.models == ("qwen2.5-coder-32b",)
+    )
     assert vllm.path("chat") == "/chat/completions" and local.path("chat") == "/api/chat"
     assert [(m.name, m.target) for m in config.models] == [("cloud-kimi", "ollama-cloud/kimi-k2.5")]
 
@@ -63,24 +72,44 @@ def test_dollar_brace_references_expand(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ("providers:\n  - {name: a, type: olama, base_url: 'http://x'}\n", ["providers[0].type", "ollama, openai"]),
-        ("providers:\n  - {name: a, type: ollama, base_url: 'http://x', timout: 5}\n",
-         ["providers[0].timout", "Did you mean 'timeout'"]),
-        ("providers:\n  - {name: a, type: ollama, base_url: 'ftp://x'}\n", ["providers[0].base_url", "http://"]),
-        ("providers:\n  - {name: a, type: ollama, base_url: 'http://x', api_key: os.environ/NOPE_KEY}\n",
-         ["providers[0].api_key", "NOPE_KEY is not set"]),
+        (
+            "providers:\n  - {name: a, type: olama, base_url: 'http://x'}\n",
+            ["providers[0].type", "ollama, openai"],
+        ),
+        (
+            "providers:\n  - {name: a, type: ollama, base_url: 'http://x', timout: 5}\n",
+            ["providers[0].timout", "Did you mean 'timeout'"],
+        ),
+        (
+            "providers:\n  - {name: a, type: ollama, base_url: 'ftp://x'}\n",
+            ["providers[0].base_url", "http://"],
+        ),
+        (
+            "providers:\n  - {name: a, type: ollama, base_url: 'http://x', api_key: os.environ/NOPE_KEY}\n",
+            ["providers[0].api_key", "NOPE_KEY is not set"],
+        ),
         ("models:\n  - {name: x, target: ghost/model}\n", ["models[0].target", "'ghost'", "not defined"]),
         ("models:\n  - {name: x, target: nomodel}\n", ["models[0].target", "provider/model"]),
-        ("providers:\n  - {name: a, type: openai, base_url: 'http://x', keep_alive: 5m}\n",
-         ["providers[0].keep_alive", "type: ollama"]),
-        ("providers:\n  - {name: a, type: ollama, base_url: 'http://x'}\n  - {name: a, type: ollama, base_url: 'http://y'}\n",
-         ["providers", "used twice"]),
+        (
+            "providers:\n  - {name: a, type: openai, base_url: 'http://x', keep_alive: 5m}\n",
+            ["providers[0].keep_alive", "type: ollama"],
+        ),
+        (
+            "providers:\n  - {name: a, type: ollama, base_url: 'http://x'}\n"
+            "  - {name: a, type: ollama, base_url: 'http://y'}\n",
+            ["providers", "used twice"],
+        ),
         ("master_key: short\n", ["master_key", "16 characters"]),
         ("server: {port: 99999}\n", ["server.port", "65535"]),
-        ("providers:\n  - {name: a, type: ollama, base_url: 'http://x', timeout: soon}\n",
-         ["providers[0].timeout", "duration"]),
+        (
+            "providers:\n  - {name: a, type: ollama, base_url: 'http://x', timeout: soon}\n",
+            ["providers[0].timeout", "duration"],
+        ),
         ("providers: [\n", ["not valid YAML", "line"]),
-        ("providers:\n  - {name: 'a/b', type: ollama, base_url: 'http://x'}\n", ["providers[0].name", "no '/'"]),
+        (
+            "providers:\n  - {name: 'a/b', type: ollama, base_url: 'http://x'}\n",
+            ["providers[0].name", "no '/'"],
+        ),
         ("bogus: 1\n", ["unknown key 'bogus'"]),
     ],
 )
@@ -100,14 +129,18 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
 
 
 def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
-    text = "providers:\n  - {name: a, type: ollama, base_url: 'http://x', api_key: os.environ/K, timeout: -1}\n"
+    text = (
+        "providers:\n  - {name: a, type: ollama, base_url: 'http://x', api_key: os.environ/K, timeout: -1}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={"K": "supersecretvalue"})
     assert "supersecretvalue" not in str(info.value)
 
 
 def test_durations_accept_units(tmp_path: Path) -> None:
-    text = "providers:\n  - {name: a, type: ollama, base_url: 'http://x', timeout: 2m, connect_timeout: 500ms}\n"
+    text = (
+        "providers:\n  - {name: a, type: ollama, base_url: 'http://x', timeout: 2m, connect_timeout: 500ms}\n"
+    )
     cfg = load_config(write(tmp_path, text), env={}).providers[0]
     assert (cfg.timeout, cfg.connect_timeout) == (120.0, 0.5)
 
@@ -124,8 +157,13 @@ def test_no_file_serves_local_ollama_from_ollama_host() -> None:
 
 @pytest.mark.parametrize(
     ("value", "url"),
-    [("", "http://127.0.0.1:11434"), ("0.0.0.0", "http://127.0.0.1:11434"), ("0.0.0.0:8080", "http://127.0.0.1:8080"),
-     ("https://ollama.example", "https://ollama.example:443"), ("http://[::1]:11434", "http://[::1]:11434")],
+    [
+        ("", "http://127.0.0.1:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("https://ollama.example", "https://ollama.example:443"),
+        ("http://[::1]:11434", "http://[::1]:11434"),
+    ],
 )
 def test_ollama_host_forms(value: str, url: str) -> None:
     assert ollama_host_url(value) == url

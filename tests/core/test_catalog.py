@@ -11,8 +11,12 @@ from corral.errors import ModelNotFound
 
 def catalog() -> Catalog:
     cat = Catalog(
-        [ProviderEntry("gpu", "ollama", priority=0), ProviderEntry("laptop", "ollama", priority=5),
-         ProviderEntry("vllm", "openai", priority=1), ProviderEntry("off", "ollama", enabled=False)],
+        [
+            ProviderEntry("gpu", "ollama", priority=0),
+            ProviderEntry("laptop", "ollama", priority=5),
+            ProviderEntry("vllm", "openai", priority=1),
+            ProviderEntry("off", "ollama", enabled=False),
+        ],
         {"fast": "gpu/llama3.2:1b", "any-qwen": "ollama/qwen3:8b"},
     )
     cat.update("gpu", [ModelInfo("llama3.2:latest"), ModelInfo("qwen3:8b")])
@@ -37,7 +41,11 @@ def test_ollama_prefix_means_every_ollama_provider_with_the_model_by_priority() 
 
 def test_bare_name_spans_types_and_latest_tag_is_optional() -> None:
     cat = catalog()
-    assert cat.resolve("qwen3:8b") == [Target("gpu", "qwen3:8b"), Target("vllm", "qwen3:8b"), Target("laptop", "qwen3:8b")]
+    assert cat.resolve("qwen3:8b") == [
+        Target("gpu", "qwen3:8b"),
+        Target("vllm", "qwen3:8b"),
+        Target("laptop", "qwen3:8b"),
+    ]
     assert cat.resolve("llama3.2") == [Target("gpu", "llama3.2:latest")]
     assert cat.resolve("Qwen/Qwen2.5-7B") == [Target("vllm", "Qwen/Qwen2.5-7B")]
 

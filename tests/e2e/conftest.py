@@ -28,15 +28,24 @@ class Fleet:
     gateway: GatewayServer
 
     def client(self, **kw: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.gateway.v1, api_key=self.gateway.key, max_retries=0, timeout=20, **kw)  # type: ignore[arg-type]
+        return openai.OpenAI(
+            base_url=self.gateway.v1, api_key=self.gateway.key, max_retries=0, timeout=20, **kw
+        )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
     ollama = OllamaEmulator()
-    cloud = OllamaEmulator([{"name": "kimi-k2.5:cloud-base"}, {"name": "gpt-oss:120b", "capabilities": ["completion", "tools", "thinking"]}],
-                           api_key=CLOUD_KEY)
-    vllm = OpenAIEmulator(["qwen2.5-coder-32b", "text-embedding-3-small"], api_key=VLLM_KEY, path_prefix="/prefix")
+    cloud = OllamaEmulator(
+        [
+            {"name": "kimi-k2.5:cloud-base"},
+            {"name": "gpt-oss:120b", "capabilities": ["completion", "tools", "thinking"]},
+        ],
+        api_key=CLOUD_KEY,
+    )
+    vllm = OpenAIEmulator(
+        ["qwen2.5-coder-32b", "text-embedding-3-small"], api_key=VLLM_KEY, path_prefix="/prefix"
+    )
     with ServerThread(ollama.app) as o, ServerThread(cloud.app) as c, ServerThread(vllm.app) as v:
         config = make_config(
             f"""

@@ -66,8 +66,13 @@ def test_upstream_500_is_502() -> None:
 def test_wrong_cloud_key_is_502_and_does_not_leak() -> None:
     emu = OllamaEmulator(api_key="the-right-key-000000")
     with ServerThread(emu.app) as server:
-        config = make_config({"providers": [{"name": "x", "type": "ollama", "base_url": server.url,
-                                             "api_key": "the-wrong-key-111111"}]})
+        config = make_config(
+            {
+                "providers": [
+                    {"name": "x", "type": "ollama", "base_url": server.url, "api_key": "the-wrong-key-111111"}
+                ]
+            }
+        )
         with GatewayServer(config) as gw:
             resp = post(gw)
             ready = httpx.get(gw.url + "/readyz")
@@ -81,8 +86,13 @@ def test_stall_mid_stream_ends_with_an_error_event() -> None:
     with ServerThread(emu.app) as server, gateway_for(server.url, timeout="500ms") as gw:
         emu.fault = Fault("stall_midstream", seconds=2.5, after_chunks=1)
         started = time.monotonic()
-        with httpx.stream("POST", gw.v1 + "/chat/completions", headers=gw.headers(),
-                          json={**BODY, "stream": True}, timeout=30) as resp:
+        with httpx.stream(
+            "POST",
+            gw.v1 + "/chat/completions",
+            headers=gw.headers(),
+            json={**BODY, "stream": True},
+            timeout=30,
+        ) as resp:
             text = resp.read().decode()
         elapsed = time.monotonic() - started
     assert resp.status_code == 200

@@ -14,12 +14,18 @@ USER = [{"role": "user", "content": "hello there friend"}]
 
 def test_chat_through_alias_rewrites_only_the_model(fleet: Fleet) -> None:
     raw = fleet.client().chat.completions.with_raw_response.create(
-        model="coder", messages=USER, temperature=0.3, extra_body={"top_k": 4, "vendor_flag": {"a": 1}})
+        model="coder", messages=USER, temperature=0.3, extra_body={"top_k": 4, "vendor_flag": {"a": 1}}
+    )
     resp = raw.parse()
     assert resp.choices[0].message.content == "Echo: hello there friend"
     seen = fleet.vllm.requests_to("/chat/completions")[-1]
-    assert seen.json == {"model": "qwen2.5-coder-32b", "messages": USER, "temperature": 0.3, "top_k": 4,
-                         "vendor_flag": {"a": 1}}
+    assert seen.json == {
+        "model": "qwen2.5-coder-32b",
+        "messages": USER,
+        "temperature": 0.3,
+        "top_k": 4,
+        "vendor_flag": {"a": 1},
+    }
     assert seen.headers["authorization"] == f"Bearer {VLLM_KEY}"
     assert seen.headers["x-client-id"] == "corral"
     assert seen.headers["host"] == f"127.0.0.1:{fleet.vllm_server.port}"
@@ -29,10 +35,13 @@ def test_chat_through_alias_rewrites_only_the_model(fleet: Fleet) -> None:
 
 
 def test_provider_slash_model_and_streaming_passthrough(fleet: Fleet) -> None:
-    stream = fleet.client().chat.completions.create(model="vllm/qwen2.5-coder-32b", messages=USER, stream=True,
-                                                    stream_options={"include_usage": True})
+    stream = fleet.client().chat.completions.create(
+        model="vllm/qwen2.5-coder-32b", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello there friend"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Echo: hello there friend"
+    )
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     seen = fleet.vllm.requests_to("/chat/completions")[-1].json
     assert seen["stream"] is True and seen["stream_options"] == {"include_usage": True}
@@ -62,8 +71,11 @@ def test_embeddings_and_completions(fleet: Fleet) -> None:
 
 def test_upstream_auth_failure_is_502_without_the_key(fleet: Fleet) -> None:
     fleet.vllm.fault = Fault("status", status=401, message=f"Incorrect API key provided: {VLLM_KEY}")
-    resp = httpx.post(fleet.gateway.v1 + "/chat/completions", headers=fleet.gateway.headers(),
-                      json={"model": "coder", "messages": USER})
+    resp = httpx.post(
+        fleet.gateway.v1 + "/chat/completions",
+        headers=fleet.gateway.headers(),
+        json={"model": "coder", "messages": USER},
+    )
     assert resp.status_code == 502
     assert "credentials" in resp.json()["error"]["message"]
     assert VLLM_KEY not in resp.text

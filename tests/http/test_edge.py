@@ -29,16 +29,26 @@ def error_of(resp: httpx.Response) -> dict[str, object]:
 
 def test_bearer_and_x_api_key_both_authenticate(gw: GatewayServer) -> None:
     assert httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=gw.headers()).status_code == 200
-    assert httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers={"X-API-Key": MASTER_KEY}).status_code == 200
+    assert (
+        httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers={"X-API-Key": MASTER_KEY}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_api_key"), ({"Authorization": "Bearer wrong"}, "invalid_api_key"),
-     ({"Authorization": "Basic " + MASTER_KEY}, "missing_api_key"), ({"X-API-Key": "x" * 4000}, "invalid_api_key"),
-     ({"Authorization": "Bearer " + MASTER_KEY + "x"}, "invalid_api_key"), ({"Authorization": "Bearer ' OR 1=1 --"}, "invalid_api_key")],
+    [
+        ({}, "missing_api_key"),
+        ({"Authorization": "Bearer wrong"}, "invalid_api_key"),
+        ({"Authorization": "Basic " + MASTER_KEY}, "missing_api_key"),
+        ({"X-API-Key": "x" * 4000}, "invalid_api_key"),
+        ({"Authorization": "Bearer " + MASTER_KEY + "x"}, "invalid_api_key"),
+        ({"Authorization": "Bearer ' OR 1=1 --"}, "invalid_api_key"),
+    ],
 )
-def test_missing_or_wrong_key_is_401_and_never_echoed(gw: GatewayServer, headers: dict[str, str], code: str) -> None:
+def test_missing_or_wrong_key_is_401_and_never_echoed(
+    gw: GatewayServer, headers: dict[str, str], code: str
+) -> None:
     resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers=headers)
     assert resp.status_code == 401
     err = error_of(resp)
@@ -48,8 +58,13 @@ def test_missing_or_wrong_key_is_401_and_never_echoed(gw: GatewayServer, headers
 
 
 def test_every_v1_route_requires_the_key(gw: GatewayServer) -> None:
-    for method, path in [("POST", "/chat/completions"), ("POST", "/completions"), ("POST", "/embeddings"),
-                         ("GET", "/models"), ("GET", "/models/demo/echo")]:
+    for method, path in [
+        ("POST", "/chat/completions"),
+        ("POST", "/completions"),
+        ("POST", "/embeddings"),
+        ("GET", "/models"),
+        ("GET", "/models/demo/echo"),
+    ]:
         assert httpx.request(method, gw.v1 + path, json=CHAT).status_code == 401, path
 
 
@@ -61,12 +76,23 @@ def test_openai_client_sees_auth_error(gw: GatewayServer) -> None:
 
 @pytest.mark.parametrize(
     ("body", "param", "code"),
-    [(b"{not json", None, "invalid_json"), (b"[1,2]", None, "invalid_json"), (b'{"messages": []}', "model", "missing_model"),
-     (b'{"model": "demo/echo"}', "messages", None), (b'{"model": "demo/echo", "messages": "hi"}', "messages", None),
-     (b'{"model": "demo/echo", "messages": [{"content": "x"}]}', "messages[0]", None),
-     (b'{"model": "demo/echo", "messages": [{"role":"user","content":"x"}], "stream": "yes"}', "stream", None)],
+    [
+        (b"{not json", None, "invalid_json"),
+        (b"[1,2]", None, "invalid_json"),
+        (b'{"messages": []}', "model", "missing_model"),
+        (b'{"model": "demo/echo"}', "messages", None),
+        (b'{"model": "demo/echo", "messages": "hi"}', "messages", None),
+        (b'{"model": "demo/echo", "messages": [{"content": "x"}]}', "messages[0]", None),
+        (
+            b'{"model": "demo/echo", "messages": [{"role":"user","content":"x"}], "stream": "yes"}',
+            "stream",
+            None,
+        ),
+    ],
 )
-def test_bad_json_or_params_is_400(gw: GatewayServer, body: bytes, param: str | None, code: str | None) -> None:
+def test_bad_json_or_params_is_400(
+    gw: GatewayServer, body: bytes, param: str | None, code: str | None
+) -> None:
     resp = httpx.post(gw.v1 + "/chat/completions", content=body, headers=gw.headers())
     assert resp.status_code == 400
     err = error_of(resp)
@@ -109,9 +135,13 @@ def test_unknown_route_gets_an_envelope(gw: GatewayServer) -> None:
 
 
 def test_request_id_is_returned_and_client_ids_are_sanitised(gw: GatewayServer) -> None:
-    resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "abc-123"})
+    resp = httpx.post(
+        gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "abc-123"}
+    )
     assert resp.headers["x-request-id"] == "abc-123"
-    resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "a\tb<script>"})
+    resp = httpx.post(
+        gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "a\tb<script>"}
+    )
     assert resp.headers["x-request-id"].startswith("req_")
 
 
@@ -122,5 +152,7 @@ def test_health_endpoints_need_no_key(gw: GatewayServer) -> None:
 
 
 def test_huge_headers_are_refused_without_a_5xx(gw: GatewayServer) -> None:
-    resp = httpx.post(gw.v1 + "/chat/completions", json=CHAT, headers={"Authorization": "Bearer " + "k" * 100_000})
+    resp = httpx.post(
+        gw.v1 + "/chat/completions", json=CHAT, headers={"Authorization": "Bearer " + "k" * 100_000}
+    )
     assert 400 <= resp.status_code < 500

@@ -18,7 +18,9 @@ from tests.support.servers import ServerThread
 MASTER_KEY = "sk-test-master-0123456789abcdef"
 
 
-def make_config(data: Mapping[str, Any] | str, *, demo: bool = False, env: Mapping[str, str] | None = None) -> Config:
+def make_config(
+    data: Mapping[str, Any] | str, *, demo: bool = False, env: Mapping[str, str] | None = None
+) -> Config:
     parsed = yaml.safe_load(data) if isinstance(data, str) else dict(data)
     return parse_config(parsed, source="test.yaml", env=env or {}, demo=demo)
 

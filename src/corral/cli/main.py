@@ -20,8 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"),
-                       help="YAML config file (default: $CORRAL_CONFIG; without one, a local Ollama is used)")
+    serve.add_argument(
+        "--config",
+        default=os.environ.get("CORRAL_CONFIG"),
+        help="YAML config file (default: $CORRAL_CONFIG; without one, a local Ollama is used)",
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
     serve.add_argument("--demo", action="store_true", help="add the built-in demo provider (model demo/echo)")
@@ -59,25 +62,32 @@ def _serve(args: argparse.Namespace) -> int:
     from corral.security.master_key import load_master_key
     from corral.server import run
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = load_config(args.config, demo=args.demo)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     home = data_dir()
     key = load_master_key(config.master_key, home, os.environ, create=is_loopback(host))
     if key is None:
-        print(f"corral: refusing to listen on {host} without a master key: anyone who can reach it could "
-              "use your upstreams. Set one with `export CORRAL_MASTER_KEY=$(python -c 'import secrets; "
-              "print(secrets.token_urlsafe(32))')` or `master_key:` in the config, or bind to 127.0.0.1.",
-              file=sys.stderr)
+        print(
+            f"corral: refusing to listen on {host} without a master key: anyone who can reach it could "
+            "use your upstreams. Set one with `export CORRAL_MASTER_KEY=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')` or `master_key:` in the config, or bind to 127.0.0.1.",
+            file=sys.stderr,
+        )
         return 2
     _describe(config)
 
     def ready(url: str) -> None:
         print(f"corral {__version__} listening on {url}  (OpenAI API at {url}/v1)", flush=True)
         if key.source == "generated":
-            print(f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"
-                  f"    {key.value}\nUse it as: Authorization: Bearer <key>", flush=True)
+            print(
+                f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"
+                f"    {key.value}\nUse it as: Authorization: Bearer <key>",
+                flush=True,
+            )
         else:
             print(f"Master key: from {key.source}.", flush=True)
 

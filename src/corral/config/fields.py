@@ -42,7 +42,11 @@ class Fields:
         for key in self.data:
             if key not in allowed:
                 close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else f" Allowed keys: {', '.join(sorted(allowed))}."
+                hint = (
+                    f" Did you mean '{close[0]}'?"
+                    if close
+                    else f" Allowed keys: {', '.join(sorted(allowed))}."
+                )
                 raise self.error(f"unknown key '{key}'.{hint}", str(key))
 
     def resolve(self, value: Any, key: str) -> Any:
@@ -115,7 +119,9 @@ class Fields:
             return float(value)
         match = _DURATION.match(value) if isinstance(value, str) else None
         if not match or float(match.group(1)) <= 0:
-            raise self.error(f"must be a positive duration such as 30, '30s', '500ms' or '5m', got {value!r}.", key)
+            raise self.error(
+                f"must be a positive duration such as 30, '30s', '500ms' or '5m', got {value!r}.", key
+            )
         return float(match.group(1)) * _UNITS[match.group(2)]
 
     def sequence(self, key: str) -> list[Any]:

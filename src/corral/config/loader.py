@@ -27,18 +27,41 @@ from corral.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _TOP_KEYS = {"master_key", "providers", "models", "server"}
-_SERVER_KEYS = {"host", "port", "max_request_bytes", "shutdown_timeout", "discovery_interval", "discovery_timeout"}
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "max_request_bytes",
+    "shutdown_timeout",
+    "discovery_interval",
+    "discovery_timeout",
+}
 _PROVIDER_KEYS = {
-    "name", "type", "base_url", "api_key", "headers", "verify_ssl", "timeout", "connect_timeout",
-    "priority", "weight", "enabled", "models", "paths", "max_connections",
-    "keep_alive", "num_ctx", "options",
+    "name",
+    "type",
+    "base_url",
+    "api_key",
+    "headers",
+    "verify_ssl",
+    "timeout",
+    "connect_timeout",
+    "priority",
+    "weight",
+    "enabled",
+    "models",
+    "paths",
+    "max_connections",
+    "keep_alive",
+    "num_ctx",
+    "options",
 }
 _OLLAMA_ONLY = {"keep_alive", "num_ctx", "options"}
 _MODEL_KEYS = {"name", "target"}
 _TYPES: tuple[ProviderType, ...] = ("ollama", "openai")
 
 
-def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None, demo: bool = False) -> Config:
+def load_config(
+    path: str | Path | None, *, env: Mapping[str, str] | None = None, demo: bool = False
+) -> Config:
     """Read ``path`` (or build the defaults when it is None) and validate it."""
     env = os.environ if env is None else env
     if path is None:
@@ -63,21 +86,29 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
     top = Fields(data, "", source, env)
     top.reject_unknown(_TOP_KEYS)
     server = _server(top.child(top.data.get("server") or {}, "server"))
-    providers = tuple(_provider(Fields(item, f"providers[{i}]", source, env))
-                      for i, item in enumerate(top.sequence("providers")))
+    providers = tuple(
+        _provider(Fields(item, f"providers[{i}]", source, env))
+        for i, item in enumerate(top.sequence("providers"))
+    )
     _check_unique([p.name for p in providers], "providers", top)
     if demo and any(p.name == "demo" for p in providers):
         raise top.error("a provider is named 'demo', which --demo reserves. Rename it.", "providers")
     names = {p.name for p in providers} | ({"demo"} if demo else set())
-    models = tuple(_alias(Fields(item, f"models[{i}]", source, env), names)
-                   for i, item in enumerate(top.sequence("models")))
+    models = tuple(
+        _alias(Fields(item, f"models[{i}]", source, env), names)
+        for i, item in enumerate(top.sequence("models"))
+    )
     _check_unique([m.name for m in models], "models", top)
     master_key = top.string("master_key")
     if master_key is not None and len(master_key) < 16:
-        raise top.error("is shorter than 16 characters. Use a long random key, e.g. "
-                        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`.", "master_key")
-    return Config(source=source, master_key=master_key, providers=providers, models=models,
-                  server=server, demo=demo)
+        raise top.error(
+            "is shorter than 16 characters. Use a long random key, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+            "master_key",
+        )
+    return Config(
+        source=source, master_key=master_key, providers=providers, models=models, server=server, demo=demo
+    )
 
 
 def _defaults(env: Mapping[str, str], demo: bool) -> Config:
@@ -94,7 +125,7 @@ def ollama_host_url(value: str) -> str:
         value = "http://" + value
     parts = urlsplit(value)
     host = parts.hostname or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):  # noqa: S104 - a listen address; connect to loopback instead
+    if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
@@ -111,7 +142,8 @@ def _server(f: Fields) -> ServerConfig:
     return ServerConfig(
         host=f.string("host", d.host) or d.host,
         port=port if port is not None else d.port,
-        max_request_bytes=f.integer("max_request_bytes", d.max_request_bytes, minimum=1024) or d.max_request_bytes,
+        max_request_bytes=f.integer("max_request_bytes", d.max_request_bytes, minimum=1024)
+        or d.max_request_bytes,
         shutdown_timeout=f.duration("shutdown_timeout", d.shutdown_timeout),
         discovery_interval=f.duration("discovery_interval", d.discovery_interval),
         discovery_timeout=f.duration("discovery_timeout", d.discovery_timeout),
@@ -122,8 +154,11 @@ def _provider(f: Fields) -> ProviderConfig:
     f.reject_unknown(_PROVIDER_KEYS)
     name = cast(str, f.string("name", required=True))
     if not _NAME.match(name) or name == "corral":
-        raise f.error(f"'{name}' is not a valid provider name: use letters, digits, '_', '-', '.', "
-                      "no '/', and not the reserved name 'corral'.", "name")
+        raise f.error(
+            f"'{name}' is not a valid provider name: use letters, digits, '_', '-', '.', "
+            "no '/', and not the reserved name 'corral'.",
+            "name",
+        )
     kind = f.string("type", required=True)
     if kind not in _TYPES:
         raise f.error(f"must be one of {', '.join(_TYPES)}, got {kind!r}.", "type")
@@ -135,14 +170,16 @@ def _provider(f: Fields) -> ProviderConfig:
     paths = f.string_map("paths")
     for key, value in paths.items():
         if key not in DEFAULT_PATHS[ptype]:
-            raise f.error(f"unknown path '{key}'; a {ptype} provider has: "
-                          f"{', '.join(DEFAULT_PATHS[ptype])}.", "paths")
+            raise f.error(
+                f"unknown path '{key}'; a {ptype} provider has: {', '.join(DEFAULT_PATHS[ptype])}.", "paths"
+            )
         if not value.startswith("/"):
             raise f.error(f"'{key}' must start with '/', got {value!r}.", "paths")
     keep_alive = f.raw("keep_alive")
     if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int)):
-        raise f.error("must be a duration string like '10m' or a number of seconds (-1 keeps it loaded).",
-                      "keep_alive")
+        raise f.error(
+            "must be a duration string like '10m' or a number of seconds (-1 keeps it loaded).", "keep_alive"
+        )
     options = f.data.get("options") or {}
     if not isinstance(options, dict):
         raise f.error("must be a mapping of Ollama options (e.g. num_ctx: 8192).", "options")
@@ -189,8 +226,9 @@ def _alias(f: Fields, providers: set[str]) -> ModelAlias:
         raise f.error(f"must be 'provider/model', got {target!r}.", "target")
     if provider not in providers and provider != "ollama":
         known = ", ".join(sorted(providers)) or "(none)"
-        raise f.error(f"names provider '{provider}', which is not defined. Defined providers: {known}.",
-                      "target")
+        raise f.error(
+            f"names provider '{provider}', which is not defined. Defined providers: {known}.", "target"
+        )
     return ModelAlias(name=name, target=target)
 
 

@@ -111,15 +111,22 @@ class Catalog:
 
     def listing(self) -> list[ListedModel]:
         """Aliases first, then every discovered model as provider/model."""
-        rows = [ListedModel(id=name, owned_by="corral", created=0,
-                            target=Target(*target.partition("/")[::2]))
-                for name, target in self._aliases.items()]
+        rows = [
+            ListedModel(id=name, owned_by="corral", created=0, target=Target(*target.partition("/")[::2]))
+            for name, target in self._aliases.items()
+        ]
         for entry in self._providers.values():
             if not entry.enabled:
                 continue
             for info in self._models.get(entry.name, ()):
-                rows.append(ListedModel(id=f"{entry.name}/{info.id}", owned_by=entry.name,
-                                        created=info.created, target=Target(entry.name, info.id)))
+                rows.append(
+                    ListedModel(
+                        id=f"{entry.name}/{info.id}",
+                        owned_by=entry.name,
+                        created=info.created,
+                        target=Target(entry.name, info.id),
+                    )
+                )
         return rows
 
     def suggest(self, name: str) -> list[str]:

@@ -29,8 +29,15 @@ class ProviderStatus:
 
 
 class Discovery:
-    def __init__(self, catalog: Catalog, providers: Mapping[str, Provider],
-                 static: Mapping[str, tuple[str, ...] | None], *, interval: float, timeout: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: Mapping[str, Provider],
+        static: Mapping[str, tuple[str, ...] | None],
+        *,
+        interval: float,
+        timeout: float,
+    ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._static = static

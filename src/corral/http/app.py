@@ -23,8 +23,11 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 def create_app(config: Config, master_key: str, *, gateway: Gateway | None = None) -> web.Application:
     """Build the app. ``gateway`` may be given by tests; otherwise it is built on startup."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_request_bytes,
-                          handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024})
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=config.server.max_request_bytes,
+        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gw = gateway or Gateway.create(config)

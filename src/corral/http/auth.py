@@ -13,8 +13,10 @@ from aiohttp import web
 
 from corral.errors import AuthenticationFailed
 
-_MISSING = ("No API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
-            "The master key was printed at first start and is stored in the data directory.")
+_MISSING = (
+    "No API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
+    "The master key was printed at first start and is stored in the data directory."
+)
 _WRONG = "The API key is not valid. Check the key you are sending; it is not shown here."
 
 

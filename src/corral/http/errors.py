@@ -23,9 +23,12 @@ def error_response(exc: CorralError, request_id: str | None = None) -> web.Respo
     headers = {"x-request-id": request_id} if request_id else None
     if exc.http_status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="corral"'}
-    return web.Response(status=exc.http_status, body=envelope(exc.message, error_type, code=exc.code,
-                                                               param=exc.param),
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        status=exc.http_status,
+        body=envelope(exc.message, error_type, code=exc.code, param=exc.param),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 @web.middleware
@@ -40,12 +43,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = "not_found" if exc.status == 404 else "method_not_allowed" if exc.status == 405 else None
         kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
-        message = (f"No route for {request.method} {request.path}. The OpenAI API is under /v1 "
-                   "(e.g. POST /v1/chat/completions)." if exc.status in (404, 405) else exc.reason)
-        return web.Response(status=exc.status, body=envelope(message, kind, code=code),
-                            content_type="application/json")
+        message = (
+            f"No route for {request.method} {request.path}. The OpenAI API is under /v1 "
+            "(e.g. POST /v1/chat/completions)."
+            if exc.status in (404, 405)
+            else exc.reason
+        )
+        return web.Response(
+            status=exc.status, body=envelope(message, kind, code=code), content_type="application/json"
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.Response(status=500, content_type="application/json",
-                            body=envelope("corral hit an internal error; it has been logged.", "server_error",
-                                          code="internal_error"))
+        return web.Response(
+            status=500,
+            content_type="application/json",
+            body=envelope(
+                "corral hit an internal error; it has been logged.", "server_error", code="internal_error"
+            ),
+        )

@@ -15,8 +15,8 @@ import orjson
 from aiohttp import web
 
 from corral.core.call import Call, Endpoint
-from corral.core.engine import Engine
 from corral.core.catalog import Catalog
+from corral.core.engine import Engine
 from corral.errors import BodyTooLarge, InvalidRequest
 from corral.http.auth import KeyChecker
 from corral.http.errors import REQUEST_ID
@@ -35,13 +35,18 @@ def request_id(request: web.Request) -> str:
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
     length = request.content_length
     if length is not None and length > limit:
-        raise BodyTooLarge(f"The request body is {length} bytes; this gateway accepts at most {limit}. "
-                           "Send less, or raise server.max_request_bytes.", code="body_too_large")
+        raise BodyTooLarge(
+            f"The request body is {length} bytes; this gateway accepts at most {limit}. "
+            "Send less, or raise server.max_request_bytes.",
+            code="body_too_large",
+        )
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(f"The request body is over {limit} bytes. Send less, or raise "
-                           "server.max_request_bytes.", code="body_too_large") from None
+        raise BodyTooLarge(
+            f"The request body is over {limit} bytes. Send less, or raise server.max_request_bytes.",
+            code="body_too_large",
+        ) from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -54,8 +59,11 @@ async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, 
 def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required and must be a non-empty string. GET /v1/models lists them.",
-                             param="model", code="missing_model")
+        raise InvalidRequest(
+            "'model' is required and must be a non-empty string. GET /v1/models lists them.",
+            param="model",
+            code="missing_model",
+        )
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -64,12 +72,14 @@ def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
     if endpoint is Endpoint.CHAT:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("'messages' must be a non-empty list of {role, content} objects.",
-                                 param="messages")
+            raise InvalidRequest(
+                "'messages' must be a non-empty list of {role, content} objects.", param="messages"
+            )
         for i, message in enumerate(messages):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'.",
-                                     param=f"messages[{i}]")
+                raise InvalidRequest(
+                    f"messages[{i}] must be an object with a string 'role'.", param=f"messages[{i}]"
+                )
     elif endpoint is Endpoint.COMPLETION:
         if not isinstance(body.get("prompt"), str | list):
             raise InvalidRequest("'prompt' is required: a string.", param="prompt")
@@ -82,7 +92,9 @@ class OpenAIRoutes:
     """Handlers of the OpenAI surface. ``engine`` is called on each request, so the app can
     build the engine at startup (inside the event loop) after the routes exist."""
 
-    def __init__(self, engine: Callable[[web.Request], Engine], keys: KeyChecker, max_request_bytes: int) -> None:
+    def __init__(
+        self, engine: Callable[[web.Request], Engine], keys: KeyChecker, max_request_bytes: int
+    ) -> None:
         self._engine = engine
         self._keys = keys
         self._limit = max_request_bytes
@@ -122,15 +134,18 @@ class OpenAIRoutes:
         request_id(request)
         self._keys.check(request)
         data = [_model_row(row.id, row.created, row.owned_by) for row in self._catalog(request).listing()]
-        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+        return web.Response(
+            body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
+        )
 
     async def get_model(self, request: web.Request) -> web.Response:
         request_id(request)
         self._keys.check(request)
         name = request.match_info["model"]
         target = self._catalog(request).resolve(name)[0]
-        return web.Response(body=orjson.dumps(_model_row(name, 0, target.provider)),
-                            content_type="application/json")
+        return web.Response(
+            body=orjson.dumps(_model_row(name, 0, target.provider)), content_type="application/json"
+        )
 
 
 def _model_row(model_id: str, created: int, owned_by: str) -> dict[str, Any]:

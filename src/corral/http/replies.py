@@ -15,8 +15,9 @@ async def write_reply(request: web.Request, reply: Reply, request_id: str) -> we
     headers = reply.headers
     headers["x-request-id"] = request_id
     if reply.chunks is None:
-        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type,
-                            headers=headers)
+        return web.Response(
+            status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
+        )
     headers.update(_STREAM_HEADERS)
     headers["Content-Type"] = reply.content_type
     response = web.StreamResponse(status=reply.status, headers=headers)

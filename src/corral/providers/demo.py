@@ -38,8 +38,11 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 def _usage(prompt: str, words: list[str]) -> dict[str, int]:
     prompt_tokens = max(1, len(prompt.split()))
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-            "total_tokens": prompt_tokens + len(words)}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(words),
+        "total_tokens": prompt_tokens + len(words),
+    }
 
 
 class DemoProvider:
@@ -50,8 +53,11 @@ class DemoProvider:
 
     async def send(self, call: Call, model: str) -> Reply:
         if model not in MODELS:
-            raise NotFound(f"The demo provider has only these models: "
-                           f"{', '.join('demo/' + m for m in MODELS)}.", code="model_not_found", param="model")
+            raise NotFound(
+                f"The demo provider has only these models: {', '.join('demo/' + m for m in MODELS)}.",
+                code="model_not_found",
+                param="model",
+            )
         if call.endpoint is Endpoint.EMBEDDING:
             return Reply(body=orjson.dumps(self._embeddings(call)))
         prompt = _last_user_text(call.body)
@@ -62,22 +68,37 @@ class DemoProvider:
             words, finish = words[:limit], "length"
         request_id = ("chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-") + secrets.token_hex(12)
         if call.stream:
-            return Reply(chunks=self._stream(call, request_id, prompt, words, finish),
-                         content_type="text/event-stream")
+            return Reply(
+                chunks=self._stream(call, request_id, prompt, words, finish), content_type="text/event-stream"
+            )
         text = " ".join(words)
         if call.endpoint is Endpoint.CHAT:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                      "logprobs": None, "finish_reason": finish}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             obj = "text_completion"
-        return Reply(body=orjson.dumps({"id": request_id, "object": obj, "created": int(time.time()),
-                                        "model": call.model, "choices": [choice],
-                                        "usage": _usage(prompt, words)}))
+        return Reply(
+            body=orjson.dumps(
+                {
+                    "id": request_id,
+                    "object": obj,
+                    "created": int(time.time()),
+                    "model": call.model,
+                    "choices": [choice],
+                    "usage": _usage(prompt, words),
+                }
+            )
+        )
 
-    async def _stream(self, call: Call, request_id: str, prompt: str, words: list[str],
-                      finish: str) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, call: Call, request_id: str, prompt: str, words: list[str], finish: str
+    ) -> AsyncIterator[bytes]:
         created = int(time.time())
         chat = call.endpoint is Endpoint.CHAT
         obj = "chat.completion.chunk" if chat else "text_completion"
@@ -85,8 +106,13 @@ class DemoProvider:
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
 
         def event(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
-            chunk: dict[str, Any] = {"id": request_id, "object": obj, "created": created,
-                                     "model": call.model, "choices": [choice] if choice else []}
+            chunk: dict[str, Any] = {
+                "id": request_id,
+                "object": obj,
+                "created": created,
+                "model": call.model,
+                "choices": [choice] if choice else [],
+            }
             if include_usage:
                 chunk["usage"] = usage
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
@@ -122,8 +148,12 @@ class DemoProvider:
                 embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
         tokens = sum(len(str(t).split()) for t in inputs)
-        return {"object": "list", "data": data, "model": call.model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": call.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m, owned_by=self.name) for m in MODELS]

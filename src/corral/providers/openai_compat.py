@@ -59,8 +59,10 @@ class OpenAIProvider:
                 complete = True
             except (aiohttp.ClientError, TimeoutError) as exc:
                 detail = "timed out" if isinstance(exc, TimeoutError) else "broke the connection"
-                yield b"\n\n" + sse_error(f"Upstream '{self.name}' {detail} mid-stream; the answer is "
-                                          "incomplete.", code="upstream_stream_interrupted")
+                yield b"\n\n" + sse_error(
+                    f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete.",
+                    code="upstream_stream_interrupted",
+                )
         finally:
             if complete:
                 resp.release()
@@ -76,11 +78,18 @@ class OpenAIProvider:
         try:
             data: Any = orjson.loads(raw)
             items = data["data"]
-            return [ModelInfo(id=str(m["id"]), created=int(m.get("created") or 0),
-                              owned_by=str(m.get("owned_by") or "")) for m in items]
+            return [
+                ModelInfo(
+                    id=str(m["id"]), created=int(m.get("created") or 0), owned_by=str(m.get("owned_by") or "")
+                )
+                for m in items
+            ]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise UpstreamError(self.name, "returned a model list corral cannot read (expected "
-                                "{\"data\": [{\"id\": ...}]}).", code="upstream_bad_response") from None
+            raise UpstreamError(
+                self.name,
+                'returned a model list corral cannot read (expected {"data": [{"id": ...}]}).',
+                code="upstream_bad_response",
+            ) from None
 
     async def close(self) -> None:
         await self._session.close()

@@ -63,34 +63,50 @@ async def upstream_errors(cfg: ProviderConfig) -> AsyncIterator[None]:
     except UpstreamError:
         raise
     except aiohttp.ClientConnectorCertificateError:
-        raise UpstreamError(cfg.name, f"failed TLS verification at {where(cfg.base_url)}. Fix the "
-                            "certificate, or set verify_ssl: false only for a host you trust.",
-                            code="upstream_tls") from None
+        raise UpstreamError(
+            cfg.name,
+            f"failed TLS verification at {where(cfg.base_url)}. Fix the "
+            "certificate, or set verify_ssl: false only for a host you trust.",
+            code="upstream_tls",
+        ) from None
     except aiohttp.ClientConnectorError as exc:
         reason = exc.strerror or exc.__class__.__name__
-        raise UpstreamUnavailable(cfg.name, f"is unreachable at {where(cfg.base_url)} ({reason}). "
-                                  "Check that it is running and that base_url is right.",
-                                  code="upstream_unreachable") from None
+        raise UpstreamUnavailable(
+            cfg.name,
+            f"is unreachable at {where(cfg.base_url)} ({reason}). "
+            "Check that it is running and that base_url is right.",
+            code="upstream_unreachable",
+        ) from None
     except (aiohttp.ServerTimeoutError, TimeoutError):
-        raise UpstreamTimeout(cfg.name, f"did not answer within {cfg.timeout:g} s (timeout). Raise "
-                              "the provider's timeout if it is loading a large model.",
-                              code="upstream_timeout") from None
+        raise UpstreamTimeout(
+            cfg.name,
+            f"did not answer within {cfg.timeout:g} s (timeout). Raise "
+            "the provider's timeout if it is loading a large model.",
+            code="upstream_timeout",
+        ) from None
     except aiohttp.ServerDisconnectedError:
-        raise UpstreamError(cfg.name, "closed the connection before answering.",
-                            code="upstream_disconnected") from None
+        raise UpstreamError(
+            cfg.name, "closed the connection before answering.", code="upstream_disconnected"
+        ) from None
     except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-        raise UpstreamError(cfg.name, f"sent a broken response ({exc.__class__.__name__}).",
-                            code="upstream_bad_response") from None
+        raise UpstreamError(
+            cfg.name, f"sent a broken response ({exc.__class__.__name__}).", code="upstream_bad_response"
+        ) from None
     except aiohttp.ClientError as exc:
-        raise UpstreamError(cfg.name, f"request failed ({exc.__class__.__name__}).",
-                            code="upstream_error") from None
+        raise UpstreamError(
+            cfg.name, f"request failed ({exc.__class__.__name__}).", code="upstream_error"
+        ) from None
 
 
 async def rejected(cfg: ProviderConfig, resp: aiohttp.ClientResponse) -> UpstreamRejected:
     """Build the error for a non-2xx upstream answer, reading a bounded part of its body."""
     if resp.status in (401, 403):
-        return UpstreamRejected(cfg.name, resp.status, "the provider rejected corral's credentials. "
-                                "Check this provider's api_key in corral's configuration.")
+        return UpstreamRejected(
+            cfg.name,
+            resp.status,
+            "the provider rejected corral's credentials. "
+            "Check this provider's api_key in corral's configuration.",
+        )
     try:
         raw = await asyncio.wait_for(resp.content.read(MAX_ERROR_BODY), timeout=5)
     except (aiohttp.ClientError, TimeoutError):

@@ -29,8 +29,9 @@ class MasterKey:
         return f"MasterKey(source={self.source!r})"
 
 
-def load_master_key(configured: str | None, home: Path, env: Mapping[str, str], *,
-                    create: bool = True) -> MasterKey | None:
+def load_master_key(
+    configured: str | None, home: Path, env: Mapping[str, str], *, create: bool = True
+) -> MasterKey | None:
     if configured:
         return MasterKey(configured, "config")
     from_env = env.get("CORRAL_MASTER_KEY", "").strip()

@@ -87,7 +87,7 @@ def embedding_response(data: dict[str, Any], *, model: str, encoding_format: str
     for i, vector in enumerate(vectors if isinstance(vectors, list) else []):
         embedding: Any = vector
         if encoding_format == "base64":
-            packed = struct.pack(f">{len(vector)}f", *vector)
+            packed = struct.pack(f"<{len(vector)}f", *vector)
             embedding = base64.b64encode(packed).decode("ascii")
         items.append({"object": "embedding", "index": i, "embedding": embedding})
     tokens = _count(data.get("prompt_eval_count"))
