@@ -19,7 +19,9 @@ NO_DEFAULTS = OllamaDefaults()
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
-def chat(body: dict[str, Any], *, stream: bool = False, defaults: OllamaDefaults = NO_DEFAULTS) -> dict[str, Any]:
+def chat(
+    body: dict[str, Any], *, stream: bool = False, defaults: OllamaDefaults = NO_DEFAULTS
+) -> dict[str, Any]:
     return chat_request(body, "llama3.2:3b", stream=stream, defaults=defaults)
 
 
@@ -189,7 +191,12 @@ def test_assistant_tool_calls_get_object_arguments_ids_and_indexes() -> None:
 def test_tool_results_carry_id_and_name_looked_up_from_earlier_call() -> None:
     msgs = chat(tool_round_trip())["messages"]
     assert msgs[2] == {"role": "tool", "content": "12:00", "tool_call_id": "call_b", "tool_name": "get_time"}
-    assert msgs[3] == {"role": "tool", "content": "sunny", "tool_call_id": "call_a", "tool_name": "get_weather"}
+    assert msgs[3] == {
+        "role": "tool",
+        "content": "sunny",
+        "tool_call_id": "call_a",
+        "tool_name": "get_weather",
+    }
     assert msgs[4] == {"role": "tool", "content": "?", "tool_call_id": "call_unknown"}
 
 
@@ -379,7 +386,9 @@ def test_response_format_text_sends_nothing() -> None:
     assert "format" not in chat({**user("x"), "response_format": {"type": "text"}})
 
 
-@pytest.mark.parametrize("fmt", [{"type": "xml"}, "json", {"type": "json_schema", "json_schema": {"schema": 3}}])
+@pytest.mark.parametrize(
+    "fmt", [{"type": "xml"}, "json", {"type": "json_schema", "json_schema": {"schema": 3}}]
+)
 def test_bad_response_format_is_rejected(fmt: Any) -> None:
     err = invalid(chat, {**user("x"), "response_format": fmt})
     assert err.param is not None and err.param.startswith("response_format")
@@ -387,7 +396,14 @@ def test_bad_response_format_is_rejected(fmt: Any) -> None:
 
 @pytest.mark.parametrize(
     ("effort", "think"),
-    [("none", False), ("minimal", "low"), ("low", "low"), ("medium", "medium"), ("high", "high"), ("max", "max")],
+    [
+        ("none", False),
+        ("minimal", "low"),
+        ("low", "low"),
+        ("medium", "medium"),
+        ("high", "high"),
+        ("max", "max"),
+    ],
 )
 def test_reasoning_effort_maps_to_think(effort: str, think: Any) -> None:
     assert chat({**user("x"), "reasoning_effort": effort})["think"] == think
@@ -441,7 +457,9 @@ def test_body_is_not_mutated_and_output_is_json_serialisable() -> None:
 # -- /v1/completions -> /api/generate -----------------------------------------------------------
 
 
-def gen(body: dict[str, Any], *, stream: bool = False, defaults: OllamaDefaults = NO_DEFAULTS) -> dict[str, Any]:
+def gen(
+    body: dict[str, Any], *, stream: bool = False, defaults: OllamaDefaults = NO_DEFAULTS
+) -> dict[str, Any]:
     return generate_request(body, "qwen2.5-coder:1.5b", stream=stream, defaults=defaults)
 
 
@@ -508,7 +526,13 @@ def test_embed_string_and_list() -> None:
 
 def test_embed_dimensions_truncate_options_keep_alive() -> None:
     out = emb(
-        {"input": "x", "dimensions": 256, "truncate": False, "options": {"num_thread": 2}, "encoding_format": "base64"},
+        {
+            "input": "x",
+            "dimensions": 256,
+            "truncate": False,
+            "options": {"num_thread": 2},
+            "encoding_format": "base64",
+        },
         OllamaDefaults(keep_alive="1h", num_ctx=2048),
     )
     assert out == {

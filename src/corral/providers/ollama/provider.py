@@ -42,6 +42,8 @@ class OllamaProvider:
         self._session = session or make_session(cfg)
         self._defaults = translate.OllamaDefaults(
             keep_alive=cfg.keep_alive, num_ctx=cfg.num_ctx, options=dict(cfg.options)
+        # Embedding models have their own context size: only keep_alive carries over to them.
+        self._embed_defaults = translate.OllamaDefaults(keep_alive=cfg.keep_alive)
         )
         base = cfg.base_url
         self._urls = {
@@ -56,7 +58,7 @@ class OllamaProvider:
             return translate.chat_request(call.body, model, stream=call.stream, defaults=self._defaults)
         if call.endpoint is Endpoint.COMPLETION:
             return translate.generate_request(call.body, model, stream=call.stream, defaults=self._defaults)
-        return translate.embed_request(call.body, model, defaults=self._defaults)
+        return translate.embed_request(call.body, model, defaults=self._embed_defaults)
 
     async def send(self, call: Call, model: str) -> Reply:
         payload = orjson.dumps(self._request(call, model))
