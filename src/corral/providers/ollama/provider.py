@@ -42,9 +42,9 @@ class OllamaProvider:
         self._session = session or make_session(cfg)
         self._defaults = translate.OllamaDefaults(
             keep_alive=cfg.keep_alive, num_ctx=cfg.num_ctx, options=dict(cfg.options)
+        )
         # Embedding models have their own context size: only keep_alive carries over to them.
         self._embed_defaults = translate.OllamaDefaults(keep_alive=cfg.keep_alive)
-        )
         base = cfg.base_url
         self._urls = {
             Endpoint.CHAT: base + cfg.path("chat"),
