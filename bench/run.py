@@ -7,7 +7,7 @@ All traffic goes to 127.0.0.1.
 
 Usage::
 
-    python bench/run.py                  # full run, about 4 minutes
+    python bench/run.py                  # full run, about 3 minutes
     python bench/run.py --quick          # smoke run, under a minute
     python bench/run.py --direct-only    # mock + load generator only, no corral
     python bench/run.py --mock-ceiling   # also measure the mock's own ceiling (wrk on core 0)
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     gateway_core = GATEWAY_CORE if pin else None
     client_core = CLIENT_CORE if pin else None
-    if not args.no_throughput and not load.have_wrk():
+    if (not args.no_throughput or args.mock_ceiling) and not load.have_wrk():
         raise SystemExit(load.WRK_INSTALL_HINT)
     corral = None if args.direct_only else find_corral(args.corral)
     if not args.direct_only and corral is None:
@@ -185,15 +185,23 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "sanity check failed (wrong status or response shape):\n  " + "\n  ".join(problems)
             )
 
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         table = load.run_bench(cells, opts, gw_proc.pid if gw_proc else None)
         took = time.monotonic() - started
         print(table)
-        print(
-            f"\nc=1: {opts.rounds} rounds x {opts.requests} requests per target, p50 = median of round "
-            f"medians, p99 over all samples; wrk: {opts.duration:g} s per target after "
-            f"{opts.warmup:g} s warm-up, {opts.threads} thread(s), c={opts.connections}; took {took:.0f} s."
-        )
+        notes = []
+        if opts.latency:
+            notes.append(
+                f"c=1: {opts.rounds} rounds x {opts.requests} requests per target, p50 = median of "
+                "round medians, p99 over all samples"
+            )
+        if opts.throughput:
+            notes.append(
+                f"wrk: {opts.duration:g} s per target after {opts.warmup:g} s warm-up, "
+                f"{opts.threads} thread(s), c={opts.connections}"
+            )
+        print(f"\n{'; '.join(notes)}; took {took:.0f} s.")
         if gw_proc is not None:
             mem = load.process_memory_kb(gw_proc.pid)
             cpu = load.process_cpu_seconds(gw_proc.pid) or 0.0
@@ -204,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"corral RSS: {idle:.1f} MiB idle, {rss:.1f} MiB after the run (peak {peak:.1f} MiB); "
                 f"CPU time used in total: {cpu:.1f} s"
             )
+        print(f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
         if not pin:
             print("note: processes were not pinned to cores (no taskset, one CPU, or --no-pin)")
     finally:
