@@ -73,11 +73,16 @@ class RecordedRequest:
 
 
 def select_fault(
-    fault: Fault | None, model_faults: dict[str, Fault], model: str | None, path: str, default_paths: set[str]
+    fault: Fault | None,
+    model_faults: dict[str, Fault],
+    model: str | None,
+    path: str,
+    default_paths: set[str],
+    kinds: tuple[str, ...],
 ) -> Fault | None:
-    """The fault that applies to this request (per-model first), without claiming it."""
+    """The fault of one of ``kinds`` that applies to this request (per-model first), unclaimed."""
     for candidate in (model_faults.get(model) if model else None, fault):
-        if candidate is None:
+        if candidate is None or candidate.kind not in kinds:
             continue
         paths = set(candidate.paths) if candidate.paths is not None else default_paths
         if path in paths and (candidate.times is None or candidate.fired < candidate.times):
@@ -154,7 +159,8 @@ async def write_stream(
     await resp.prepare(request)
     for index, chunk in enumerate(chunks):
         if fault is not None and index == fault.after_chunks and fault.claim():
-            if not await _midstream_fault(request, resp, fault, error_chunk):
+            going_on = await _midstream_fault(request, resp, fault, error_chunk)
+            if not going_on:
                 return resp
         if token_delay and index:
             await asyncio.sleep(token_delay)

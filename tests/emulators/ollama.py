@@ -22,9 +22,10 @@ from aiohttp import web
 from tests.emulators import ollama_gen as gen
 from tests.emulators.common import (
     PRE_RESPONSE_FAULTS,
+    STREAM_FAULTS,
     Fault,
-    Recorder,
     RecordedRequest,
+    Recorder,
     dumps,
     embedding,
     read_json,
@@ -198,20 +199,21 @@ class OllamaEmulator:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.api_key and request.path.startswith("/api/"):
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return error(401, "unauthorized")
+        authorized = request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        if self.api_key and request.path.startswith("/api/") and not authorized:
+            return error(401, "unauthorized")
         return await handler(request)
+
+    def _fault_for(self, request: web.Request, model: Any, kinds: tuple[str, ...]) -> Fault | None:
+        per_model = {normalize(k): v for k, v in list(self.model_faults.items())}
+        name = normalize(str(model or "x"))
+        return select_fault(self.fault, per_model, name, request.path, INFERENCE_PATHS, kinds)
 
     @web.middleware
     async def _pre_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body, _ = await read_json(request)
-        model = normalize(str((body or {}).get("model") or "x"))
-        per_model = {normalize(k): v for k, v in list(self.model_faults.items())}
-        fault = select_fault(self.fault, per_model, model, request.path, INFERENCE_PATHS)
-        request["fault"] = fault
-        if fault is not None and fault.kind in PRE_RESPONSE_FAULTS and fault.claim():
-            request["fault"] = None
+        fault = self._fault_for(request, (body or {}).get("model"), PRE_RESPONSE_FAULTS)
+        if fault is not None and fault.claim():
             if fault.kind == "hang_before_headers":
                 await asyncio.sleep(fault.seconds)
             elif fault.kind == "busy":
@@ -258,9 +260,9 @@ class OllamaEmulator:
         if keep_alive in (0, "0", "0s", "0m"):
             self.loaded.pop(spec.name, None)
 
-    async def _nonstream_fault(self, request: web.Request) -> web.Response | None:
+    async def _nonstream_fault(self, request: web.Request, model: Any) -> web.Response | None:
         """A mid-stream fault on a non-streamed request: 500, a stall, or a dropped socket."""
-        fault: Fault | None = request.get("fault")
+        fault = self._fault_for(request, model, STREAM_FAULTS)
         if fault is None or not fault.claim():
             return None
         if fault.kind == "stall_midstream":
@@ -270,12 +272,14 @@ class OllamaEmulator:
             request.transport.abort()
         return error(500, fault.message or "an error was encountered while running the model")
 
-    async def _stream(self, request: web.Request, objects: Iterator[dict[str, Any]]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, objects: Iterator[dict[str, Any]], model: Any = None
+    ) -> web.StreamResponse:
         return await write_stream(
             request,
             (ndjson(o) for o in objects),
             content_type=NDJSON,
-            fault=request.get("fault"),
+            fault=self._fault_for(request, model, STREAM_FAULTS),
             token_delay=self.token_delay,
             error_chunk=lambda message: ndjson({"error": message}),
         )
@@ -376,13 +380,13 @@ class OllamaEmulator:
         plan = gen.plan_chat(body) if kind == "chat" else gen.plan_generate(body)
         try:
             if body.get("stream", True) is False:
-                failed = await self._nonstream_fault(request)
+                failed = await self._nonstream_fault(request, spec.name)
                 if failed is not None:
                     return failed
                 single = gen.chat_single if kind == "chat" else gen.generate_single
                 return web.json_response(single(model, plan, started, load_ns))
             chunks = gen.chat_chunks if kind == "chat" else gen.generate_chunks
-            return await self._stream(request, chunks(model, plan, started, load_ns, self.token_delay))
+            return await self._stream(request, chunks(model, plan, started, load_ns, self.token_delay), model)
         finally:
             self._after_request(spec, body)
 
@@ -403,7 +407,7 @@ class OllamaEmulator:
             return parsed
         body, spec = parsed
         started = time.monotonic()
-        failed = await self._nonstream_fault(request)
+        failed = await self._nonstream_fault(request, spec.name)
         if failed is not None:
             return failed
         raw = body.get("input", [])
@@ -413,7 +417,7 @@ class OllamaEmulator:
         words = sum(word_count(t) for t in inputs)
         return web.json_response(
             {
-                "model": body["model"],
+                "model": body.get("model") or spec.name,
                 "embeddings": [embedding(t, dims) for t in inputs],
                 "total_duration": max(int((time.monotonic() - started) * 1e9), load_ns + words * 1_000_000),
                 "load_duration": load_ns,
@@ -426,7 +430,7 @@ class OllamaEmulator:
         if isinstance(parsed, web.Response):
             return parsed
         body, spec = parsed
-        failed = await self._nonstream_fault(request)
+        failed = await self._nonstream_fault(request, spec.name)
         if failed is not None:
             return failed
         prompt = str(body.get("prompt") or "")
@@ -443,7 +447,9 @@ class OllamaEmulator:
         if spec is None:
             if body.get("stream", True) is False:
                 return error(500, "pull model manifest: file does not exist")
-            lines = iter([{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}])
+            lines = iter(
+                [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
+            )
             return await self._stream(request, lines)
         if body.get("stream", True) is False:
             self.models[name] = replace(spec)

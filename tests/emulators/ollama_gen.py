@@ -75,9 +75,7 @@ def plan_chat(body: dict[str, Any]) -> Plan:
     last = messages[-1]
     if last.get("role") == "tool":
         text = f"Tool result: {last.get('content') or ''}"
-        return _apply_options(
-            Plan(content=tokens(text), prompt_eval_count=prompt_words), body.get("options")
-        )
+        return _apply_options(Plan(content=tokens(text), prompt_eval_count=prompt_words), body.get("options"))
     user_text = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
     tools = [t.get("function", {}) for t in body.get("tools") or [] if isinstance(t, dict)]
     names = requested_tools(user_text, [str(t.get("name")) for t in tools])
@@ -142,7 +140,12 @@ def chat_chunks(
 ) -> Iterator[dict[str, Any]]:
     """Streamed /api/chat objects: thinking, then content, then tool calls, then the final one."""
     for piece in plan.thinking:
-        yield {"model": model, "created_at": now_rfc3339(), "message": _message(thinking=piece), "done": False}
+        yield {
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": _message(thinking=piece),
+            "done": False,
+        }
     for piece in plan.content:
         yield {"model": model, "created_at": now_rfc3339(), "message": _message(piece), "done": False}
     if plan.tool_calls:

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from tests.emulators.common import (
     PRE_RESPONSE_FAULTS,
+    STREAM_FAULTS,
     Fault,
-    Recorder,
     RecordedRequest,
+    Recorder,
     dumps,
     embedding,
     embedding_base64,
@@ -81,7 +82,9 @@ class OpenAIEmulator:
         self.fault: Fault | None = None
         self.model_faults: dict[str, Fault] = {}
         self._recorder = Recorder()
-        self._inference_paths = {f"{self.api_root}/{p}" for p in ("chat/completions", "completions", "embeddings")}
+        self._inference_paths = {
+            f"{self.api_root}/{p}" for p in ("chat/completions", "completions", "embeddings")
+        }
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -116,39 +119,50 @@ class OpenAIEmulator:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
-            message = "You didn't provide an API key. You need to provide your API key in an Authorization header."
+            message = (
+                "You didn't provide an API key. You need to provide your API key in an Authorization header."
+            )
             return error(401, message, "invalid_request_error", None)
         if header != f"Bearer {self.api_key}":
             shown = header.removeprefix("Bearer ")[:6]
-            return error(401, f"Incorrect API key provided: {shown}****.", "invalid_request_error", "invalid_api_key")
+            return error(
+                401, f"Incorrect API key provided: {shown}****.", "invalid_request_error", "invalid_api_key"
+            )
         return await handler(request)
 
     @web.middleware
     async def _pre_faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body, _ = await read_json(request)
-        model = str((body or {}).get("model") or "")
-        fault = select_fault(self.fault, self.model_faults, model, request.path, self._inference_paths)
-        request["fault"] = fault
-        if fault is None or fault.kind not in PRE_RESPONSE_FAULTS or not fault.claim():
+        fault = self._fault_for(request, (body or {}).get("model"), PRE_RESPONSE_FAULTS)
+        if fault is None or not fault.claim():
             return await handler(request)
-        request["fault"] = None
         if fault.kind == "hang_before_headers":
             await asyncio.sleep(fault.seconds)
             return await handler(request)
         status = fault.status or (429 if fault.kind == "busy" else 500)
         if fault.kind == "busy" and status == 429:
-            body_ = error_body(fault.message or "Rate limit reached for requests", "requests", "rate_limit_exceeded")
+            body_ = error_body(
+                fault.message or "Rate limit reached for requests", "requests", "rate_limit_exceeded"
+            )
         elif fault.kind == "busy":
-            body_ = error_body(fault.message or "The server is overloaded, please try again later.", "server_error")
+            body_ = error_body(
+                fault.message or "The server is overloaded, please try again later.", "server_error"
+            )
         else:
             type_ = "server_error" if status >= 500 else "invalid_request_error"
-            body_ = error_body(fault.message or "The server had an error while processing your request.", type_)
+            body_ = error_body(
+                fault.message or "The server had an error while processing your request.", type_
+            )
         resp = web.json_response(body_, status=status)
         if fault.retry_after is not None:
             resp.headers["Retry-After"] = f"{fault.retry_after:g}"
         return resp
 
     # ------------------------------------------------------------------ helpers
+    def _fault_for(self, request: web.Request, model: Any, kinds: tuple[str, ...]) -> Fault | None:
+        name = str(model or "")
+        return select_fault(self.fault, self.model_faults, name, request.path, self._inference_paths, kinds)
+
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
         body, problem = await read_json(request)
         if body is None:
@@ -161,8 +175,8 @@ class OpenAIEmulator:
             return error(404, message, "invalid_request_error", "model_not_found")
         return body
 
-    async def _nonstream_fault(self, request: web.Request) -> web.Response | None:
-        fault: Fault | None = request.get("fault")
+    async def _nonstream_fault(self, request: web.Request, model: Any) -> web.Response | None:
+        fault = self._fault_for(request, model, STREAM_FAULTS)
         if fault is None or not fault.claim():
             return None
         if fault.kind == "stall_midstream":
@@ -170,7 +184,9 @@ class OpenAIEmulator:
             return None
         if fault.kind == "drop_midstream" and request.transport is not None:
             request.transport.abort()
-        return error(500, fault.message or "The server had an error while processing your request.", "server_error")
+        return error(
+            500, fault.message or "The server had an error while processing your request.", "server_error"
+        )
 
     async def _generation(self, request: web.Request, kind: str) -> web.StreamResponse:
         body = await self._body(request)
@@ -179,14 +195,14 @@ class OpenAIEmulator:
         result = plan_chat(body) if kind == "chat" else plan_completion(body)
         renderer = Renderer(str(body["model"]), self.served_by, kind)
         if not body.get("stream"):
-            failed = await self._nonstream_fault(request)
+            failed = await self._nonstream_fault(request, body["model"])
             return failed or web.json_response(renderer.single(result))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await write_stream(
             request,
             (sse(chunk) for chunk in renderer.chunks(result, include_usage)),
             content_type=SSE,
-            fault=request.get("fault"),
+            fault=self._fault_for(request, body["model"], STREAM_FAULTS),
             token_delay=self.token_delay,
             error_chunk=lambda message: sse(error_body(message, "server_error")),
             trailer=b"data: [DONE]\n\n",
@@ -203,7 +219,7 @@ class OpenAIEmulator:
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
-        failed = await self._nonstream_fault(request)
+        failed = await self._nonstream_fault(request, body["model"])
         if failed is not None:
             return failed
         raw = body.get("input")
@@ -227,7 +243,9 @@ class OpenAIEmulator:
         )  # fmt: skip
 
     async def list_models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [m.as_json() for m in list(self.models.values())]})
+        return web.json_response(
+            {"object": "list", "data": [m.as_json() for m in list(self.models.values())]}
+        )
 
     async def get_model(self, request: web.Request) -> web.Response:
         model_id = request.match_info["model_id"]

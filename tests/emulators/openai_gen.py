@@ -68,7 +68,9 @@ def plan_chat(body: dict[str, Any]) -> Completion:
     if messages and messages[-1].get("role") == "tool":
         text = f"Tool result: {parsed[-1][0]}"
         return _truncate(Completion(content=tokens(text), prompt_tokens=prompt_tokens), _limit(body))
-    user_text = next((parsed[i][0] for i in reversed(range(len(messages))) if messages[i].get("role") == "user"), "")
+    user_text = next(
+        (parsed[i][0] for i in reversed(range(len(messages))) if messages[i].get("role") == "user"), ""
+    )
     tools = [t.get("function", {}) for t in body.get("tools") or [] if isinstance(t, dict)]
     names = requested_tools(user_text, [str(t.get("name")) for t in tools])
     if names:
@@ -86,7 +88,9 @@ def plan_chat(body: dict[str, Any]) -> Completion:
         ]
         return Completion(tool_calls=calls, finish_reason="tool_calls", prompt_tokens=prompt_tokens)
     fmt = (body.get("response_format") or {}).get("type")
-    text = dumps({"echo": user_text}) if fmt in ("json_object", "json_schema") else echo_text(user_text, images)
+    text = (
+        dumps({"echo": user_text}) if fmt in ("json_object", "json_schema") else echo_text(user_text, images)
+    )
     return _truncate(Completion(content=tokens(text), prompt_tokens=prompt_tokens), _limit(body))
 
 
@@ -128,7 +132,12 @@ class Renderer:
         usage_field: dict[str, Any] = {"usage": None} if include_usage else {}
         for delta, finish in self._deltas(result):
             if self.kind == "text":
-                choice = {"text": delta.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}
+                choice = {
+                    "text": delta.get("content", ""),
+                    "index": 0,
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
                 yield self._envelope("text_completion", [choice]) | usage_field
             else:
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}

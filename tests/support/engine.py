@@ -9,6 +9,7 @@ of it. Without the engine, tests are skipped (or fail when ``CI=true``). Overrid
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -103,12 +104,14 @@ def require_engine() -> EngineInstall:
     pytest.skip(message)
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, alias: str) -> bool:
+    """True if ``url`` serves an OpenAI model list that contains ``alias``."""
     try:
         with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
+            ids = [m.get("id") for m in json.load(resp).get("data", [])]
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return False
+    return alias in ids
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -125,32 +128,55 @@ def start_engine(
     n_ctx: int = 2048,
     startup_timeout: float = 60.0,
     extra_args: Sequence[str] = (),
+    attempts: int = 3,
 ) -> Iterator[Engine]:
-    """Run the engine on a free loopback port until the block ends."""
+    """Run the engine on a free loopback port until the block ends.
+
+    A start-up that dies early (e.g. another process took the port) is retried on a new port.
+    """
     install = require_engine()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_fd, log_name = tempfile.mkstemp(prefix="corral-engine-", suffix=".log")
-    log_path = Path(log_name)
     cmd = [
         str(install.python), "-m", "llama_cpp.server",
-        "--host", "127.0.0.1", "--port", str(port),
         "--model", str(install.gguf), "--model_alias", alias,
         "--n_ctx", str(n_ctx), *extra_args,
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT)
-    os.close(log_fd)
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not _ready(url):
-            if proc.poll() is not None:
-                raise RuntimeError(f"engine exited with {proc.returncode} during start-up:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"engine not ready after {startup_timeout:.0f} s:\n{_tail(log_path)}")
-            time.sleep(0.25)
-        yield Engine(url=url, model=alias, log_path=log_path)
-    finally:
-        _stop(proc)
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_fd, log_name = tempfile.mkstemp(prefix="corral-engine-", suffix=".log")
+        log_path = Path(log_name)
+        argv = [*cmd, "--host", "127.0.0.1", "--port", str(port)]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT)
+        os.close(log_fd)
+        try:
+            ready = _wait_ready(proc, url, alias, startup_timeout, log_path, last_attempt=attempt == attempts)
+            if ready:
+                yield Engine(url=url, model=alias, log_path=log_path)
+        finally:
+            _stop(proc)
+        log_path.unlink(missing_ok=True)  # kept only when start-up or the test raised
+        if ready:
+            return
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wait_ready(
+    proc: subprocess.Popen[Any], url: str, alias: str, timeout: float, log_path: Path, *, last_attempt: bool
+) -> bool:
+    """True once this process serves /v1/models; False if it died early and may be retried."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            if last_attempt:
+                raise RuntimeError(
+                    f"engine exited with {proc.returncode} during start-up:\n{_tail(log_path)}"
+                )
+            return False
+        if _ready(url, alias):
+            return True
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"engine not ready after {timeout:.0f} s:\n{_tail(log_path)}")
+        time.sleep(0.25)
 
 
 def _stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
