@@ -18,6 +18,9 @@ from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
 from corral.providers.ollama.provider import OllamaProvider
 from corral.providers.openai_compat import OpenAIProvider
+from corral.routing.fleet import Fleet
+from corral.routing.health import HealthMonitor
+from corral.routing.state import DeploymentState
 
 
 def build_provider(cfg: ProviderConfig) -> Provider:
@@ -34,6 +37,8 @@ class Gateway:
     catalog: Catalog
     engine: Engine
     discovery: Discovery
+    health: HealthMonitor
+    fleet: Fleet
     providers: dict[str, Provider]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -48,7 +53,7 @@ class Gateway:
             providers["demo"] = DemoProvider()
             entries.append(ProviderEntry("demo", "demo", 1000))
             static["demo"] = ("echo",)
-        catalog = Catalog(entries, {m.name: m.target for m in config.models})
+        catalog = Catalog(entries, config.models, config.router.default_fallbacks)
         discovery = Discovery(
             catalog,
             providers,
@@ -56,17 +61,39 @@ class Gateway:
             interval=config.server.discovery_interval,
             timeout=config.server.discovery_timeout,
         )
-        return cls(
+        states = [DeploymentState(p.name, p.type, p.max_parallel, p.enabled) for p in config.providers]
+        if config.demo:
+            states.append(DeploymentState("demo", "demo"))
+        fleet = Fleet(states, config.router)
+        timeouts = {p.name: p.first_token_timeout for p in config.providers}
+        engine = Engine(catalog, providers, fleet, timeouts)
+        health = HealthMonitor(providers, {n: fleet.states[n] for n in providers}, config.router)
+        gateway = cls(
             config=config,
             catalog=catalog,
-            engine=Engine(catalog, providers),
+            engine=engine,
             discovery=discovery,
+            health=health,
+            fleet=fleet,
             providers=providers,
         )
+        engine.on_missing_model = gateway.refresh_soon
+        return gateway
 
     async def start(self) -> None:
         """Start background work. Serving does not wait for discovery."""
         self._tasks.append(asyncio.create_task(self.discovery.run(), name="corral-discovery"))
+        self._tasks.append(asyncio.create_task(self.health.run(), name="corral-health"))
+
+    def refresh_soon(self, provider: str) -> None:
+        """An instance said it lacks a model: refresh its catalog now, in the background."""
+        if provider in self.providers and not any(
+            t.get_name() == f"refresh-{provider}" and not t.done() for t in self._tasks
+        ):
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(
+                asyncio.create_task(self.discovery.refresh(provider), name=f"refresh-{provider}")
+            )
 
     async def close(self) -> None:
         for task in self._tasks:

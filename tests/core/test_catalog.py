@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from corral.config.schema import AliasTarget, ModelAlias
 from corral.core.call import ModelInfo, Target
 from corral.core.catalog import Catalog, ProviderEntry
 from corral.errors import ModelNotFound
@@ -17,7 +18,10 @@ def catalog() -> Catalog:
             ProviderEntry("vllm", "openai", priority=1),
             ProviderEntry("off", "ollama", enabled=False),
         ],
-        {"fast": "gpu/llama3.2:1b", "any-qwen": "ollama/qwen3:8b"},
+        [
+            ModelAlias("fast", (AliasTarget("gpu/llama3.2:1b"),)),
+            ModelAlias("any-qwen", (AliasTarget("ollama/qwen3:8b"),)),
+        ],
     )
     cat.update("gpu", [ModelInfo("llama3.2:latest"), ModelInfo("qwen3:8b")])
     cat.update("laptop", [ModelInfo("qwen3:8b")])
@@ -26,28 +30,35 @@ def catalog() -> Catalog:
     return cat
 
 
+def pairs(targets: list[Target]) -> list[Target]:
+    return [Target(t.provider, t.model) for t in targets]
+
+
 def test_alias_wins() -> None:
-    assert catalog().resolve("fast") == [Target("gpu", "llama3.2:1b")]
+    assert pairs(catalog().resolve("fast")) == [Target("gpu", "llama3.2:1b")]
 
 
 def test_provider_slash_model_is_direct_even_if_undiscovered() -> None:
-    assert catalog().resolve("laptop/mistral") == [Target("laptop", "mistral")]
+    assert pairs(catalog().resolve("laptop/mistral")) == [Target("laptop", "mistral")]
 
 
 def test_ollama_prefix_means_every_ollama_provider_with_the_model_by_priority() -> None:
-    assert catalog().resolve("ollama/qwen3:8b") == [Target("gpu", "qwen3:8b"), Target("laptop", "qwen3:8b")]
-    assert catalog().resolve("any-qwen") == [Target("gpu", "qwen3:8b"), Target("laptop", "qwen3:8b")]
+    assert pairs(catalog().resolve("ollama/qwen3:8b")) == [
+        Target("gpu", "qwen3:8b"),
+        Target("laptop", "qwen3:8b"),
+    ]
+    assert pairs(catalog().resolve("any-qwen")) == [Target("gpu", "qwen3:8b"), Target("laptop", "qwen3:8b")]
 
 
 def test_bare_name_spans_types_and_latest_tag_is_optional() -> None:
     cat = catalog()
-    assert cat.resolve("qwen3:8b") == [
+    assert pairs(cat.resolve("qwen3:8b")) == [
         Target("gpu", "qwen3:8b"),
         Target("vllm", "qwen3:8b"),
         Target("laptop", "qwen3:8b"),
     ]
-    assert cat.resolve("llama3.2") == [Target("gpu", "llama3.2:latest")]
-    assert cat.resolve("Qwen/Qwen2.5-7B") == [Target("vllm", "Qwen/Qwen2.5-7B")]
+    assert pairs(cat.resolve("llama3.2")) == [Target("gpu", "llama3.2:latest")]
+    assert pairs(cat.resolve("Qwen/Qwen2.5-7B")) == [Target("vllm", "Qwen/Qwen2.5-7B")]
 
 
 def test_disabled_provider_serves_nothing() -> None:
@@ -67,9 +78,9 @@ def test_unknown_model_suggests_close_names() -> None:
 
 def test_update_invalidates_cached_resolutions() -> None:
     cat = catalog()
-    assert cat.resolve("qwen3:8b")[0] == Target("gpu", "qwen3:8b")
+    assert pairs(cat.resolve("qwen3:8b"))[0] == Target("gpu", "qwen3:8b")
     cat.update("gpu", [])
-    assert cat.resolve("qwen3:8b")[0] == Target("vllm", "qwen3:8b")
+    assert pairs(cat.resolve("qwen3:8b"))[0] == Target("vllm", "qwen3:8b")
 
 
 def test_listing_has_aliases_then_provider_model_ids() -> None:
@@ -77,3 +88,22 @@ def test_listing_has_aliases_then_provider_model_ids() -> None:
     assert ids[:2] == ["fast", "any-qwen"]
     assert "gpu/llama3.2:latest" in ids and "vllm/Qwen/Qwen2.5-7B" in ids
     assert not any(i.startswith("off/") for i in ids)
+
+
+def test_pool_alias_keeps_weights_priorities_and_fallbacks() -> None:
+    pool = ModelAlias(
+        "pool",
+        (AliasTarget("gpu/qwen3:8b", weight=3), AliasTarget("vllm/qwen3:8b", priority=9)),
+        fallbacks=("fast",),
+        strategy="weighted",
+        num_ctx=8192,
+    )
+    cat = Catalog(
+        [ProviderEntry("gpu", "ollama", priority=2), ProviderEntry("vllm", "openai")],
+        [pool],
+        default_fallbacks=("other",),
+    )
+    route = cat.route("pool")
+    assert [(t.provider, t.priority, t.weight) for t in route.targets] == [("gpu", 2, 3.0), ("vllm", 9, 1.0)]
+    assert route.fallbacks == ("fast",) and route.strategy == "weighted" and route.num_ctx == 8192
+    assert cat.route("gpu/x").fallbacks == () and cat.default_fallbacks == ("other",)

@@ -12,7 +12,8 @@ import yaml
 
 from corral.config import Config
 from corral.config.loader import parse_config
-from corral.http.app import create_app
+from corral.gateway import Gateway
+from corral.http.app import GATEWAY, create_app
 from tests.support.servers import ServerThread
 
 MASTER_KEY = "sk-test-master-0123456789abcdef"
@@ -30,6 +31,11 @@ class GatewayServer(ServerThread):
         super().__init__(lambda: create_app(config, key))
         self.key = key
         self.config = config
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.app is not None
+        return self.app[GATEWAY]
 
     @property
     def v1(self) -> str:

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from corral.config.fields import Fields
+from corral.config.routing import check_chains, parse_alias, parse_router
 from corral.config.schema import (
     DEFAULT_PATHS,
     Config,
-    ModelAlias,
     ProviderConfig,
     ProviderType,
     ServerConfig,
@@ -26,7 +26,7 @@ from corral.config.schema import (
 from corral.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-_TOP_KEYS = {"master_key", "providers", "models", "server"}
+_TOP_KEYS = {"master_key", "providers", "models", "server", "router"}
 _SERVER_KEYS = {
     "host",
     "port",
@@ -55,7 +55,6 @@ _PROVIDER_KEYS = {
     "options",
 }
 _OLLAMA_ONLY = {"keep_alive", "num_ctx", "options"}
-_MODEL_KEYS = {"name", "target"}
 _TYPES: tuple[ProviderType, ...] = ("ollama", "openai")
 
 
@@ -95,10 +94,12 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
         raise top.error("a provider is named 'demo', which --demo reserves. Rename it.", "providers")
     names = {p.name for p in providers} | ({"demo"} if demo else set())
     models = tuple(
-        _alias(Fields(item, f"models[{i}]", source, env), names)
+        parse_alias(Fields(item, f"models[{i}]", source, env), names)
         for i, item in enumerate(top.sequence("models"))
     )
     _check_unique([m.name for m in models], "models", top)
+    router = parse_router(top.child(top.data.get("router") or {}, "router"))
+    check_chains(source, models, router, names)
     master_key = top.string("master_key")
     if master_key is not None and len(master_key) < 16:
         raise top.error(
@@ -107,7 +108,13 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
             "master_key",
         )
     return Config(
-        source=source, master_key=master_key, providers=providers, models=models, server=server, demo=demo
+        source=source,
+        master_key=master_key,
+        providers=providers,
+        models=models,
+        server=server,
+        router=router,
+        demo=demo,
     )
 
 
@@ -199,6 +206,8 @@ def _provider(f: Fields) -> ProviderConfig:
         models=tuple(static_models) if static_models is not None else None,
         paths=paths,
         max_connections=f.integer("max_connections", 256, minimum=1) or 256,
+        max_parallel=f.integer("max_parallel", 4 if ptype == "ollama" else 0, minimum=0) or 0,
+        first_token_timeout=f.duration("first_token_timeout", 0.0) or None,
         keep_alive=keep_alive,
         num_ctx=f.integer("num_ctx", None, minimum=1),
         options=dict(options),
@@ -215,21 +224,6 @@ def _base_url(f: Fields, ptype: ProviderType) -> str:
     if ptype == "ollama" and url.endswith("/api"):
         url = url.removesuffix("/api")  # Ollama Cloud documents https://ollama.com/api as its base
     return url
-
-
-def _alias(f: Fields, providers: set[str]) -> ModelAlias:
-    f.reject_unknown(_MODEL_KEYS)
-    name = cast(str, f.string("name", required=True))
-    target = cast(str, f.string("target", required=True))
-    provider, sep, model = target.partition("/")
-    if not sep or not model:
-        raise f.error(f"must be 'provider/model', got {target!r}.", "target")
-    if provider not in providers and provider != "ollama":
-        known = ", ".join(sorted(providers)) or "(none)"
-        raise f.error(
-            f"names provider '{provider}', which is not defined. Defined providers: {known}.", "target"
-        )
-    return ModelAlias(name=name, target=target)
 
 
 def _check_unique(names: list[str], key: str, top: Fields) -> None:

@@ -41,6 +41,8 @@ class ProviderConfig:
     models: tuple[str, ...] | None = None
     paths: dict[str, str] = field(default_factory=dict)
     max_connections: int = 256
+    max_parallel: int = 0  # requests in flight at once; 0 = no cap (Ollama providers default to 4)
+    first_token_timeout: float | None = None  # None: router.failover_timeout
     # Ollama only
     keep_alive: str | int | None = None
     num_ctx: int | None = None
@@ -51,9 +53,47 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasTarget:
+    target: str  # "provider/model" or "ollama/model"
+    weight: float = 1.0
+    priority: int | None = None  # None: the provider's priority
+
+
+STRATEGIES = ("warm", "priority", "round_robin", "weighted", "least_busy", "latency")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelAlias:
     name: str
-    target: str  # "provider/model"
+    targets: tuple[AliasTarget, ...]
+    fallbacks: tuple[str, ...] = ()
+    explicit_only: bool = False
+    strategy: str | None = None  # None: router.strategy
+    num_ctx: int | None = None  # pinned: clients cannot change it (no reload storms)
+
+    @property
+    def target(self) -> str:
+        return self.targets[0].target
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    strategy: str = "warm"
+    default_fallbacks: tuple[str, ...] = ()
+    failover_timeout: float = 30.0  # first token (or headers) per attempt
+    request_timeout: float = 600.0  # the whole chain of attempts
+    max_attempts: int = 5
+    retry_budget_percent: float = 20.0
+    retry_budget_min: int = 3
+    queue_timeout: float = 10.0  # longest wait for a free slot in a pool
+    warm_wait: float = 2.0  # wait this long for a busy warm instance before cold-loading another
+    health_interval: float = 10.0
+    health_timeout: float = 3.0
+    eject_after: int = 3  # consecutive failures
+    eject_base: float = 5.0
+    eject_max: float = 300.0
+    busy_backoff: float = 1.0
+    power_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +113,5 @@ class Config:
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelAlias, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
     demo: bool = False

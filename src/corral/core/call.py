@@ -29,12 +29,48 @@ class Call:
     request_id: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Target:
-    """One place a model can be served: a provider and the model's name there."""
+    """One place a model can be served: a provider, the model's name there, and its rank in a pool."""
 
     provider: str
     model: str
+    priority: int = 0
+    weight: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """What a requested name resolves to: a pool of targets and how to choose among them."""
+
+    name: str
+    targets: tuple[Target, ...]
+    strategy: str | None = None
+    num_ctx: int | None = None
+    fallbacks: tuple[str, ...] = ()
+    explicit_only: bool = False
+    is_alias: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Attempt:
+    """How to send one call to one deployment."""
+
+    model: str  # the upstream's own name for the model
+    first_byte_timeout: float | None = None  # seconds to the first token (streams, Ollama) or headers
+    num_ctx: int | None = None  # pinned context length, overriding the client's
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What is learned while a reply is streamed: filled in by the provider, read afterwards."""
+
+    error: str | None = None  # set when the stream ended in an in-band error
+    usage: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -51,6 +87,7 @@ class Reply:
     chunks: AsyncIterator[bytes] | None = None
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,3 +98,14 @@ class ModelInfo:
     created: int = 0
     owned_by: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Probe:
+    """The result of one active health check. It never loads a model."""
+
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+    misconfigured: bool = False
+    loaded: dict[str, int | None] | None = None  # Ollama: model -> context length, from /api/ps

@@ -1,11 +1,11 @@
 """Which models exist and where: aliases, provider/model names, and discovered catalogs.
 
 Resolution order for a requested name:
-1. an alias from the config;
+1. an alias from the config (one target or a pool, with fallbacks and a strategy);
 2. ``provider/model`` where ``provider`` is a configured provider;
 3. ``ollama/model``: every Ollama-type provider whose catalog has the model;
 4. the bare name, against every provider's discovered (or static) catalog.
-Results are cached until a catalog changes, so the request path does a dict lookup.
+Routes are cached until a catalog changes, so the request path does a dict lookup.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from corral.core.call import ModelInfo, Target
+from corral.config.schema import ModelAlias
+from corral.core.call import ModelInfo, Route, Target
 from corral.errors import ModelNotFound
 
 
@@ -33,7 +34,6 @@ class ListedModel:
     id: str
     owned_by: str
     created: int
-    target: Target | None = None
 
 
 def _bare_names(model: str) -> tuple[str, ...]:
@@ -44,16 +44,27 @@ def _bare_names(model: str) -> tuple[str, ...]:
 
 
 class Catalog:
-    def __init__(self, providers: Iterable[ProviderEntry], aliases: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        providers: Iterable[ProviderEntry],
+        aliases: Iterable[ModelAlias],
+        default_fallbacks: tuple[str, ...] = (),
+    ) -> None:
         self._providers = {p.name: p for p in providers}
-        self._aliases = dict(aliases)
+        self._aliases = {a.name: a for a in aliases}
+        self._default_fallbacks = default_fallbacks
         self._models: dict[str, list[ModelInfo]] = {name: [] for name in self._providers}
-        self._cache: dict[str, list[Target]] = {}
+        self._cache: dict[str, Route] = {}
         self._bare: dict[str, list[Target]] = {}
 
     @property
     def providers(self) -> Mapping[str, ProviderEntry]:
         return self._providers
+
+    @property
+    def default_fallbacks(self) -> tuple[str, ...]:
+        """Tried after a model's own fallback chain (never for explicit_only models)."""
+        return self._default_fallbacks
 
     def update(self, provider: str, models: list[ModelInfo]) -> None:
         """Replace what ``provider`` serves (from discovery or a static list)."""
@@ -73,59 +84,62 @@ class Catalog:
                 continue
             for info in self._models.get(entry.name, ()):
                 for name in _bare_names(info.id):
-                    bare.setdefault(name, []).append(Target(entry.name, info.id))
+                    bare.setdefault(name, []).append(Target(entry.name, info.id, entry.priority))
         self._bare = bare
         self._cache = {}
 
     def resolve(self, name: str) -> list[Target]:
         """Every target ``name`` can be served by, best first. Raises ModelNotFound."""
+        return list(self.route(name).targets)
+
+    def route(self, name: str) -> Route:
+        """The route for ``name``. Raises ModelNotFound."""
         cached = self._cache.get(name)
         if cached is not None:
             return cached
-        targets = self._lookup(name)
-        if not targets:
+        route = self._lookup(name)
+        if not route.targets:
             raise ModelNotFound(name, self.suggest(name))
-        self._cache[name] = targets
-        return targets
+        self._cache[name] = route
+        return route
 
-    def _lookup(self, name: str) -> list[Target]:
+    def _lookup(self, name: str) -> Route:
         alias = self._aliases.get(name)
         if alias is not None:
-            if alias.startswith("ollama/") and "ollama" not in self._providers:
-                return self._any_ollama(alias.removeprefix("ollama/"))
-            provider, _, model = alias.partition("/")
-            return [Target(provider, model)] if self._enabled(provider) else []
+            targets: list[Target] = []
+            for member in alias.targets:
+                for t in self._expand(member.target):
+                    priority = member.priority if member.priority is not None else t.priority
+                    targets.append(Target(t.provider, t.model, priority, member.weight))
+            return Route(
+                name,
+                tuple(targets),
+                alias.strategy,
+                alias.num_ctx,
+                tuple(f for f in alias.fallbacks if f != name),
+                alias.explicit_only,
+                True,
+            )
+        return Route(name, tuple(self._expand(name)))
+
+    def _expand(self, name: str) -> list[Target]:
         provider, sep, model = name.partition("/")
         if sep and model and provider in self._providers:
-            return [Target(provider, model)] if self._enabled(provider) else []
+            entry = self._providers[provider]
+            return [Target(provider, model, entry.priority)] if entry.enabled else []
         if sep and model and provider == "ollama":
-            return self._any_ollama(model)
+            return [t for t in self._bare.get(model, ()) if self._providers[t.provider].type == "ollama"]
         return list(self._bare.get(name, ()))
-
-    def _any_ollama(self, model: str) -> list[Target]:
-        return [t for t in self._bare.get(model, ()) if self._providers[t.provider].type == "ollama"]
-
-    def _enabled(self, provider: str) -> bool:
-        entry = self._providers.get(provider)
-        return entry is not None and entry.enabled
 
     def listing(self) -> list[ListedModel]:
         """Aliases first, then every discovered model as provider/model."""
-        rows = [
-            ListedModel(id=name, owned_by="corral", created=0, target=Target(*target.partition("/")[::2]))
-            for name, target in self._aliases.items()
-        ]
+        rows = [ListedModel(id=name, owned_by="corral", created=0) for name in self._aliases]
         for entry in self._providers.values():
             if not entry.enabled:
                 continue
             for info in self._models.get(entry.name, ()):
                 rows.append(
-                    ListedModel(
-                        id=f"{entry.name}/{info.id}",
-                        owned_by=entry.name,
-                        created=info.created,
-                        target=Target(entry.name, info.id),
-                    )
+                    ListedModel(id=f"{entry.name}/{info.id}", owned_by=entry.name, created=info.created)
                 )
         return rows
 

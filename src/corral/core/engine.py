@@ -1,29 +1,202 @@
-"""The engine: resolve a call's model to a target and send it to that target's provider."""
+"""The engine: plan the attempts for a call and run them until one answers.
+
+For each pool in the plan (the requested model, then its fallbacks) the engine takes a slot
+on the best free deployment, sends the call with a first-token deadline, and on a failure
+that another deployment could fix moves on, within the request deadline and the retry
+budget. A stream is committed to the client only after its first chunk arrived; later
+failures travel in-band (providers send the error event) and are recorded here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from itertools import count
 
-from corral.core.call import Call, Reply, Target
+from corral.config.schema import RouterConfig
+from corral.core.call import Attempt, Call, Reply, Route, Target
 from corral.core.catalog import Catalog
-from corral.errors import UpstreamError
+from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
+from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.base import Provider
+from corral.routing import planner
+from corral.routing.fleet import Fleet
+from corral.routing.state import DeploymentState
+from corral.routing.strategies import Context, order
 
 
 class Engine:
-    def __init__(self, catalog: Catalog, providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: Mapping[str, Provider],
+        fleet: Fleet,
+        timeouts: Mapping[str, float | None] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.providers = providers
+        self.fleet = fleet
+        self.cfg: RouterConfig = fleet.cfg
+        self._first_token = dict(timeouts or {})
+        self.on_missing_model: Callable[[str], None] = lambda provider: None
+        self._counter = count()
+        self._rng = random.Random()  # noqa: S311 - load spreading, not security
 
-    async def handle(self, call: Call) -> Reply:
-        targets = self.catalog.resolve(call.model)
-        return await self.send(call, targets[0])
+    async def handle(self, call: Call, power: str | None = None) -> Reply:
+        name = f"corral/{power}" if power else call.model
+        routes = planner.plan(self.catalog, name, self.cfg.power_levels)
+        deadline = time.monotonic() + self.cfg.request_timeout
+        attempts: list[AttemptRecord] = []
+        budget = self.fleet.budget
+        budget.active += 1
+        try:
+            for index, route in enumerate(routes):
+                reply = await self._try_pool(call, route, index > 0, deadline, attempts)
+                if reply is not None:
+                    return reply
+                if time.monotonic() >= deadline or len(attempts) >= self.cfg.max_attempts:
+                    break
+        finally:
+            budget.active -= 1
+        raise AllAttemptsFailed.from_attempts(call.model, attempts)
 
-    async def send(self, call: Call, target: Target) -> Reply:
-        provider = self.providers.get(target.provider)
-        if provider is None:  # an alias to a provider that was removed: a config race, not a client error
-            raise UpstreamError(target.provider, "is not configured any more.")
-        reply = await provider.send(call, target.model)
+    async def _try_pool(
+        self, call: Call, route: Route, fallback: bool, deadline: float, attempts: list[AttemptRecord]
+    ) -> Reply | None:
+        num_ctx = route.num_ctx or _requested_ctx(call)
+        ctx = Context(next(self._counter), num_ctx, self._rng)
+        ranked = order(
+            route.targets, self.fleet.states, route.strategy or self.cfg.strategy, ctx, time.monotonic()
+        )
+        while ranked and len(attempts) < self.cfg.max_attempts:
+            if attempts and not self.fleet.budget.allow():
+                attempts.append(AttemptRecord(route.name, None, "skipped: retry budget exhausted", 503))
+                return None
+            target = await self.fleet.acquire(ranked, deadline, num_ctx)
+            if target is None:
+                attempts.append(AttemptRecord(route.name, None, "every deployment was busy", 503, busy=True))
+                return None
+            ranked = [t for t in ranked if t != target]
+            retry = bool(attempts)
+            if retry:
+                self.fleet.budget.retrying += 1
+            try:
+                return await self._attempt(call, route, target, fallback, deadline, attempts, num_ctx)
+            except UpstreamError as exc:
+                if not classify(
+                    exc,
+                    self.fleet.states[target.provider],
+                    self.cfg,
+                    attempts,
+                    route.name,
+                    target,
+                    self.on_missing_model,
+                ):
+                    raise
+            finally:
+                if retry:
+                    self.fleet.budget.retrying -= 1
+        return None
+
+    async def _attempt(
+        self,
+        call: Call,
+        route: Route,
+        target: Target,
+        fallback: bool,
+        deadline: float,
+        attempts: list[AttemptRecord],
+        num_ctx: int | None,
+    ) -> Reply:
+        state = self.fleet.states[target.provider]
+        provider = self.providers[target.provider]
+        remaining = max(0.001, deadline - time.monotonic())
+        timeout = min(self._first_token.get(target.provider) or self.cfg.failover_timeout, remaining)
+        attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
+        started = time.monotonic()
+        committed = False
+        try:
+            if call.stream:
+                try:
+                    async with asyncio.timeout(timeout):
+                        reply = await provider.send(call, attempt)
+                        if reply.chunks is not None:
+                            reply.chunks = await _primed(reply.chunks, target.provider)
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        target.provider,
+                        f"sent no first token within {timeout:g} s.",
+                        code="first_token_timeout",
+                    ) from None
+            else:
+                reply = await provider.send(call, attempt)
+            state.record_success((time.monotonic() - started) * 1000)
+            committed = True
+        finally:
+            if not committed:
+                self.fleet.release(state)
+        attempts.append(AttemptRecord(route.name, target, "ok", 200))
         reply.headers["x-corral-provider"] = target.provider
         reply.headers["x-corral-model"] = target.model
+        reply.headers["x-corral-attempts"] = str(len(attempts))
+        if fallback:
+            reply.headers["x-corral-fallback"] = route.name
+        if reply.chunks is None:
+            self.fleet.release(state)
+        else:
+            reply.chunks = self._finish_stream(reply.chunks, reply, state)
         return reply
+
+    async def _finish_stream(
+        self, inner: AsyncIterator[bytes], reply: Reply, state: DeploymentState
+    ) -> AsyncIterator[bytes]:
+        """Pass the stream through; free the slot and record a mid-stream failure at the end."""
+        try:
+            async for chunk in inner:
+                yield chunk
+        finally:
+            if reply.outcome.error:
+                state.record_failure(time.monotonic(), reply.outcome.error, self.cfg)
+            self.fleet.release(state)
+            await _close(inner)
+
+
+async def _primed(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[bytes]:
+    """Read the first non-empty chunk now (errors surface before commit), then replay it."""
+    first = b""
+    try:
+        while not first:
+            first = await anext(chunks)
+    except StopAsyncIteration:
+        raise UpstreamError(
+            provider, "ended the stream before sending anything.", code="upstream_empty_stream"
+        ) from None
+    except BaseException:
+        await _close(chunks)
+        raise
+
+    async def replay() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await _close(chunks)
+
+    return replay()
+
+
+async def _close(chunks: AsyncIterator[bytes]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _requested_ctx(call: Call) -> int | None:
+    value = call.body.get("num_ctx")
+    if value is None:
+        options = call.body.get("options")
+        value = options.get("num_ctx") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

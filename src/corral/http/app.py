@@ -14,6 +14,7 @@ from aiohttp import web
 from corral.config.schema import Config
 from corral.core.engine import Engine
 from corral.gateway import Gateway
+from corral.http.admin_routes import AdminRoutes
 from corral.http.auth import KeyChecker
 from corral.http.errors import error_middleware
 from corral.http.openai_routes import OpenAIRoutes
@@ -40,8 +41,9 @@ def create_app(config: Config, master_key: str, *, gateway: Gateway | None = Non
         return request.app[GATEWAY].engine
 
     app.cleanup_ctx.append(lifecycle)
-    routes = OpenAIRoutes(engine, KeyChecker(master_key), config.server.max_request_bytes)
-    routes.add_to(app)
+    keys = KeyChecker(master_key)
+    OpenAIRoutes(engine, keys, config.server.max_request_bytes).add_to(app)
+    AdminRoutes(lambda request: request.app[GATEWAY], keys).add_to(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from corral.config.routing import POWER_LEVELS
 from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
@@ -114,11 +115,18 @@ class OpenAIRoutes:
         rid = request_id(request)
         self._keys.check(request)
         raw, body = await read_json(request, self._limit)
+        power = request.headers.get("x-corral-power")
+        if power is not None:
+            if power not in POWER_LEVELS:
+                raise InvalidRequest(
+                    f"x-corral-power must be one of {', '.join(POWER_LEVELS)}.", param="x-corral-power"
+                )
+            body.setdefault("model", f"corral/{power}")
         model, stream = _check(endpoint, body)
         if endpoint is Endpoint.EMBEDDING:
             stream = False
         call = Call(endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid)
-        reply = await self._engine(request).handle(call)
+        reply = await self._engine(request).handle(call, power)
         return await write_reply(request, reply, rid)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from corral.core.call import Call, Endpoint, ModelInfo, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply
 from corral.errors import NotFound
 
 MODELS = ("echo",)
@@ -51,7 +51,8 @@ class DemoProvider:
     def __init__(self, name: str = "demo") -> None:
         self.name = name
 
-    async def send(self, call: Call, model: str) -> Reply:
+    async def send(self, call: Call, attempt: Attempt) -> Reply:
+        model = attempt.model
         if model not in MODELS:
             raise NotFound(
                 f"The demo provider has only these models: {', '.join('demo/' + m for m in MODELS)}.",
@@ -157,6 +158,9 @@ class DemoProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(id=m, owned_by=self.name) for m in MODELS]
+
+    async def probe(self) -> Probe:
+        return Probe(ok=True, latency_ms=0.0)
 
     async def close(self) -> None:
         return None

@@ -6,6 +6,7 @@ relayed chunk by chunk without buffering, and upstream fields corral does not kn
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,12 +15,20 @@ import orjson
 
 from corral.config.schema import ProviderConfig
 from corral.core.body import sse_error, with_model
-from corral.core.call import Call, Endpoint, ModelInfo, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply
 from corral.errors import UpstreamError
-from corral.providers.upstream import make_session, rejected, upstream_errors
+from corral.providers.upstream import error_detail, make_session, rejected, upstream_errors
 
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
 _JSON = {"Content-Type": "application/json"}
+_ERROR_EVENT = b'data: {"error"'
+
+
+def _event(chunk: bytes) -> bytes:
+    """The JSON of the first error event in ``chunk``."""
+    start = chunk.index(_ERROR_EVENT) + len(b"data: ")
+    end = chunk.find(b"\n", start)
+    return chunk[start:] if end < 0 else chunk[start:end]
 
 
 class OpenAIProvider:
@@ -31,8 +40,8 @@ class OpenAIProvider:
         self._session = session or make_session(cfg)
         self._urls = {ep: cfg.base_url + cfg.path(key) for ep, key in _PATH_KEYS.items()}
 
-    async def send(self, call: Call, model: str) -> Reply:
-        data = with_model(call.raw, call.body, model)
+    async def send(self, call: Call, attempt: Attempt) -> Reply:
+        data = with_model(call.raw, call.body, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self._session.post(self._urls[call.endpoint], data=data, headers=_JSON)
         if resp.status >= 400:
@@ -42,7 +51,9 @@ class OpenAIProvider:
                 resp.release()
         content_type = resp.headers.get("Content-Type", "application/json")
         if call.stream and content_type.startswith("text/event-stream"):
-            return Reply(status=resp.status, chunks=self._relay(resp), content_type="text/event-stream")
+            reply = Reply(status=resp.status, content_type="text/event-stream")
+            reply.chunks = self._relay(resp, reply.outcome)
+            return reply
         try:
             async with upstream_errors(self.cfg):
                 body = await resp.read()
@@ -50,19 +61,31 @@ class OpenAIProvider:
             resp.release()
         return Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
 
-    async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _relay(self, resp: aiohttp.ClientResponse, outcome: Outcome) -> AsyncIterator[bytes]:
         complete = False
+        first = True
         try:
             try:
                 async for chunk in resp.content.iter_any():
+                    if _ERROR_EVENT in chunk:
+                        if first:  # nothing reached the client yet: let the engine fail over
+                            raise UpstreamError(
+                                self.name,
+                                f"sent an error event: {error_detail(_event(chunk))}",
+                                code="upstream_error",
+                            )
+                        outcome.error = f"Upstream '{self.name}' sent an error event mid-stream."
+                    first = False
                     yield chunk
                 complete = True
             except (aiohttp.ClientError, TimeoutError) as exc:
                 detail = "timed out" if isinstance(exc, TimeoutError) else "broke the connection"
-                yield b"\n\n" + sse_error(
-                    f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete.",
-                    code="upstream_stream_interrupted",
-                )
+                if first:  # nothing reached the client: fail over instead
+                    raise UpstreamError(
+                        self.name, f"{detail} before its first chunk.", code="upstream_stream_interrupted"
+                    ) from None
+                outcome.error = f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete."
+                yield b"\n\n" + sse_error(outcome.error, code="upstream_stream_interrupted")
         finally:
             if complete:
                 resp.release()
@@ -90,6 +113,29 @@ class OpenAIProvider:
                 'returned a model list corral cannot read (expected {"data": [{"id": ...}]}).',
                 code="upstream_bad_response",
             ) from None
+
+    async def probe(self) -> Probe:
+        url = self.cfg.base_url + self.cfg.path("health")
+        started = time.monotonic()
+        try:
+            async with upstream_errors(self.cfg), self._session.get(url) as resp:
+                await resp.read()
+                status = resp.status
+        except UpstreamError as exc:
+            return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
+        latency = (time.monotonic() - started) * 1000
+        if status in (401, 403):
+            return Probe(
+                ok=False,
+                latency_ms=latency,
+                misconfigured=True,
+                error=f"Upstream '{self.name}' rejected corral's credentials (HTTP {status}).",
+            )
+        if status >= 400:
+            return Probe(
+                ok=False, latency_ms=latency, error=f"Upstream '{self.name}' health check got HTTP {status}."
+            )
+        return Probe(ok=True, latency_ms=latency)
 
     async def close(self) -> None:
         await self._session.close()

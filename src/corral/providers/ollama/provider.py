@@ -3,10 +3,13 @@
 OpenAI-shaped calls are translated to ``/api/chat``, ``/api/generate`` and ``/api/embed``
 (``translate``) and the answers back (``responses``); NDJSON streams become SSE with one
 stable id. Native calls keep ``keep_alive`` and ``num_ctx``, which Ollama's /v1 cannot carry.
+Chat and generate always stream from Ollama (``aggregate`` folds them for non-stream
+clients), so the first-token deadline and stall detection work for every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,9 +19,10 @@ import aiohttp
 import orjson
 
 from corral.config.schema import ProviderConfig
-from corral.core.call import Call, Endpoint, ModelInfo, Reply
-from corral.errors import UpstreamError
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply
+from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.ollama import responses, translate
+from corral.providers.ollama.aggregate import Aggregator
 from corral.providers.upstream import make_session, rejected, upstream_errors
 
 _JSON = {"Content-Type": "application/json"}
@@ -53,17 +57,25 @@ class OllamaProvider:
         }
         self._tags_url = base + cfg.path("models")
 
-    def _request(self, call: Call, model: str) -> dict[str, Any]:
+    def _request(self, call: Call, attempt: Attempt) -> dict[str, Any]:
+        body = call.body if attempt.num_ctx is None else {**call.body, "num_ctx": attempt.num_ctx}
         if call.endpoint is Endpoint.CHAT:
-            return translate.chat_request(call.body, model, stream=call.stream, defaults=self._defaults)
+            return translate.chat_request(body, attempt.model, stream=True, defaults=self._defaults)
         if call.endpoint is Endpoint.COMPLETION:
-            return translate.generate_request(call.body, model, stream=call.stream, defaults=self._defaults)
-        return translate.embed_request(call.body, model, defaults=self._embed_defaults)
+            return translate.generate_request(body, attempt.model, stream=True, defaults=self._defaults)
+        return translate.embed_request(call.body, attempt.model, defaults=self._embed_defaults)
 
-    async def send(self, call: Call, model: str) -> Reply:
-        payload = orjson.dumps(self._request(call, model))
-        async with upstream_errors(self.cfg):
-            resp = await self._session.post(self._urls[call.endpoint], data=payload, headers=_JSON)
+    async def send(self, call: Call, attempt: Attempt) -> Reply:
+        payload = orjson.dumps(self._request(call, attempt))
+        # Ollama streams, so its headers come at once: the first-token deadline covers them too.
+        first_by = (
+            None if attempt.first_byte_timeout is None else time.monotonic() + attempt.first_byte_timeout
+        )
+        try:
+            async with asyncio.timeout(attempt.first_byte_timeout), upstream_errors(self.cfg):
+                resp = await self._session.post(self._urls[call.endpoint], data=payload, headers=_JSON)
+        except TimeoutError:
+            raise self._no_first_token(attempt.first_byte_timeout) from None
         if resp.status >= 400:
             try:
                 raise await rejected(self.cfg, resp)
@@ -71,36 +83,86 @@ class OllamaProvider:
                 resp.release()
         request_id = _PREFIX[call.endpoint] + secrets.token_hex(12)
         created = int(time.time())
-        if call.stream and call.endpoint is not Endpoint.EMBEDDING:
+        if call.endpoint is Endpoint.EMBEDDING:
+            return self._embedding(call, await self._read(resp))
+        if call.stream:
             options = call.body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             factory: Callable[..., _StreamTranslator] = (
-                responses.ChatStreamTranslator
-                if call.endpoint is Endpoint.CHAT
+                responses.ChatStreamTranslator if call.endpoint is Endpoint.CHAT
                 else responses.CompletionStreamTranslator
-            )
+            )  # fmt: skip
             translator = factory(
                 request_id=request_id, model=call.model, created=created, include_usage=include_usage
             )
-            return Reply(chunks=self._relay(resp, translator), content_type="text/event-stream")
-        try:
-            async with upstream_errors(self.cfg):
-                raw = await resp.read()
-        finally:
-            resp.release()
-        data = self._parse(raw)
+            reply = Reply(content_type="text/event-stream")
+            reply.chunks = self._relay(resp, translator, reply.outcome)
+            return reply
+        remaining = None if first_by is None else max(0.001, first_by - time.monotonic())
+        data = await self._aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
         if call.endpoint is Endpoint.CHAT:
             out = responses.chat_response(data, request_id=request_id, model=call.model, created=created)
-        elif call.endpoint is Endpoint.COMPLETION:
+        else:
             out = responses.completion_response(
                 data, request_id=request_id, model=call.model, created=created
             )
-        else:
-            fmt = call.body.get("encoding_format")
-            out = responses.embedding_response(
-                data, model=call.model, encoding_format=fmt if isinstance(fmt, str) else None
-            )
         return Reply(body=orjson.dumps(out))
+
+    def _no_first_token(self, seconds: float | None) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            self.name, f"sent no first token within {seconds or 0:g} s.", code="first_token_timeout"
+        )
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            async with upstream_errors(self.cfg):
+                return await resp.read()
+        finally:
+            resp.release()
+
+    def _embedding(self, call: Call, raw: bytes) -> Reply:
+        data = self._parse(raw)
+        fmt = call.body.get("encoding_format")
+        out = responses.embedding_response(
+            data, model=call.model, encoding_format=fmt if isinstance(fmt, str) else None
+        )
+        return Reply(body=orjson.dumps(out))
+
+    async def _aggregate(
+        self, resp: aiohttp.ClientResponse, first_timeout: float | None, chat: bool
+    ) -> dict[str, Any]:
+        agg = Aggregator()
+        complete = False
+        try:
+            async with upstream_errors(self.cfg):
+                lines = resp.content.__aiter__()
+                try:
+                    async with asyncio.timeout(first_timeout):
+                        first = await anext(lines, b"")
+                except TimeoutError:
+                    raise self._no_first_token(first_timeout) from None
+                line = first
+                while True:
+                    if line.strip():
+                        agg.add(self._parse(line))
+                    if agg.done:
+                        break
+                    line = await anext(lines, b"")
+                    if not line:
+                        break
+            complete = True
+        finally:
+            if complete:
+                resp.release()
+            else:
+                resp.close()
+        if agg.error is not None:
+            raise UpstreamError(self.name, f"reported an error: {agg.error[:500]}", code="upstream_error")
+        if not agg.done:
+            raise UpstreamError(
+                self.name, "ended its answer before the final chunk.", code="upstream_incomplete"
+            )
+        return agg.result(chat)
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -111,19 +173,23 @@ class OllamaProvider:
             raise UpstreamError(
                 self.name, "returned a body that is not a JSON object.", code="upstream_bad_response"
             )
-        if isinstance(data.get("error"), str):
+        if isinstance(data.get("error"), str) and "done" not in data:
             raise UpstreamError(self.name, f"reported an error: {data['error'][:500]}", code="upstream_error")
         return data
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, translator: _StreamTranslator
+        self, resp: aiohttp.ClientResponse, translator: _StreamTranslator, outcome: Outcome
     ) -> AsyncIterator[bytes]:
         complete = False
+        sent = False
         try:
             try:
                 async for line in resp.content:
+                    if not sent and line.startswith(b'{"error"'):
+                        self._parse(line)  # raises: nothing reached the client, so the engine may fail over
                     out = translator.feed(line)
                     if out:
+                        sent = True
                         yield out
                     if translator.done:
                         break
@@ -132,19 +198,24 @@ class OllamaProvider:
                 detail = (
                     "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc.__class__.__name__})"
                 )
-                yield translator.error(
-                    f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete.",
-                    "upstream_stream_interrupted",
-                )
+                if not sent:  # nothing reached the client: fail over instead
+                    raise UpstreamError(
+                        self.name, f"{detail} before its first token.", code="upstream_stream_interrupted"
+                    ) from None
+                outcome.error = f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete."
+                yield translator.error(outcome.error, "upstream_stream_interrupted")
                 return
-            if not translator.done:
-                yield translator.error(
-                    f"Upstream '{self.name}' ended the stream before its final chunk; "
-                    "the answer is incomplete.",
-                    "upstream_stream_interrupted",
+            if not sent:
+                raise UpstreamError(
+                    self.name, "ended the stream before its first token.", code="upstream_stream_interrupted"
                 )
+            if not translator.done:
+                outcome.error = f"Upstream '{self.name}' ended the stream before its final chunk; the answer is incomplete."
+                yield translator.error(outcome.error, "upstream_stream_interrupted")
                 return
             tail = translator.finish()
+            if b'"error"' in tail[:16]:
+                outcome.error = f"Upstream '{self.name}' reported an error mid-stream."
             if tail:
                 yield tail
         finally:
@@ -167,6 +238,42 @@ class OllamaProvider:
                 "returned a model list corral cannot read (expected Ollama's /api/tags shape).",
                 code="upstream_bad_response",
             ) from None
+
+    async def probe(self) -> Probe:
+        """GET the version (alive) and /api/ps (which models are loaded, at which context)."""
+        started = time.monotonic()
+        try:
+            async with upstream_errors(self.cfg):
+                async with self._session.get(self.cfg.base_url + self.cfg.path("health")) as resp:
+                    await resp.read()
+                    status = resp.status
+                latency = (time.monotonic() - started) * 1000
+                if status in (401, 403):
+                    return Probe(
+                        ok=False,
+                        latency_ms=latency,
+                        misconfigured=True,
+                        error=f"Upstream '{self.name}' rejected corral's credentials (HTTP {status}).",
+                    )
+                if status >= 400:
+                    return Probe(
+                        ok=False, latency_ms=latency, error=f"Upstream '{self.name}' answered HTTP {status}."
+                    )
+                loaded = await self._loaded()
+        except UpstreamError as exc:
+            return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
+        return Probe(ok=True, latency_ms=latency, loaded=loaded)
+
+    async def _loaded(self) -> dict[str, int | None] | None:
+        async with self._session.get(self.cfg.base_url + self.cfg.path("loaded")) as resp:
+            if resp.status != 200:
+                return None  # Ollama Cloud and old servers may not list loaded models
+            raw = await resp.read()
+        try:
+            data: Any = orjson.loads(raw)
+            return {str(m["name"]): m.get("context_length") for m in data.get("models") or []}
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return None
 
     async def close(self) -> None:
         await self._session.close()

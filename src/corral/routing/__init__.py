@@ -1,0 +1,1 @@
+"""Routing: which deployment serves a call, how healthy each one is, and the retry budget."""

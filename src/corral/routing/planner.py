@@ -1,0 +1,54 @@
+"""The attempt plan for a request: the requested model's pool, then its fallback chain.
+
+Chains are followed transitively in order (each fallback's own fallbacks right after it),
+then the router's ``default_fallbacks`` once at the end (not for ``explicit_only`` models);
+each name appears once. Power levels (``corral/eco``) are chains of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from corral.core.call import Route
+from corral.core.catalog import Catalog
+from corral.errors import ModelNotFound
+
+MAX_POOLS = 8
+
+
+def plan(catalog: Catalog, name: str, power_levels: Mapping[str, tuple[str, ...]]) -> list[Route]:
+    if name.startswith("corral/"):
+        level = name.removeprefix("corral/")
+        names = power_levels.get(level)
+        if not names:
+            raise ModelNotFound(name, [f"corral/{lvl}" for lvl in power_levels])
+        return _expand(catalog, list(names), required=False)
+    return _expand(catalog, [name], required=True)
+
+
+def _expand(catalog: Catalog, names: list[str], *, required: bool) -> list[Route]:
+    routes: list[Route] = []
+    seen: set[str] = set()
+
+    def add(name: str, must: bool) -> None:
+        if name in seen or len(routes) >= MAX_POOLS:
+            return
+        seen.add(name)
+        try:
+            route = catalog.route(name)
+        except ModelNotFound:
+            if must:
+                raise
+            return  # a fallback that serves nothing right now is skipped, not fatal
+        routes.append(route)
+        for nxt in route.fallbacks:
+            add(nxt, False)
+
+    for i, name in enumerate(names):
+        add(name, required and i == 0)
+    if routes and not routes[0].explicit_only:
+        for name in catalog.default_fallbacks:
+            add(name, False)
+    if not routes:
+        raise ModelNotFound(names[0], catalog.suggest(names[0]))
+    return routes

@@ -1,0 +1,136 @@
+"""The live state of one deployment (a provider instance): load, health, ejection, warm models.
+
+Updated from live traffic (passive) and from background checks (active). Reading it is cheap
+and does no I/O, so routing decisions on the request path stay in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from corral.config.schema import RouterConfig
+
+HEALTHY, BUSY, EJECTED, MISCONFIGURED, DISABLED, UNKNOWN = (
+    "healthy", "busy", "ejected", "misconfigured", "disabled", "unknown",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class DeploymentState:
+    name: str
+    type: str
+    max_parallel: int = 0  # 0 = no cap
+    enabled: bool = True
+    in_flight: int = 0
+    ewma_ms: float | None = None
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0  # monotonic
+    trial_in_flight: bool = False
+    busy_until: float = 0.0
+    misconfigured: str | None = None
+    last_error: str | None = None
+    last_check: float | None = None  # wall clock
+    last_check_ok: bool | None = None
+    check_latency_ms: float | None = None
+    loaded: dict[str, int | None] = field(default_factory=dict)  # model -> context length (Ollama /api/ps)
+    requests: int = 0
+    failures: int = 0
+
+    def status(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        if not self.enabled:
+            return DISABLED
+        if self.misconfigured:
+            return MISCONFIGURED
+        if self.ejected_until > now:
+            return EJECTED
+        if self.busy_until > now or (self.max_parallel and self.in_flight >= self.max_parallel):
+            return BUSY
+        if self.last_check_ok is None and self.requests == 0:
+            return UNKNOWN
+        return HEALTHY
+
+    def routable(self, now: float) -> bool:
+        """May take a request now: not disabled or misconfigured, not ejected (an expired
+        ejection admits exactly one trial request at a time)."""
+        if not self.enabled or self.misconfigured:
+            return False
+        if self.ejected_until > now:
+            return False
+        return not (self.ejections and self.consecutive_failures and self.trial_in_flight)
+
+    def has_capacity(self) -> bool:
+        return not self.max_parallel or self.in_flight < self.max_parallel
+
+    def is_busy(self, now: float) -> bool:
+        return self.busy_until > now
+
+    def load(self) -> float:
+        """In flight over capacity (an uncapped deployment counts as capacity 8)."""
+        return self.in_flight / (self.max_parallel or 8)
+
+    def warm(self, model: str, num_ctx: int | None) -> bool | None:
+        """Is ``model`` loaded here (with ``num_ctx``, when given)? None when unknown (not Ollama)."""
+        if self.type != "ollama":
+            return None
+        name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+        if name not in self.loaded:
+            return False
+        return num_ctx is None or self.loaded[name] in (None, num_ctx)
+
+    # passive signals -------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        self.in_flight += 1
+        self.requests += 1
+        if self.ejections and self.consecutive_failures and self.ejected_until <= now:
+            self.trial_in_flight = True
+
+    def finish(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def record_success(self, latency_ms: float) -> None:
+        self.consecutive_failures = 0
+        self.trial_in_flight = False
+        self.ejected_until = 0.0
+        self.misconfigured = None
+        self.ewma_ms = latency_ms if self.ewma_ms is None else 0.8 * self.ewma_ms + 0.2 * latency_ms
+
+    def record_failure(self, now: float, reason: str, cfg: RouterConfig, *, eject_now: bool = False) -> None:
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = reason
+        trial = self.trial_in_flight
+        self.trial_in_flight = False
+        if trial or eject_now or self.consecutive_failures >= cfg.eject_after:
+            self.eject(now, cfg)
+
+    def eject(self, now: float, cfg: RouterConfig) -> None:
+        self.ejections += 1
+        backoff = min(cfg.eject_base * (2 ** (self.ejections - 1)), cfg.eject_max)
+        self.ejected_until = now + backoff
+
+    def record_busy(self, now: float, seconds: float) -> None:
+        self.trial_in_flight = False
+        self.busy_until = max(self.busy_until, now + seconds)
+
+    def record_misconfigured(self, reason: str) -> None:
+        self.trial_in_flight = False
+        self.misconfigured = reason
+        self.last_error = reason
+
+    # active checks ---------------------------------------------------------------------
+    def record_check(self, ok: bool, latency_ms: float | None, error: str | None) -> None:
+        self.last_check = time.time()
+        self.last_check_ok = ok
+        self.check_latency_ms = latency_ms
+        if ok:
+            # As Envoy does: a passing active check brings an ejected deployment back.
+            self.consecutive_failures = 0
+            self.ejected_until = 0.0
+            self.ejections = 0
+            self.trial_in_flight = False
+            self.misconfigured = None
+        else:
+            self.last_error = error
