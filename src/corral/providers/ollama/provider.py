@@ -210,7 +210,7 @@ class OllamaProvider:
                     self.name, "ended the stream before its first token.", code="upstream_stream_interrupted"
                 )
             if not translator.done:
-                outcome.error = f"Upstream '{self.name}' ended the stream before its final chunk; the answer is incomplete."
+                outcome.error = f"Upstream '{self.name}' ended the stream early; the answer is incomplete."
                 yield translator.error(outcome.error, "upstream_stream_interrupted")
                 return
             tail = translator.finish()

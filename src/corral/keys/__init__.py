@@ -1,0 +1,1 @@
+"""Gateway keys: the key format, the in-memory verifier, and the calling principal."""

@@ -1,0 +1,197 @@
+"""Opening the durable store: the database URL, the async engine, migrations, ``Store``.
+
+SQLite (the default, ``corral.db`` in the data directory) runs in WAL mode with foreign keys
+on and a busy timeout, and lets SQLAlchemy emit ``BEGIN`` itself so transactions (and DDL)
+are real; writes use ``BEGIN IMMEDIATE``. PostgreSQL goes through asyncpg with a small,
+pre-pinged pool. ``open_store`` migrates the schema before it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from corral.errors import ConfigError
+from corral.security.crypto import Crypto
+from corral.store.access import WRITE_OPTION, Access, Clock, utc_now
+from corral.store.aliases import AliasRepo
+from corral.store.audit import AuditRepo
+from corral.store.errors import StoreUnavailable
+from corral.store.keys import KeyRepo
+from corral.store.migrate import upgrade
+from corral.store.providers import ProviderRepo
+
+ENV_VAR = "CORRAL_DATABASE_URL"
+SQLITE_FILE = "corral.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+_EXAMPLES = "postgresql://user:password@host:5432/corral or sqlite:///path/to/corral.db"
+
+
+def database_url(env: Mapping[str, str], home: Path, explicit: str | None = None) -> str:
+    """The URL to open: ``explicit``, else ``CORRAL_DATABASE_URL``, else SQLite in ``home``."""
+    raw = (explicit or "").strip() or env.get(ENV_VAR, "").strip()
+    if not raw:
+        return f"sqlite+aiosqlite:///{home / SQLITE_FILE}"
+    return normalize_url(raw)
+
+
+def normalize_url(raw: str) -> str:
+    """Map ``postgres(ql)://`` to asyncpg and ``sqlite://`` to aiosqlite; refuse anything else."""
+    scheme, sep, _ = raw.partition("://")
+    driver = _DRIVERS.get(scheme.lower()) if sep else None
+    if driver is None:
+        shown = scheme if sep and len(scheme) < 40 else "(none)"
+        raise ConfigError(f"{ENV_VAR}: unsupported database URL scheme {shown!r}. Use {_EXAMPLES}.")
+    try:
+        url = make_url(driver + raw[len(scheme) :])
+    except ArgumentError:
+        raise ConfigError(f"{ENV_VAR} is not a valid database URL. Use {_EXAMPLES}.") from None
+    if driver.startswith("postgresql") and "sslmode" in url.query:  # libpq spelling -> asyncpg's
+        url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": url.query["sslmode"]})
+    return url.render_as_string(hide_password=False)
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
+class Store:
+    """The database and its repositories. Build with ``open_store``; ``close`` at shutdown."""
+
+    def __init__(self, engine: AsyncEngine, *, crypto: Crypto, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.crypto = crypto
+        access = Access.of(engine, clock)
+        self.providers = ProviderRepo(access, crypto)
+        self.aliases = AliasRepo(access)
+        self.keys = KeyRepo(access)
+        self.audit = AuditRepo(access)
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.engine.url)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def ping(self) -> bool:
+        """True if the database answers (for readiness checks)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """The async engine for ``url`` (already normalised), with per-backend settings."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_async_engine(
+        parsed,
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": 10},
+    )
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ""
+    memory = database in ("", ":memory:") or "mode=memory" in database or database.startswith("file::memory:")
+    if not memory:
+        _create_private_file(Path(database))
+    engine = create_async_engine(url)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file with mode 0600 (its WAL files inherit it) if it does not exist."""
+    if not path.parent.is_dir():
+        raise StoreUnavailable(
+            f"The directory of the SQLite database {path} does not exist. Create it, or point "
+            f"{ENV_VAR} somewhere else."
+        )
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+async def open_store(url: str, *, crypto: Crypto, clock: Clock = utc_now, migrate: bool = True) -> Store:
+    """Open the database at ``url``, bring its schema to head, and return the ``Store``.
+
+    Raises ``StoreUnavailable`` (a ``ConfigError``) with the reason and the fix when the
+    database cannot be reached or migrated; the password in the URL is never shown.
+    """
+    normalised = normalize_url(url)
+    engine = create_engine(normalised)
+    try:
+        if migrate:
+            await upgrade(engine)
+    except BaseException as exc:
+        await engine.dispose()
+        if isinstance(exc, SQLAlchemyError | OSError | TimeoutError | CommandError):
+            raise StoreUnavailable(_why(exc, normalised)) from None
+        raise
+    return Store(engine, crypto=crypto, clock=clock)
+
+
+def _why(exc: BaseException, url: str) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+    password = make_url(url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    if "Can't locate revision" in reason:
+        return (
+            f"The database at {safe_url(url)} was migrated by a newer corral than this one. "
+            "Upgrade corral, or point it at another database."
+        )
+    return (
+        f"Cannot open the database at {safe_url(url)}: {type(cause).__name__}: {reason}. "
+        f"Check that the server is running and that {ENV_VAR} (host, port, user, database name) is right."
+    )

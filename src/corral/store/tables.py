@@ -1,0 +1,127 @@
+"""The schema of the durable store: SQLAlchemy Core tables shared by the repositories.
+
+The Alembic revisions under ``migrations/versions`` create exactly these tables; a test
+compares the migrated database with this metadata. Timestamps are timezone-aware UTC on
+every backend (``UTCDateTime``); JSON columns hold free-form objects validated by callers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the UTC wall time is stored
+    and the zone is put back on read. Naive datetimes are refused: they are a bug upstream.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json() -> JSON:
+    """JSON where Python ``None`` is SQL NULL (so "no value" and "JSON null" never differ)."""
+    return JSON(none_as_null=True)
+
+
+metadata = MetaData(naming_convention=NAMING)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("base_url", String(2048), nullable=False),
+    Column("api_key_enc", Text, nullable=True),  # "v1:" + Fernet token, never plaintext
+    Column("api_key_preview", String(32), nullable=True),
+    Column("headers_enc", Text, nullable=True),  # encrypted JSON object of extra headers
+    Column("settings", _json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("spec", _json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),  # the public lookup id inside the key
+    Column("key_hash", LargeBinary(32), nullable=False),  # SHA-256 of the full key
+    Column("name", String(256), nullable=True),
+    Column("owner", String(256), nullable=True),
+    Column("scope", String(16), nullable=False),
+    Column("models", _json(), nullable=True),  # list of model names, NULL = every model
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("enabled", Boolean(create_constraint=False), nullable=False),
+    Column("tier", String(64), nullable=True),
+    Column("metadata", _json(), nullable=False),
+    Column("limits", _json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    CheckConstraint("scope IN ('admin', 'user')", name="scope"),
+    Index("ix_gateway_keys_owner", "owner"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),  # a gateway key id, or "master"
+    Column("action", String(64), nullable=False),  # e.g. "provider.create"
+    Column("target", String(256), nullable=False),
+    Column("before", _json(), nullable=True),  # redacted
+    Column("after", _json(), nullable=True),  # redacted
+    Index("ix_audit_log_at", "at"),
+)
