@@ -277,7 +277,7 @@ def test_all_ejected_are_tried_anyway() -> None:
             assert chat(gw, "a/llama3.2").status_code == 200  # ejected, but the only one: tried anyway
 
 
-def test_warm_instance_is_preferred() -> None:
+def test_warm_instance_is_preferred_and_context_length_must_match() -> None:
     cold, warm = OllamaEmulator(), OllamaEmulator()
     warm.loaded["llama3.2:latest"] = 4096
     with ServerThread(cold.app) as sc, ServerThread(warm.app) as sw:
@@ -294,11 +294,18 @@ def test_warm_instance_is_preferred() -> None:
             gw.call(lambda: gw.gateway.health.check_all())
             served = {chat(gw, "ollama/llama3.2").headers["x-corral-provider"] for _ in range(10)}
             assert served == {"warm"}
-            # a request for another context length would force a reload: no instance is warm for it
-            served = {
-                chat(gw, "ollama/llama3.2", num_ctx=8192).headers["x-corral-provider"] for _ in range(10)
-            }
-            assert served == {"cold", "warm"}
+            # now each instance holds the model at a different context length
+            warm.loaded.clear()
+            warm.loaded["llama3.2:latest"] = 8192
+            cold.loaded.clear()
+            cold.loaded["llama3.2:latest"] = 4096
+            gw.call(lambda: gw.gateway.health.check_all())
+            assert {
+                chat(gw, "ollama/llama3.2", num_ctx=4096).headers["x-corral-provider"] for _ in range(8)
+            } == {"cold"}
+            assert {
+                chat(gw, "ollama/llama3.2", num_ctx=8192).headers["x-corral-provider"] for _ in range(8)
+            } == {"warm"}
 
 
 def test_power_levels_by_model_and_header() -> None:
@@ -379,3 +386,21 @@ def test_instance_killed_and_restarted_during_1000_requests_loses_none() -> None
     assert statuses.count(200) == 1000, {s: statuses.count(s) for s in set(statuses)}
     served_by_a_after = len(a.requests_to("/api/chat"))
     assert served_by_a_after > 0
+
+
+def test_pinned_num_ctx_cannot_be_changed_by_clients() -> None:
+    emu = OllamaEmulator()
+    with ServerThread(emu.app) as server:
+        config = make_config(
+            {
+                "providers": [{"name": "gpu", "type": "ollama", "base_url": server.url, "num_ctx": 4096}],
+                "models": [{"name": "pinned", "target": "gpu/llama3.2", "num_ctx": 16384}],
+            }
+        )
+        with GatewayServer(config) as gw:
+            chat(gw, "pinned", num_ctx=2048, options={"num_ctx": 999})
+            assert emu.requests_to("/api/chat")[-1].json["options"]["num_ctx"] == 16384
+            chat(gw, "gpu/llama3.2", num_ctx=2048)  # not pinned: the client may choose
+            assert emu.requests_to("/api/chat")[-1].json["options"]["num_ctx"] == 2048
+            chat(gw, "gpu/llama3.2")  # the provider default
+            assert emu.requests_to("/api/chat")[-1].json["options"]["num_ctx"] == 4096

@@ -195,11 +195,6 @@ async def test_no_warm_wait_when_the_warm_target_is_backing_off() -> None:
     assert time.monotonic() - started < 0.2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when queue_timeout (or the deadline) ends before warm_wait, acquire returns None "
-    "although a cold target has a free slot",
-)
 async def test_warm_wait_longer_than_queue_timeout_still_takes_the_free_cold_target() -> None:
     hot, fresh = warm("hot", in_flight=1), cold("fresh")
     fleet = Fleet([hot, fresh], cfg(queue_timeout=0.05, warm_wait=0.2))

@@ -207,11 +207,6 @@ def test_backoff_is_capped_at_eject_max() -> None:
     assert backoffs == pytest.approx([5.0, 10.0, 20.0, 30.0, 30.0, 30.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: failures of requests already in flight re-eject an ejected deployment and double "
-    "its back-off each time (Envoy ignores failures of an already-ejected host)",
-)
 def test_late_failures_while_ejected_do_not_lengthen_the_ejection() -> None:
     state = DeploymentState("vllm", "openai")
     for _ in range(6):  # six concurrent requests fail at once

@@ -72,29 +72,32 @@ class Engine:
         )
         while ranked and len(attempts) < self.cfg.max_attempts:
             if attempts and not self.fleet.budget.allow():
-                attempts.append(AttemptRecord(route.name, None, "skipped: retry budget exhausted", 503))
+                attempts.append(
+                    AttemptRecord(route.name, None, "skipped: retry budget exhausted", 503, busy=True)
+                )
                 return None
-            target = await self.fleet.acquire(ranked, deadline, num_ctx)
-            if target is None:
+            slot = await self.fleet.acquire_slot(ranked, deadline, num_ctx)
+            if slot is None:
                 attempts.append(AttemptRecord(route.name, None, "every deployment was busy", 503, busy=True))
                 return None
+            target, trial = slot
+            state = self.fleet.states[target.provider]
             ranked = [t for t in ranked if t != target]
             retry = bool(attempts)
             if retry:
                 self.fleet.budget.retrying += 1
             try:
-                return await self._attempt(call, route, target, fallback, deadline, attempts, num_ctx)
+                return await self._attempt(call, route, target, trial, fallback, deadline, attempts)
             except UpstreamError as exc:
-                if not classify(
-                    exc,
-                    self.fleet.states[target.provider],
-                    self.cfg,
-                    attempts,
-                    route.name,
-                    target,
-                    self.on_missing_model,
-                ):
+                retryable = classify(
+                    exc, state, self.cfg, attempts, route.name, target, self.on_missing_model
+                )
+                self.fleet.release(state, trial)
+                if not retryable:
                     raise
+            except BaseException:  # cancelled (client gone) or a bug: free the slot, keep the trial fair
+                self.fleet.release(state, trial)
+                raise
             finally:
                 if retry:
                     self.fleet.budget.retrying -= 1
@@ -105,38 +108,31 @@ class Engine:
         call: Call,
         route: Route,
         target: Target,
+        trial: bool,
         fallback: bool,
         deadline: float,
         attempts: list[AttemptRecord],
-        num_ctx: int | None,
     ) -> Reply:
+        """One attempt. On failure it raises with the slot still held: the caller classifies, then frees it."""
         state = self.fleet.states[target.provider]
         provider = self.providers[target.provider]
         remaining = max(0.001, deadline - time.monotonic())
         timeout = min(self._first_token.get(target.provider) or self.cfg.failover_timeout, remaining)
         attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
         started = time.monotonic()
-        committed = False
-        try:
-            if call.stream:
-                try:
-                    async with asyncio.timeout(timeout):
-                        reply = await provider.send(call, attempt)
-                        if reply.chunks is not None:
-                            reply.chunks = await _primed(reply.chunks, target.provider)
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        target.provider,
-                        f"sent no first token within {timeout:g} s.",
-                        code="first_token_timeout",
-                    ) from None
-            else:
-                reply = await provider.send(call, attempt)
-            state.record_success((time.monotonic() - started) * 1000)
-            committed = True
-        finally:
-            if not committed:
-                self.fleet.release(state)
+        if call.stream:
+            try:
+                async with asyncio.timeout(timeout):
+                    reply = await provider.send(call, attempt)
+                    if reply.chunks is not None:
+                        reply.chunks = await _primed(reply.chunks, target.provider)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    target.provider, f"sent no first token within {timeout:g} s.", code="first_token_timeout"
+                ) from None
+        else:
+            reply = await provider.send(call, attempt)
+        state.record_success((time.monotonic() - started) * 1000)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))
         reply.headers["x-corral-provider"] = target.provider
         reply.headers["x-corral-model"] = target.model
@@ -144,13 +140,13 @@ class Engine:
         if fallback:
             reply.headers["x-corral-fallback"] = route.name
         if reply.chunks is None:
-            self.fleet.release(state)
+            self.fleet.release(state, trial)
         else:
-            reply.chunks = self._finish_stream(reply.chunks, reply, state)
+            reply.chunks = self._finish_stream(reply.chunks, reply, state, trial)
         return reply
 
     async def _finish_stream(
-        self, inner: AsyncIterator[bytes], reply: Reply, state: DeploymentState
+        self, inner: AsyncIterator[bytes], reply: Reply, state: DeploymentState, trial: bool
     ) -> AsyncIterator[bytes]:
         """Pass the stream through; free the slot and record a mid-stream failure at the end."""
         try:
@@ -159,7 +155,7 @@ class Engine:
         finally:
             if reply.outcome.error:
                 state.record_failure(time.monotonic(), reply.outcome.error, self.cfg)
-            self.fleet.release(state)
+            self.fleet.release(state, trial)
             await _close(inner)
 
 

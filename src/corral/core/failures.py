@@ -85,6 +85,9 @@ class AllAttemptsFailed(CorralError):
             return real[0].error  # type: ignore[return-value]
         if not attempts:
             return cls(f"No deployment could be tried for '{model}'.", 503)
+        if len(attempts) == 1:
+            only = attempts[0]
+            return cls(f"No deployment of '{model}' could answer: {only.outcome}.", only.status)
         lines = []
         for i, a in enumerate(attempts, 1):
             where = f"{a.target.provider} ({a.target.model})" if a.target else a.route

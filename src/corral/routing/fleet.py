@@ -8,8 +8,8 @@ full and the free ones would have to cold-load the model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 from corral.config.schema import RouterConfig
@@ -23,12 +23,19 @@ class Fleet:
         self.states: dict[str, DeploymentState] = {s.name: s for s in states}
         self.cfg = cfg
         self.budget = RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
-        self._changed = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
-    def release(self, state: DeploymentState) -> None:
-        state.finish()
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+    def release(self, state: DeploymentState, trial: bool = False) -> None:
+        state.finish(trial)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Wake one waiter (not all: a freed slot serves one request; no thundering herd)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _free(self, target: Target, now: float, panic: bool) -> bool:
         state = self.states[target.provider]
@@ -37,13 +44,21 @@ class Fleet:
 
     async def acquire(self, order: Sequence[Target], deadline: float, num_ctx: int | None) -> Target | None:
         """Take a slot on the best free target of ``order``; None if none frees up in time."""
+        slot = await self.acquire_slot(order, deadline, num_ctx)
+        return slot[0] if slot else None
+
+    async def acquire_slot(
+        self, order: Sequence[Target], deadline: float, num_ctx: int | None
+    ) -> tuple[Target, bool] | None:
+        """As ``acquire``; also says whether this request is the single trial of an ejected target."""
         if not order:
             return None
         now = time.monotonic()
         panic = not any(self.states[t.provider].routable(now) for t in order)
         give_up = min(deadline, now + self.cfg.queue_timeout)
-        warm_until = now + self.cfg.warm_wait
+        warm_until = min(give_up, now + self.cfg.warm_wait)
         best = order[0]
+        woken = False
         while True:
             now = time.monotonic()
             chosen = next((t for t in order if self._free(t, now, panic)), None)
@@ -55,13 +70,19 @@ class Fleet:
             ):
                 chosen = None
             if chosen is not None:
-                self.states[chosen.provider].start(now)
-                return chosen
+                return chosen, self.states[chosen.provider].start(now)
+            if woken:
+                self._wake_one()  # the slot we were woken for is not usable by us: pass it on
             if now >= give_up:
                 return None
             wake = min(give_up, warm_until if now < warm_until else give_up, self._next_unbusy(order, now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=max(0.001, wake - now))
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, timeout=max(0.001, wake - now))
+                woken = True
+            except TimeoutError:
+                woken = False
 
     def _worth_waiting(self, best: Target, chosen: Target, num_ctx: int | None, now: float) -> bool:
         """Best is warm but full, the free one is cold: a cold load costs more than a short wait."""

@@ -22,7 +22,10 @@ def plan(catalog: Catalog, name: str, power_levels: Mapping[str, tuple[str, ...]
         names = power_levels.get(level)
         if not names:
             raise ModelNotFound(name, [f"corral/{lvl}" for lvl in power_levels])
-        return _expand(catalog, list(names), required=False)
+        try:
+            return _expand(catalog, list(names), required=False)
+        except ModelNotFound:
+            raise ModelNotFound(name, []) from None
     return _expand(catalog, [name], required=True)
 
 

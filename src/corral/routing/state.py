@@ -81,14 +81,24 @@ class DeploymentState:
         return num_ctx is None or self.loaded[name] in (None, num_ctx)
 
     # passive signals -------------------------------------------------------------------
-    def start(self, now: float) -> None:
+    def start(self, now: float) -> bool:
+        """Count a request in; True if it is the single trial of an expired ejection."""
         self.in_flight += 1
         self.requests += 1
-        if self.ejections and self.consecutive_failures and self.ejected_until <= now:
+        if (
+            self.ejections
+            and self.consecutive_failures
+            and self.ejected_until <= now
+            and not self.trial_in_flight
+        ):
             self.trial_in_flight = True
+            return True
+        return False
 
-    def finish(self) -> None:
+    def finish(self, trial: bool = False) -> None:
         self.in_flight = max(0, self.in_flight - 1)
+        if trial:  # a trial that ended without a verdict (client error, 404, cancelled) frees the next one
+            self.trial_in_flight = False
 
     def record_success(self, latency_ms: float) -> None:
         self.consecutive_failures = 0
@@ -103,6 +113,8 @@ class DeploymentState:
         self.last_error = reason
         trial = self.trial_in_flight
         self.trial_in_flight = False
+        if self.ejected_until > now and not trial:
+            return  # already ejected: late failures from before the ejection do not lengthen it
         if trial or eject_now or self.consecutive_failures >= cfg.eject_after:
             self.eject(now, cfg)
 

@@ -80,7 +80,8 @@ def order(targets: Sequence[Target], states: States, strategy: str, ctx: Context
     usable = [t for t in targets if states[t.provider].routable(now)]
     if not usable:  # panic: every deployment is ejected or misconfigured; try them anyway
         return sorted(
-            (t for t in targets if states[t.provider].enabled), key=lambda t: states[t.provider].ejected_until
+            (t for t in targets if states[t.provider].enabled),
+            key=lambda t: (states[t.provider].misconfigured is not None, states[t.provider].ejected_until),
         )
     within = STRATEGIES[strategy]
     out: list[Target] = []
