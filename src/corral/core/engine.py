@@ -113,7 +113,7 @@ class Engine:
         deadline: float,
         attempts: list[AttemptRecord],
     ) -> Reply:
-        """One attempt. On failure it raises with the slot still held: the caller classifies, then frees it."""
+        """One attempt. On failure it raises with the slot held: the caller classifies, then frees it."""
         state = self.fleet.states[target.provider]
         provider = self.providers[target.provider]
         remaining = max(0.001, deadline - time.monotonic())
