@@ -53,6 +53,8 @@ _PROVIDER_KEYS = {
     "keep_alive",
     "num_ctx",
     "options",
+    "max_parallel",
+    "first_token_timeout",
 }
 _OLLAMA_ONLY = {"keep_alive", "num_ctx", "options"}
 _TYPES: tuple[ProviderType, ...] = ("ollama", "openai")

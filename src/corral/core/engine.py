@@ -19,6 +19,7 @@ from corral.config.schema import RouterConfig
 from corral.core.call import Attempt, Call, Reply, Route, Target
 from corral.core.catalog import Catalog
 from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
+from corral.core.streams import Relay
 from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.base import Provider
 from corral.routing import planner
@@ -142,24 +143,22 @@ class Engine:
         if reply.chunks is None:
             self.fleet.release(state, trial)
         else:
-            reply.chunks = self._finish_stream(reply.chunks, reply, state, trial)
+            stream = reply.chunks if isinstance(reply.chunks, Relay) else Relay(reply.chunks)
+            reply.chunks = self._finish_stream(stream, reply, state, trial)
         return reply
 
-    async def _finish_stream(
-        self, inner: AsyncIterator[bytes], reply: Reply, state: DeploymentState, trial: bool
-    ) -> AsyncIterator[bytes]:
-        """Pass the stream through; free the slot and record a mid-stream failure at the end."""
-        try:
-            async for chunk in inner:
-                yield chunk
-        finally:
+    def _finish_stream(self, stream: Relay, reply: Reply, state: DeploymentState, trial: bool) -> Relay:
+        """When the stream ends, however it ends: record a mid-stream failure and free the slot."""
+
+        def done() -> None:
             if reply.outcome.error:
                 state.record_failure(time.monotonic(), reply.outcome.error, self.cfg)
             self.fleet.release(state, trial)
-            await _close(inner)
+
+        return stream.then(done)
 
 
-async def _primed(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[bytes]:
+async def _primed(chunks: AsyncIterator[bytes], provider: str) -> Relay:
     """Read the first non-empty chunk now (errors surface before commit), then replay it."""
     first = b""
     try:
@@ -170,24 +169,9 @@ async def _primed(chunks: AsyncIterator[bytes], provider: str) -> AsyncIterator[
             provider, "ended the stream before sending anything.", code="upstream_empty_stream"
         ) from None
     except BaseException:
-        await _close(chunks)
+        await Relay(chunks).aclose()
         raise
-
-    async def replay() -> AsyncIterator[bytes]:
-        try:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await _close(chunks)
-
-    return replay()
-
-
-async def _close(chunks: AsyncIterator[bytes]) -> None:
-    close = getattr(chunks, "aclose", None)
-    if close is not None:
-        await close()
+    return Relay(chunks, first)
 
 
 def _requested_ctx(call: Call) -> int | None:
