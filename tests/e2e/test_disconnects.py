@@ -46,7 +46,7 @@ def gateway(url: str) -> GatewayServer:
 
 
 def test_leaving_mid_stream_frees_the_slot(slow: tuple[OllamaEmulator, ServerThread]) -> None:
-    emu, server = slow
+    _emu, server = slow
     with server, gateway(server.url) as gw:
         for _ in range(3):
             with httpx.stream("POST", gw.v1 + "/chat/completions", json=BODY, headers=gw.headers()) as resp:
