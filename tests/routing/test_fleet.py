@@ -234,3 +234,34 @@ async def test_trial_gates_a_second_request_while_another_target_is_routable() -
     assert probe.trial_in_flight
     assert await fleet.acquire(order, far(), None) is None  # no second trial, backup full
     assert probe.in_flight == 1
+
+
+async def test_a_cancelled_waiter_does_not_swallow_the_wake_up() -> None:
+    a = cold("a")
+    fleet = Fleet([a], cfg(queue_timeout=5, warm_wait=0))
+    assert await fleet.acquire([t("a")], far(), None) == t("a")
+    first = asyncio.create_task(fleet.acquire([t("a")], far(), None))
+    second = asyncio.create_task(fleet.acquire([t("a")], far(), None))
+    await asyncio.sleep(0.02)  # both are queued now, first in line
+    first.cancel()
+    fleet.release(a)  # the wake-up goes to the first waiter, which is gone
+    started = time.monotonic()
+    assert await asyncio.wait_for(second, 1) == t("a")
+    assert time.monotonic() - started < 0.2
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_each_release_wakes_one_waiter_not_all() -> None:
+    a = cold("a")
+    fleet = Fleet([a], cfg(queue_timeout=5, warm_wait=0))
+    await fleet.acquire([t("a")], far(), None)
+    waiters = [asyncio.create_task(fleet.acquire([t("a")], far(), None)) for _ in range(5)]
+    await asyncio.sleep(0.02)
+    fleet.release(a)
+    await asyncio.sleep(0.02)
+    assert sum(w.done() for w in waiters) == 1
+    for _ in range(4):
+        fleet.release(a)
+        await asyncio.sleep(0.01)
+    assert all(w.done() for w in waiters)

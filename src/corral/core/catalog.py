@@ -55,6 +55,7 @@ class Catalog:
         self._default_fallbacks = default_fallbacks
         self._models: dict[str, list[ModelInfo]] = {name: [] for name in self._providers}
         self._cache: dict[str, Route] = {}
+        self.version = 0  # bumped whenever what a name resolves to may have changed
         self._bare: dict[str, list[Target]] = {}
 
     @property
@@ -87,6 +88,7 @@ class Catalog:
                     bare.setdefault(name, []).append(Target(entry.name, info.id, entry.priority))
         self._bare = bare
         self._cache = {}
+        self.version += 1
 
     def resolve(self, name: str) -> list[Target]:
         """Every target ``name`` can be served by, best first. Raises ModelNotFound."""

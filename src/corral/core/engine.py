@@ -42,12 +42,14 @@ class Engine:
         self.cfg: RouterConfig = fleet.cfg
         self._first_token = dict(timeouts or {})
         self.on_missing_model: Callable[[str], None] = lambda provider: None
+        self._plans: dict[str, list[Route]] = {}
+        self._plans_version = -1
         self._counter = count()
         self._rng = random.Random()  # noqa: S311 - load spreading, not security
 
     async def handle(self, call: Call, power: str | None = None) -> Reply:
         name = f"corral/{power}" if power else call.model
-        routes = planner.plan(self.catalog, name, self.cfg.power_levels)
+        routes = self._plan(name)
         deadline = time.monotonic() + self.cfg.request_timeout
         attempts: list[AttemptRecord] = []
         budget = self.fleet.budget
@@ -62,6 +64,18 @@ class Engine:
         finally:
             budget.active -= 1
         raise AllAttemptsFailed.from_attempts(call.model, attempts)
+
+    def _plan(self, name: str) -> list[Route]:
+        """The plan for ``name``, cached until a catalog changes."""
+        if self._plans_version != self.catalog.version:
+            self._plans.clear()
+            self._plans_version = self.catalog.version
+        routes = self._plans.get(name)
+        if routes is None:
+            routes = planner.plan(self.catalog, name, self.cfg.power_levels)
+            if len(self._plans) < 10_000:  # names come from clients: bound the cache
+                self._plans[name] = routes
+        return routes
 
     async def _try_pool(
         self, call: Call, route: Route, fallback: bool, deadline: float, attempts: list[AttemptRecord]

@@ -79,10 +79,18 @@ class Fleet:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, timeout=max(0.001, wake - now))
-                woken = True
+                async with asyncio.timeout(max(0.001, wake - now)):
+                    await asyncio.shield(waiter)
             except TimeoutError:
-                woken = False
+                pass
+            except BaseException:  # cancelled while queued: hand on any wake-up meant for us
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()
+                waiter.cancel()
+                raise
+            # A wake-up that raced with our timeout still counts: pass it on if we cannot use it.
+            woken = waiter.done() and not waiter.cancelled()
+            waiter.cancel()
 
     def _worth_waiting(self, best: Target, chosen: Target, num_ctx: int | None, now: float) -> bool:
         """Best is warm but full, the free one is cold: a cold load costs more than a short wait."""

@@ -77,6 +77,9 @@ STRATEGIES: dict[str, Within] = {
 
 def order(targets: Sequence[Target], states: States, strategy: str, ctx: Context, now: float) -> list[Target]:
     """Targets best first: by priority tier, strategy within a tier, busy ones last in a tier."""
+    if len(targets) == 1:  # the common case: nothing to order
+        state = states[targets[0].provider]
+        return list(targets) if state.enabled else []
     usable = [t for t in targets if states[t.provider].routable(now)]
     if not usable:  # panic: every deployment is ejected or misconfigured; try them anyway
         return sorted(

@@ -135,21 +135,14 @@ class OllamaProvider:
         complete = False
         try:
             async with upstream_errors(self.cfg):
-                lines = resp.content.__aiter__()
+                batches = ndjson_batches(resp.content)
                 try:
                     async with asyncio.timeout(first_timeout):
-                        first = await anext(lines, b"")
+                        lines: list[bytes] = await anext(batches, [])
                 except TimeoutError:
                     raise self._no_first_token(first_timeout) from None
-                line = first
-                while True:
-                    if line.strip():
-                        agg.add(self._parse(line))
-                    if agg.done:
-                        break
-                    line = await anext(lines, b"")
-                    if not line:
-                        break
+                while lines and not self._fold(agg, lines):
+                    lines = await anext(batches, [])
             complete = True
         finally:
             if complete:
@@ -163,6 +156,14 @@ class OllamaProvider:
                 self.name, "ended its answer before the final chunk.", code="upstream_incomplete"
             )
         return agg.result(chat)
+
+    def _fold(self, agg: Aggregator, lines: list[bytes]) -> bool:
+        """Add lines to ``agg``; True once it has the final line (or an error)."""
+        for line in lines:
+            agg.add(self._parse(line))
+            if agg.done:
+                return True
+        return False
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -184,13 +185,23 @@ class OllamaProvider:
         sent = False
         try:
             try:
-                async for line in resp.content:
-                    if not sent and line.startswith(b'{"error"'):
-                        self._parse(line)  # raises: nothing reached the client, so the engine may fail over
-                    out = translator.feed(line)
-                    if out:
+                # One write per network read, not per token: a fast upstream's burst of lines
+                # becomes one SSE write; a real model's tokens still go out as they arrive.
+                async for lines in ndjson_batches(resp.content):
+                    parts: list[bytes] = []
+                    for line in lines:
+                        if not sent and not parts and line.startswith(b'{"error"'):
+                            self._parse(
+                                line
+                            )  # raises: nothing reached the client, so the engine may fail over
+                        out = translator.feed(line)
+                        if out:
+                            parts.append(out)
+                        if translator.done:
+                            break
+                    if parts:
                         sent = True
-                        yield out
+                        yield b"".join(parts)
                     if translator.done:
                         break
                 complete = True
@@ -277,6 +288,25 @@ class OllamaProvider:
 
     async def close(self) -> None:
         await self._session.close()
+
+
+async def ndjson_batches(
+    content: aiohttp.StreamReader, max_line: int = 8 * 1024 * 1024
+) -> AsyncIterator[list[bytes]]:
+    """The complete, non-empty lines of each network read; a partial line waits for the next."""
+    pending = b""
+    async for data in content.iter_any():
+        pending += data
+        if b"\n" not in data:
+            if len(pending) > max_line:
+                raise ValueError(f"an NDJSON line is longer than {max_line} bytes")
+            continue
+        *lines, pending = pending.split(b"\n")
+        batch = [line for line in lines if line.strip()]
+        if batch:
+            yield batch
+    if pending.strip():
+        yield [pending]
 
 
 def _model_info(entry: dict[str, Any], owner: str) -> ModelInfo:
