@@ -75,6 +75,7 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
         for shape, direct_path, direct_model, gw_model in (
             ("ollama", "/api/chat", OLLAMA_MODEL, f"mock-ollama/{OLLAMA_MODEL}"),
             ("openai", "/v1/chat/completions", OPENAI_MODEL, f"mock-openai/{OPENAI_MODEL}"),
+            ("ollama pool", "/api/chat", OLLAMA_MODEL, "pool"),  # two pooled deployments
         ):
             direct = gateway = None
             if mock_url:
@@ -90,7 +91,16 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
             url = gateway_url + "/v1/chat/completions"
             target = Target("corral", url, _body("demo/echo", stream), headers, stream)
             cells.append(Cell("demo" + (" stream" if stream else ""), target, None))
-    order = ["ollama", "ollama stream", "openai", "openai stream", "demo", "demo stream"]
+    order = [
+        "ollama",
+        "ollama stream",
+        "ollama pool",
+        "ollama pool stream",
+        "openai",
+        "openai stream",
+        "demo",
+        "demo stream",
+    ]
     return sorted(cells, key=lambda c: order.index(c.name))
 
 

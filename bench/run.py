@@ -42,10 +42,16 @@ providers:
   - name: mock-ollama
     type: ollama
     base_url: http://127.0.0.1:{port}
+  - name: mock-ollama-b
+    type: ollama
+    base_url: http://127.0.0.1:{port}
   - name: mock-openai
     type: openai
     base_url: http://127.0.0.1:{port}/v1
     models: [gpt-mock]
+models:
+  - name: pool
+    targets: [mock-ollama/llama3.2, mock-ollama-b/llama3.2]
 """
 
 
