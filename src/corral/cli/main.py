@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from corral import __version__
+from corral.cli import status
+from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.config import Config, load_config
 from corral.errors import ConfigError
 
@@ -32,7 +34,23 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate a config file and print what it defines")
     check.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"), required=False)
+
+    status = sub.add_parser("status", help="show every deployment's health (from a running gateway)")
+    _client_options(status)
     return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the gateway (default: $CORRAL_URL or http://127.0.0.1:4000)")
+    parser.add_argument(
+        "--key", help="admin key (default: $CORRAL_ADMIN_KEY, $CORRAL_MASTER_KEY, or the key file)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    env = os.environ
+    return AdminClient(args.url or default_url(env), args.key or default_key(env, home_dir(env)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,9 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "status":
+            return status.run(_client(args), args)
     except ConfigError as exc:
         print(f"corral: configuration error: {exc}", file=sys.stderr)
         return 2
+    except CLIError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        return 1
     return 1
 
 
