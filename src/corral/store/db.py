@@ -186,6 +186,11 @@ def _why(exc: BaseException, url: str) -> str:
     password = make_url(url).password
     if password:
         reason = reason.replace(str(password), "***")
+    if "lock timeout" in reason:
+        return (
+            f"Another corral has held the migration lock on {safe_url(url)} for over 2 minutes. Check for a "
+            "stuck migration (pg_locks, pg_stat_activity) and start again once it is gone."
+        )
     if "Can't locate revision" in reason:
         return (
             f"The database at {safe_url(url)} was migrated by a newer corral than this one. "

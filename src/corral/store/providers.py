@@ -28,6 +28,11 @@ from corral.store.tables import providers
 KIND = "provider"
 COLUMNS = ("name", "type", "base_url")
 SECRETS = ("api_key", "headers")
+# Names of the redacted view and of the columns: never settings (a view sent back is refused).
+RESERVED = frozenset(
+    {"api_key_enc", "api_key_preview", "has_api_key", "headers_enc", "header_names", "settings"}
+    | {"created_at", "updated_at"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,16 @@ def _required_text(field_name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"'{field_name}' is required and must be a non-empty string.", param=field_name)
     return value
+
+
+def _check_reserved(data: Mapping[str, Any]) -> None:
+    reserved = sorted(RESERVED.intersection(data))
+    if reserved:
+        raise InvalidRequest(
+            f"'{reserved[0]}' is not a provider field that can be set; send 'api_key' and 'headers' "
+            "to set secrets, and leave out the read-only fields of the provider view.",
+            param=reserved[0],
+        )
 
 
 def _headers(value: object) -> dict[str, str]:
@@ -158,6 +173,7 @@ class ProviderRepo:
     async def create(self, data: Mapping[str, Any], *, actor: str) -> ProviderRecord:
         """``data`` holds name, type, base_url, optional api_key and headers, and any settings."""
         name = check_name(KIND, data.get("name"), 128)
+        _check_reserved(data)
         values: dict[str, Any] = {
             "name": name,
             "type": _required_text("type", data.get("type")),
@@ -195,6 +211,7 @@ class ProviderRepo:
                 "A provider cannot be renamed. Create it under the new name, then delete the old one.",
                 param="name",
             )
+        _check_reserved(changes)
         for required in ("type", "base_url"):
             if required in changes:
                 _required_text(required, changes[required])
