@@ -1,0 +1,1 @@
+"""Ollama native API over an OpenAI-compatible upstream: pure request and answer translation."""
