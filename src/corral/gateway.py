@@ -1,13 +1,18 @@
-"""The composition root: builds providers, catalog, engine and discovery from a Config.
+"""The composition root: builds providers, catalog, fleet, engine, discovery and health checks
+from a Config, and swaps them live when the config changes.
 
 Nothing here is global: ``Gateway.create`` builds a fresh set, so tests can run several
-gateways in one process.
+gateways in one process. ``reconfigure`` keeps every provider whose settings did not change
+(its connection pool, health state and discovered models) and closes replaced ones only after
+their in-flight requests have finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass, field
 
 from corral.config.schema import Config, ProviderConfig
@@ -21,6 +26,9 @@ from corral.providers.openai_compat import OpenAIProvider
 from corral.routing.fleet import Fleet
 from corral.routing.health import HealthMonitor
 from corral.routing.state import DeploymentState
+
+log = logging.getLogger("corral.gateway")
+DRAIN_LIMIT = 600.0  # seconds a replaced provider may keep serving in-flight requests
 
 
 def build_provider(cfg: ProviderConfig) -> Provider:
@@ -41,19 +49,35 @@ class Gateway:
     fleet: Fleet
     providers: dict[str, Provider]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _running: bool = False
 
     @classmethod
-    def create(cls, config: Config) -> Gateway:
-        """Build every part. Call inside a running event loop (HTTP clients need one)."""
-        enabled = [p for p in config.providers if p.enabled]
-        providers: dict[str, Provider] = {p.name: build_provider(p) for p in enabled}
+    def create(cls, config: Config, previous: Gateway | None = None) -> Gateway:
+        """Build every part, reusing ``previous``'s unchanged providers. Call inside a running loop."""
+        same = _unchanged(config, previous)
+        providers: dict[str, Provider] = {}
+        states: list[DeploymentState] = []
+        for p in config.providers:
+            old_state = previous.fleet.states.get(p.name) if previous and p.name in same else None
+            state = old_state or DeploymentState(p.name, p.type, p.max_parallel, p.enabled)
+            states.append(state)
+            if p.enabled:
+                providers[p.name] = (
+                    previous.providers[p.name] if previous and p.name in same else build_provider(p)
+                )
         entries = [ProviderEntry(p.name, p.type, p.priority, p.enabled) for p in config.providers]
-        static: dict[str, tuple[str, ...] | None] = {p.name: p.models for p in enabled}
+        static: dict[str, tuple[str, ...] | None] = {p.name: p.models for p in config.providers if p.enabled}
         if config.demo:
-            providers["demo"] = DemoProvider()
+            providers["demo"] = (
+                previous.providers["demo"] if previous and "demo" in previous.providers else DemoProvider()
+            )
             entries.append(ProviderEntry("demo", "demo", 1000))
             static["demo"] = ("echo",)
+            states.append(previous.fleet.states["demo"] if previous else DeploymentState("demo", "demo"))
         catalog = Catalog(entries, config.models, config.router.default_fallbacks)
+        if previous is not None:
+            for name in same | ({"demo"} if config.demo else set()):
+                catalog.update(name, previous.catalog.models_of(name))
         discovery = Discovery(
             catalog,
             providers,
@@ -61,9 +85,12 @@ class Gateway:
             interval=config.server.discovery_interval,
             timeout=config.server.discovery_timeout,
         )
-        states = [DeploymentState(p.name, p.type, p.max_parallel, p.enabled) for p in config.providers]
-        if config.demo:
-            states.append(DeploymentState("demo", "demo"))
+        if previous is not None:
+            for name in same:
+                if name in previous.discovery.status:
+                    discovery.status[name] = previous.discovery.status[name]
+            if previous.discovery.first_round.is_set():
+                discovery.first_round.set()
         fleet = Fleet(states, config.router)
         timeouts = {p.name: p.first_token_timeout for p in config.providers}
         engine = Engine(catalog, providers, fleet, timeouts)
@@ -82,8 +109,34 @@ class Gateway:
 
     async def start(self) -> None:
         """Start background work. Serving does not wait for discovery."""
+        self._running = True
+        self._start_loops()
+
+    def _start_loops(self) -> None:
         self._tasks.append(asyncio.create_task(self.discovery.run(), name="corral-discovery"))
         self._tasks.append(asyncio.create_task(self.health.run(), name="corral-health"))
+
+    async def reconfigure(self, config: Config) -> None:
+        """Apply a new config now. Requests in flight finish on the parts they started with."""
+        new = Gateway.create(config, previous=self)
+        replaced = {n: p for n, p in self.providers.items() if new.providers.get(n) is not p}
+        old_states = self.fleet.states
+        # swap everything at once: no await between these assignments
+        self.config, self.catalog, self.engine = new.config, new.catalog, new.engine
+        self.discovery, self.health, self.fleet, self.providers = (
+            new.discovery,
+            new.health,
+            new.fleet,
+            new.providers,
+        )
+        self.engine.on_missing_model = self.refresh_soon
+        if self._running:
+            await self._stop_tasks()
+            self._start_loops()
+        for name, provider in replaced.items():
+            state = old_states.get(name)
+            self._tasks.append(asyncio.create_task(_drain_and_close(provider, state), name=f"close-{name}"))
+        log.info("configuration applied: %d providers, %d aliases", len(config.providers), len(config.models))
 
     def refresh_soon(self, provider: str) -> None:
         """An instance said it lacks a model: refresh its catalog now, in the background."""
@@ -95,6 +148,15 @@ class Gateway:
                 asyncio.create_task(self.discovery.refresh(provider), name=f"refresh-{provider}")
             )
 
+    async def _stop_tasks(self) -> None:
+        loops = [t for t in self._tasks if t.get_name() in ("corral-discovery", "corral-health")]
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = [t for t in self._tasks if t not in loops and not t.done()]
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -103,3 +165,18 @@ class Gateway:
                 await task
         self._tasks.clear()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
+
+
+def _unchanged(config: Config, previous: Gateway | None) -> set[str]:
+    """Providers whose settings are identical to ``previous``'s and that it has running."""
+    if previous is None:
+        return set()
+    before = {p.name: p for p in previous.config.providers}
+    return {p.name for p in config.providers if before.get(p.name) == p and p.name in previous.providers}
+
+
+async def _drain_and_close(provider: Provider, state: DeploymentState | None) -> None:
+    deadline = time.monotonic() + DRAIN_LIMIT
+    while state is not None and state.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.5)  # bounded, in the background, only while a replaced provider drains
+    await provider.close()

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -21,7 +22,15 @@ from corral.http.app import create_app
 log = logging.getLogger("corral.server")
 
 
-def run(config: Config, master_key: str, host: str, port: int, *, on_ready: Callable[[str], None]) -> None:
+def run(
+    config: Config,
+    master_key: str,
+    host: str,
+    port: int,
+    *,
+    home: Path | None,
+    on_ready: Callable[[str], None],
+) -> None:
     try:
         import uvloop
 
@@ -29,13 +38,13 @@ def run(config: Config, master_key: str, host: str, port: int, *, on_ready: Call
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(config, master_key, host, port, on_ready))
+        runner(_serve(config, master_key, host, port, home, on_ready))
 
 
 async def _serve(
-    config: Config, master_key: str, host: str, port: int, on_ready: Callable[[str], None]
+    config: Config, master_key: str, host: str, port: int, home: Path | None, on_ready: Callable[[str], None]
 ) -> None:
-    app = create_app(config, master_key)
+    app = create_app(config, master_key, home=home)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout
     )

@@ -236,7 +236,7 @@ async def test_trial_gates_a_second_request_while_another_target_is_routable() -
     assert probe.in_flight == 1
 
 
-async def test_a_cancelled_waiter_does_not_swallow_the_wake_up() -> None:
+async def test_a_cancelled_waiter_never_loses_the_slot() -> None:
     a = cold("a")
     fleet = Fleet([a], cfg(queue_timeout=5, warm_wait=0))
     assert await fleet.acquire([t("a")], far(), None) == t("a")
@@ -244,12 +244,15 @@ async def test_a_cancelled_waiter_does_not_swallow_the_wake_up() -> None:
     second = asyncio.create_task(fleet.acquire([t("a")], far(), None))
     await asyncio.sleep(0.02)  # both are queued now, first in line
     first.cancel()
-    fleet.release(a)  # the wake-up goes to the first waiter, which is gone
+    fleet.release(a)  # the wake-up goes to the first waiter, which is being cancelled
+    await asyncio.sleep(0.02)
+    # Either the first still took the slot (Python's wait_for may swallow a late cancellation),
+    # or it handed the wake-up on: no slot and no wake-up may be lost.
+    if first.done() and not first.cancelled() and first.result() == t("a"):
+        fleet.release(a)
     started = time.monotonic()
     assert await asyncio.wait_for(second, 1) == t("a")
     assert time.monotonic() - started < 0.2
-    with pytest.raises(asyncio.CancelledError):
-        await first
 
 
 async def test_each_release_wakes_one_waiter_not_all() -> None:

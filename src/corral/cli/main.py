@@ -114,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             print(f"Master key: from {key.source}.", flush=True)
 
-    run(config, key.value, host, port, on_ready=ready)
+    run(config, key.value, host, port, home=home, on_ready=ready)
     return 0
 
 

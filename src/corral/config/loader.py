@@ -26,7 +26,7 @@ from corral.config.schema import (
 from corral.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-_TOP_KEYS = {"master_key", "providers", "models", "server", "router"}
+_TOP_KEYS = {"master_key", "database_url", "providers", "models", "server", "router"}
 _SERVER_KEYS = {
     "host",
     "port",
@@ -117,6 +117,7 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
         server=server,
         router=router,
         demo=demo,
+        database_url=top.string("database_url"),
     )
 
 
@@ -157,6 +158,11 @@ def _server(f: Fields) -> ServerConfig:
         discovery_interval=f.duration("discovery_interval", d.discovery_interval),
         discovery_timeout=f.duration("discovery_timeout", d.discovery_timeout),
     )
+
+
+def parse_provider(data: Any, *, where: str, source: str, env: Mapping[str, str]) -> ProviderConfig:
+    """Validate one provider mapping (from YAML or the admin API) exactly as the loader does."""
+    return _provider(Fields(data, where, source, env))
 
 
 def _provider(f: Fields) -> ProviderConfig:

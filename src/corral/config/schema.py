@@ -110,6 +110,7 @@ class ServerConfig:
 class Config:
     source: str  # the file it came from, or "<defaults>"
     master_key: str | None = None
+    database_url: str | None = None
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelAlias, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)

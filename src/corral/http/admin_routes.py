@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from corral.gateway import Gateway
-from corral.http.auth import KeyChecker
+from corral.http.auth import Authenticator
 from corral.routing.state import DeploymentState
 
 
@@ -38,7 +38,7 @@ def deployment_view(state: DeploymentState, now: float, base_url: str | None) ->
 
 
 class AdminRoutes:
-    def __init__(self, gateway: Callable[[web.Request], Gateway], keys: KeyChecker) -> None:
+    def __init__(self, gateway: Callable[[web.Request], Gateway], keys: Authenticator) -> None:
         self._gateway = gateway
         self._keys = keys
 
@@ -46,7 +46,7 @@ class AdminRoutes:
         app.router.add_get("/admin/health", self.health)
 
     async def health(self, request: web.Request) -> web.Response:
-        self._keys.check(request)
+        self._keys.admin(request)
         gw = self._gateway(request)
         now = time.monotonic()
         urls = {p.name: p.base_url for p in gw.config.providers}

@@ -6,44 +6,70 @@ discovery) is built on startup inside the event loop and closed on cleanup.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 
 from corral.config.schema import Config
+from corral.control.plane import ControlPlane
 from corral.core.engine import Engine
 from corral.gateway import Gateway
 from corral.http.admin_routes import AdminRoutes
-from corral.http.auth import KeyChecker
+from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
 from corral.http.openai_routes import OpenAIRoutes
 
 GATEWAY = web.AppKey("gateway", Gateway)
+CONTROL = web.AppKey("control", ControlPlane)
 
 
-def create_app(config: Config, master_key: str, *, gateway: Gateway | None = None) -> web.Application:
-    """Build the app. ``gateway`` may be given by tests; otherwise it is built on startup."""
+def create_app(
+    config: Config,
+    master_key: str,
+    *,
+    home: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    gateway: Gateway | None = None,
+) -> web.Application:
+    """Build the app. With ``home`` the control plane (store, gateway keys, admin changes) runs
+    too; without it the gateway serves the config file alone, with the master key only."""
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=config.server.max_request_bytes,
         handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
     )
 
+    auth = Authenticator(master_key)
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        gw = gateway or Gateway.create(config)
+        plane = None
+        effective = config
+        if home is not None:
+            plane = await ControlPlane.open(config, home, os.environ if env is None else env)
+            auth.keys = plane.keys
+            app[CONTROL] = plane
+            effective = await plane.effective()
+        gw = gateway or Gateway.create(effective)
         app[GATEWAY] = gw
         await gw.start()
-        yield
-        await gw.close()
+        if plane is not None:
+            plane.start(gw)
+        try:
+            yield
+        finally:
+            await gw.close()
+            if plane is not None:
+                await plane.close()
 
     def engine(request: web.Request) -> Engine:
         return request.app[GATEWAY].engine
 
     app.cleanup_ctx.append(lifecycle)
-    keys = KeyChecker(master_key)
-    OpenAIRoutes(engine, keys, config.server.max_request_bytes).add_to(app)
-    AdminRoutes(lambda request: request.app[GATEWAY], keys).add_to(app)
+    OpenAIRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
+    AdminRoutes(lambda request: request.app[GATEWAY], auth).add_to(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -1,23 +1,29 @@
 """Client authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 
-Keys are compared as SHA-256 digests with ``hmac.compare_digest``: constant time, and the
-length of the real key does not leak.
+The master key is compared as a SHA-256 digest with ``hmac.compare_digest`` (constant time,
+and the real key's length does not leak); gateway keys (``gw_…``) are checked against the
+in-memory key cache, which does no I/O. Every failure is a 401 that never echoes the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 from aiohttp import web
 
-from corral.errors import AuthenticationFailed
+from corral.errors import AuthenticationFailed, PermissionDenied
+from corral.keys.cache import KeyCache
+from corral.keys.principal import Principal
 
 _MISSING = (
     "No API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
     "The master key was printed at first start and is stored in the data directory."
 )
 _WRONG = "The API key is not valid. Check the key you are sending; it is not shown here."
+MAX_KEY = 512
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -31,14 +37,47 @@ def presented_key(request: web.Request) -> str | None:
     return key.strip() if key else None
 
 
-class KeyChecker:
-    def __init__(self, master_key: str) -> None:
+class Authenticator:
+    def __init__(self, master_key: str, keys: KeyCache | None = None) -> None:
         self._master = hashlib.sha256(master_key.encode()).digest()
+        self.keys = keys
+        self._master_principal = Principal.master()
 
-    def check(self, request: web.Request) -> None:
+    def principal(self, request: web.Request) -> Principal:
         key = presented_key(request)
         if key is None:
             raise AuthenticationFailed(_MISSING, code="missing_api_key")
-        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
-        if not hmac.compare_digest(digest, self._master):
+        if len(key) > MAX_KEY:
             raise AuthenticationFailed(_WRONG, code="invalid_api_key")
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
+        if hmac.compare_digest(digest, self._master):
+            who = self._master_principal
+        elif self.keys is not None and key.startswith("gw_"):
+            who = Principal.from_key(self.keys.verify(key, time.time()))
+        else:
+            raise AuthenticationFailed(_WRONG, code="invalid_api_key")
+        request[PRINCIPAL] = who
+        return who
+
+    def check(self, request: web.Request) -> Principal:
+        """Any valid key."""
+        return self.principal(request)
+
+    def admin(self, request: web.Request) -> Principal:
+        """A key with admin scope (the master key is one)."""
+        who = self.principal(request)
+        if not who.is_admin:
+            raise PermissionDenied(
+                "This key has scope 'user'; the admin API needs an admin key (or the master key).",
+                code="admin_required",
+            )
+        return who
+
+
+def require_model(who: Principal, model: str) -> None:
+    if not who.may_use(model):
+        raise PermissionDenied(
+            f"This key may not use the model '{model}'. Ask an admin to add it to the key's models.",
+            code="model_not_allowed",
+            param="model",
+        )

@@ -19,7 +19,7 @@ from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import BodyTooLarge, InvalidRequest
-from corral.http.auth import KeyChecker
+from corral.http.auth import Authenticator, require_model
 from corral.http.errors import REQUEST_ID
 from corral.http.replies import write_reply
 
@@ -94,7 +94,7 @@ class OpenAIRoutes:
     build the engine at startup (inside the event loop) after the routes exist."""
 
     def __init__(
-        self, engine: Callable[[web.Request], Engine], keys: KeyChecker, max_request_bytes: int
+        self, engine: Callable[[web.Request], Engine], keys: Authenticator, max_request_bytes: int
     ) -> None:
         self._engine = engine
         self._keys = keys
@@ -113,7 +113,7 @@ class OpenAIRoutes:
 
     async def _serve(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         rid = request_id(request)
-        self._keys.check(request)
+        who = self._keys.check(request)
         raw, body = await read_json(request, self._limit)
         power = request.headers.get("x-corral-power")
         if power is not None:
@@ -123,6 +123,7 @@ class OpenAIRoutes:
                 )
             body.setdefault("model", f"corral/{power}")
         model, stream = _check(endpoint, body)
+        require_model(who, model)
         if endpoint is Endpoint.EMBEDDING:
             stream = False
         call = Call(endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid)
@@ -140,16 +141,18 @@ class OpenAIRoutes:
 
     async def list_models(self, request: web.Request) -> web.Response:
         request_id(request)
-        self._keys.check(request)
-        data = [_model_row(row.id, row.created, row.owned_by) for row in self._catalog(request).listing()]
+        who = self._keys.check(request)
+        rows = self._catalog(request).listing()
+        data = [_model_row(row.id, row.created, row.owned_by) for row in rows if who.may_use(row.id)]
         return web.Response(
             body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
         )
 
     async def get_model(self, request: web.Request) -> web.Response:
         request_id(request)
-        self._keys.check(request)
+        who = self._keys.check(request)
         name = request.match_info["model"]
+        require_model(who, name)
         target = self._catalog(request).resolve(name)[0]
         return web.Response(
             body=orjson.dumps(_model_row(name, 0, target.provider)), content_type="application/json"

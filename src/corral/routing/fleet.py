@@ -23,7 +23,7 @@ class Fleet:
         self.states: dict[str, DeploymentState] = {s.name: s for s in states}
         self.cfg = cfg
         self.budget = RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
-        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def release(self, state: DeploymentState, trial: bool = False) -> None:
         state.finish(trial)
@@ -34,7 +34,7 @@ class Fleet:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(True)
+                waiter.set_result(None)
                 return
 
     def _free(self, target: Target, now: float, panic: bool) -> bool:
@@ -79,20 +79,19 @@ class Fleet:
             woken = await self._wait(max(0.001, wake - now))
 
     async def _wait(self, seconds: float) -> bool:
-        """Queue until a slot is released (True) or ``seconds`` pass (False). One future and one
-        timer per wait; a wake-up that meets a cancellation is handed on, never lost."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        """Queue until a slot is released (True) or ``seconds`` pass (False). A wake-up that
+        meets a cancellation (the client went away) is handed on, never lost."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(seconds, _expire, waiter)
         try:
-            return await waiter
+            await asyncio.wait_for(waiter, timeout=seconds)
+        except TimeoutError:
+            return False
         except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.result():
+            if waiter.done() and not waiter.cancelled():
                 self._wake_one()
             raise
-        finally:
-            timer.cancel()
+        return True
 
     def _worth_waiting(self, best: Target, chosen: Target, num_ctx: int | None, now: float) -> bool:
         """Best is warm but full, the free one is cold: a cold load costs more than a short wait."""
@@ -109,8 +108,3 @@ class Fleet:
             self.states[t.provider].busy_until for t in order if self.states[t.provider].busy_until > now
         ]
         return min(times) if times else now + 3600.0
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)

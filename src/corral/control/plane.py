@@ -1,0 +1,87 @@
+"""The control plane at run time: the store, the gateway-key cache, and live config changes.
+
+Providers and aliases come from the YAML file (read-only through the API, shown as managed by
+config) and from the database (managed through the admin API and CLI). ``apply`` rebuilds the
+effective config from both and swaps it into the running gateway; a background loop picks up
+changes made by other replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from corral.config.schema import Config
+from corral.control.merge import merge
+from corral.gateway import Gateway
+from corral.keys.cache import KeyCache
+from corral.security.crypto import load_crypto
+from corral.store import Store, database_url, open_store
+
+log = logging.getLogger("corral.control")
+SYNC_INTERVAL = 15.0  # seconds between picking up other replicas' changes
+
+
+class ControlPlane:
+    def __init__(self, base: Config, store: Store, keys: KeyCache) -> None:
+        self.base = base
+        self.store = store
+        self.keys = keys
+        self.config_providers = frozenset(p.name for p in base.providers) | ({"demo"} if base.demo else set())
+        self.config_aliases = frozenset(m.name for m in base.models)
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(cls, base: Config, home: Path, env: Mapping[str, str]) -> ControlPlane:
+        crypto = load_crypto(env, home)
+        store = await open_store(database_url(env, home, base.database_url), crypto=crypto)
+        try:
+            await store.providers.check_decryptable()  # a wrong encryption key fails at start
+            keys = KeyCache()
+            keys.attach(store)
+            await keys.load(store)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(base, store, keys)
+
+    async def effective(self) -> Config:
+        """YAML config plus the database's providers and aliases. Raises ConfigError."""
+        providers = [self.store.providers.reveal(r) for r in await self.store.providers.list()]
+        aliases = [(a.name, a.spec) for a in await self.store.aliases.list()]
+        return merge(self.base, providers, aliases)
+
+    async def apply(self, gateway: Gateway) -> None:
+        """Rebuild the effective config and apply it to the running gateway."""
+        async with self._lock:
+            config = await self.effective()
+            if config != gateway.config:
+                await gateway.reconfigure(config)
+
+    def start(self, gateway: Gateway) -> None:
+        self._tasks.append(
+            asyncio.create_task(self.keys.refresh_loop(self.store, SYNC_INTERVAL), name="keys")
+        )
+        self._tasks.append(asyncio.create_task(self._sync(gateway), name="config-sync"))
+
+    async def _sync(self, gateway: Gateway) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                await self.apply(gateway)
+            except Exception as exc:  # keep serving the last good config
+                log.warning("could not apply the stored configuration: %s", exc)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.keys.flush_last_used(self.store)
+        await self.store.close()
