@@ -27,8 +27,18 @@ def make_config(
 
 
 class GatewayServer(ServerThread):
-    def __init__(self, config: Config, key: str = MASTER_KEY) -> None:
-        super().__init__(lambda: create_app(config, key))
+    """A gateway on loopback. With ``home`` the control plane runs too (a SQLite store there, or
+    the database ``env`` names in CORRAL_DATABASE_URL)."""
+
+    def __init__(
+        self,
+        config: Config,
+        key: str = MASTER_KEY,
+        *,
+        home: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(lambda: create_app(config, key, home=home, env=dict(env or {})))
         self.key = key
         self.config = config
 

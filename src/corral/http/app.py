@@ -17,7 +17,7 @@ from corral.config.schema import Config
 from corral.control.plane import ControlPlane
 from corral.core.engine import Engine
 from corral.gateway import Gateway
-from corral.http.admin_routes import AdminRoutes
+from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
 from corral.http.openai_routes import OpenAIRoutes
@@ -69,7 +69,7 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     OpenAIRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
-    AdminRoutes(lambda request: request.app[GATEWAY], auth).add_to(app)
+    add_admin_routes(app, auth)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -1,4 +1,4 @@
-"""Admin routes (master key only, for now): /admin/health shows every deployment's state."""
+"""GET /admin/health: every deployment's state (admin scope)."""
 
 from __future__ import annotations
 
