@@ -11,6 +11,8 @@ OLLAMA_PATHS: dict[str, str] = {
     "chat": "/api/chat",
     "generate": "/api/generate",
     "embed": "/api/embed",
+    "embeddings": "/api/embeddings",
+    "show": "/api/show",
     "models": "/api/tags",
     "loaded": "/api/ps",
     "health": "/api/version",

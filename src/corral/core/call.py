@@ -15,8 +15,16 @@ from typing import Any
 
 class Endpoint(enum.Enum):
     CHAT = "chat"
-    COMPLETION = "completion"
-    EMBEDDING = "embedding"
+    COMPLETION = "completion"  # OpenAI /v1/completions, Ollama /api/generate
+    EMBEDDING = "embedding"  # OpenAI /v1/embeddings, Ollama /api/embed
+    LEGACY_EMBEDDING = "legacy_embedding"  # Ollama /api/embeddings
+
+
+class Surface(enum.Enum):
+    """Which API the client speaks: replies are written in that API's shape."""
+
+    OPENAI = "openai"
+    OLLAMA = "ollama"
 
 
 @dataclass(slots=True)
@@ -27,6 +35,7 @@ class Call:
     model: str
     stream: bool
     request_id: str
+    surface: Surface = Surface.OPENAI
 
 
 @dataclass(slots=True, frozen=True)
@@ -109,3 +118,5 @@ class Probe:
     error: str | None = None
     misconfigured: bool = False
     loaded: dict[str, int | None] | None = None  # Ollama: model -> context length, from /api/ps
+    running: tuple[dict[str, Any], ...] | None = None  # Ollama: the /api/ps entries as they came
+    version: str | None = None  # Ollama: from /api/version

@@ -20,6 +20,8 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
+from corral.http.ollama_fleet import FleetRoutes
+from corral.http.ollama_routes import OllamaRoutes
 from corral.http.openai_routes import OpenAIRoutes
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -70,6 +72,8 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     OpenAIRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
     add_admin_routes(app, auth)
+    OllamaRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
+    FleetRoutes(lambda request: request.app[GATEWAY], auth, config.server.max_request_bytes).add_to(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

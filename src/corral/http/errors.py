@@ -18,9 +18,21 @@ def envelope(message: str, error_type: str, *, code: str | None = None, param: s
     return orjson.dumps({"error": {"message": message, "type": error_type, "param": param, "code": code}})
 
 
-def error_response(exc: CorralError, request_id: str | None = None) -> web.Response:
+def ollama_envelope(message: str) -> bytes:
+    """Ollama's error body: {"error": "..."}."""
+    return orjson.dumps({"error": message})
+
+
+def error_response(exc: CorralError, request_id: str | None = None, *, ollama: bool = False) -> web.Response:
     error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
     headers = {"x-request-id": request_id} if request_id else None
+    if ollama:
+        return web.Response(
+            status=exc.http_status,
+            body=ollama_envelope(exc.message),
+            content_type="application/json",
+            headers=headers,
+        )
     if exc.http_status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="corral"'}
     return web.Response(
@@ -37,7 +49,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response: web.StreamResponse = await handler(request)
         return response
     except CorralError as exc:
-        return error_response(exc, request.get(REQUEST_ID))
+        return error_response(exc, request.get(REQUEST_ID), ollama=request.path.startswith("/api/"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -49,6 +61,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if exc.status in (404, 405)
             else exc.reason
         )
+        if request.path.startswith("/api/"):
+            return web.Response(
+                status=exc.status,
+                body=ollama_envelope(f"{exc.reason}: {request.method} {request.path}"),
+                content_type="application/json",
+            )
         return web.Response(
             status=exc.status, body=envelope(message, kind, code=code), content_type="application/json"
         )

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import NotFound
+from corral.providers.openai_native import bridge
 
 MODELS = ("echo",)
 
@@ -52,6 +53,11 @@ class DemoProvider:
         self.name = name
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
+        if call.surface is Surface.OLLAMA:
+            started = bridge.now_ns()
+            return bridge.to_native(
+                await self.send(bridge.to_openai(call, attempt.model), attempt), call, started
+            )
         model = attempt.model
         if model not in MODELS:
             raise NotFound(

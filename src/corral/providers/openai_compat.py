@@ -15,8 +15,9 @@ import orjson
 
 from corral.config.schema import ProviderConfig
 from corral.core.body import sse_error, with_model
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError
+from corral.providers.openai_native import bridge
 from corral.providers.upstream import error_detail, make_session, rejected, upstream_errors
 
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
@@ -41,6 +42,11 @@ class OpenAIProvider:
         self._urls = {ep: cfg.base_url + cfg.path(key) for ep, key in _PATH_KEYS.items()}
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
+        if call.surface is Surface.OLLAMA:
+            started = bridge.now_ns()
+            return bridge.to_native(
+                await self.send(bridge.to_openai(call, attempt.model), attempt), call, started
+            )
         data = with_model(call.raw, call.body, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self._session.post(self._urls[call.endpoint], data=data, headers=_JSON)

@@ -43,6 +43,8 @@ class HealthMonitor:
             state.record_check(True, probe.latency_ms, None)
             if probe.loaded is not None:
                 state.loaded = dict(probe.loaded)
+            state.running = probe.running or ()
+            state.version = probe.version or state.version
         elif probe.misconfigured:
             state.record_check(False, probe.latency_ms, probe.error)
             state.record_misconfigured(probe.error or "misconfigured")

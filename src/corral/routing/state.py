@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from corral.config.schema import RouterConfig
 
@@ -35,6 +36,8 @@ class DeploymentState:
     last_check_ok: bool | None = None
     check_latency_ms: float | None = None
     loaded: dict[str, int | None] = field(default_factory=dict)  # model -> context length (Ollama /api/ps)
+    running: tuple[dict[str, Any], ...] = ()  # the /api/ps entries, for the merged /api/ps
+    version: str | None = None
     requests: int = 0
     failures: int = 0
 

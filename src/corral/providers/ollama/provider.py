@@ -19,9 +19,9 @@ import aiohttp
 import orjson
 
 from corral.config.schema import ProviderConfig
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError, UpstreamTimeout
-from corral.providers.ollama import responses, translate
+from corral.providers.ollama import native, responses, translate
 from corral.providers.ollama.aggregate import Aggregator
 from corral.providers.upstream import make_session, rejected, upstream_errors
 
@@ -66,25 +66,17 @@ class OllamaProvider:
         return translate.embed_request(call.body, attempt.model, defaults=self._embed_defaults)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
+        if call.surface is Surface.OLLAMA:
+            return await native.send(self, call, attempt)
         payload = orjson.dumps(self._request(call, attempt))
-        # Ollama streams, so its headers come at once: the first-token deadline covers them too.
         first_by = (
             None if attempt.first_byte_timeout is None else time.monotonic() + attempt.first_byte_timeout
         )
-        try:
-            async with asyncio.timeout(attempt.first_byte_timeout), upstream_errors(self.cfg):
-                resp = await self._session.post(self._urls[call.endpoint], data=payload, headers=_JSON)
-        except TimeoutError:
-            raise self._no_first_token(attempt.first_byte_timeout) from None
-        if resp.status >= 400:
-            try:
-                raise await rejected(self.cfg, resp)
-            finally:
-                resp.release()
+        resp = await self.post(self._urls[call.endpoint], payload, attempt.first_byte_timeout)
         request_id = _PREFIX[call.endpoint] + secrets.token_hex(12)
         created = int(time.time())
         if call.endpoint is Endpoint.EMBEDDING:
-            return self._embedding(call, await self._read(resp))
+            return self._embedding(call, await self.read(resp))
         if call.stream:
             options = call.body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -99,7 +91,7 @@ class OllamaProvider:
             reply.chunks = self._relay(resp, translator, reply.outcome)
             return reply
         remaining = None if first_by is None else max(0.001, first_by - time.monotonic())
-        data = await self._aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
+        data = await self.aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
         if call.endpoint is Endpoint.CHAT:
             out = responses.chat_response(data, request_id=request_id, model=call.model, created=created)
         else:
@@ -108,12 +100,43 @@ class OllamaProvider:
             )
         return Reply(body=orjson.dumps(out))
 
+    async def post(
+        self, url: str, payload: bytes, first_byte_timeout: float | None
+    ) -> aiohttp.ClientResponse:
+        """POST; a non-2xx answer raises. Ollama streams, so its headers come at once: the
+        first-token deadline covers them too."""
+        try:
+            async with asyncio.timeout(first_byte_timeout), upstream_errors(self.cfg):
+                resp = await self._session.post(url, data=payload, headers=_JSON)
+        except TimeoutError:
+            raise self._no_first_token(first_byte_timeout) from None
+        if resp.status >= 400:
+            try:
+                raise await rejected(self.cfg, resp)
+            finally:
+                resp.release()
+        return resp
+
+    async def manage(self, method: str, path: str, payload: Any = None) -> aiohttp.ClientResponse:
+        """A management call (show, pull, delete, copy) on this instance; the caller releases it."""
+        data = None if payload is None else orjson.dumps(payload)
+        async with upstream_errors(self.cfg):
+            return await self._session.request(
+                method,
+                self.cfg.base_url + path,
+                data=data,
+                headers=_JSON,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.cfg.connect_timeout, sock_read=self.cfg.timeout
+                ),
+            )
+
     def _no_first_token(self, seconds: float | None) -> UpstreamTimeout:
         return UpstreamTimeout(
             self.name, f"sent no first token within {seconds or 0:g} s.", code="first_token_timeout"
         )
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
             async with upstream_errors(self.cfg):
                 return await resp.read()
@@ -121,14 +144,14 @@ class OllamaProvider:
             resp.release()
 
     def _embedding(self, call: Call, raw: bytes) -> Reply:
-        data = self._parse(raw)
+        data = self.parse(raw)
         fmt = call.body.get("encoding_format")
         out = responses.embedding_response(
             data, model=call.model, encoding_format=fmt if isinstance(fmt, str) else None
         )
         return Reply(body=orjson.dumps(out))
 
-    async def _aggregate(
+    async def aggregate(
         self, resp: aiohttp.ClientResponse, first_timeout: float | None, chat: bool
     ) -> dict[str, Any]:
         agg = Aggregator()
@@ -160,12 +183,12 @@ class OllamaProvider:
     def _fold(self, agg: Aggregator, lines: list[bytes]) -> bool:
         """Add lines to ``agg``; True once it has the final line (or an error)."""
         for line in lines:
-            agg.add(self._parse(line))
+            agg.add(self.parse(line))
             if agg.done:
                 return True
         return False
 
-    def _parse(self, raw: bytes) -> dict[str, Any]:
+    def parse(self, raw: bytes) -> dict[str, Any]:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -191,7 +214,7 @@ class OllamaProvider:
                     parts: list[bytes] = []
                     for line in lines:
                         if not sent and not parts and line.startswith(b'{"error"'):
-                            self._parse(
+                            self.parse(
                                 line
                             )  # raises: nothing reached the client, so the engine may fail over
                         out = translator.feed(line)
@@ -256,7 +279,7 @@ class OllamaProvider:
         try:
             async with upstream_errors(self.cfg):
                 async with self._session.get(self.cfg.base_url + self.cfg.path("health")) as resp:
-                    await resp.read()
+                    raw = await resp.read()
                     status = resp.status
                 latency = (time.monotonic() - started) * 1000
                 if status in (401, 403):
@@ -270,20 +293,21 @@ class OllamaProvider:
                     return Probe(
                         ok=False, latency_ms=latency, error=f"Upstream '{self.name}' answered HTTP {status}."
                     )
-                loaded = await self._loaded()
+                running = await self._running()
         except UpstreamError as exc:
             return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
-        return Probe(ok=True, latency_ms=latency, loaded=loaded)
+        loaded = None if running is None else {str(m.get("name")): m.get("context_length") for m in running}
+        return Probe(ok=True, latency_ms=latency, loaded=loaded, running=running, version=_version(raw))
 
-    async def _loaded(self) -> dict[str, int | None] | None:
+    async def _running(self) -> tuple[dict[str, Any], ...] | None:
         async with self._session.get(self.cfg.base_url + self.cfg.path("loaded")) as resp:
             if resp.status != 200:
                 return None  # Ollama Cloud and old servers may not list loaded models
             raw = await resp.read()
         try:
             data: Any = orjson.loads(raw)
-            return {str(m["name"]): m.get("context_length") for m in data.get("models") or []}
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return tuple(m for m in data.get("models") or [] if isinstance(m, dict) and m.get("name"))
+        except (orjson.JSONDecodeError, AttributeError):
             return None
 
     async def close(self) -> None:
@@ -307,6 +331,15 @@ async def ndjson_batches(
             yield batch
     if pending.strip():
         yield [pending]
+
+
+def _version(raw: bytes) -> str | None:
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, str) else None
 
 
 def _model_info(entry: dict[str, Any], owner: str) -> ModelInfo:

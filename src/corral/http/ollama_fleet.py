@@ -1,0 +1,170 @@
+"""corral as one big Ollama: the fleet's merged views and model management.
+
+GET /api/tags merges every instance's catalog (one entry per name and digest, with the
+instances that hold it) plus aliases and OpenAI-type models; GET /api/ps lists loaded models
+across the fleet with their instance; POST /api/show asks an instance that has the model (or
+describes an OpenAI-type one). Pull, delete and copy fan out to Ollama instances (admin only);
+push, create and blobs are refused because they write to upstream disks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
+from corral.gateway import Gateway
+from corral.http.auth import Authenticator, require_model
+from corral.http.ollama_manage import Management
+from corral.http.openai_routes import read_json, request_id
+from corral.providers.ollama.provider import OllamaProvider
+
+RUNNING = b"Ollama is running"
+DEFAULT_VERSION = "0.12.0"
+_REFUSED = ("/api/push", "/api/create", "/api/blobs/{digest}")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+
+
+def _synthetic(name: str, family: str, owner: str) -> dict[str, Any]:
+    return {
+        "name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": 0,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {"parent_model": "", "format": family, "family": family, "families": [family],
+                    "parameter_size": "", "quantization_level": ""},
+        "corral_instances": [owner],
+    }  # fmt: skip
+
+
+class FleetRoutes:
+    def __init__(self, gateway: Callable[[web.Request], Gateway], auth: Authenticator, limit: int) -> None:
+        self._gateway = gateway
+        self._auth = auth
+        self._limit = limit
+        self._manage = Management(gateway, auth, limit)
+
+    def add_to(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/", self.root)  # aiohttp adds HEAD for GET routes
+        r.add_get("/api/version", self.version)
+        r.add_get("/api/tags", self.tags)
+        r.add_get("/api/ps", self.ps)
+        r.add_post("/api/show", self.show)
+        self._manage.add_to(app)
+        for path in _REFUSED:
+            r.add_route("*", path, self.refused)
+
+    async def root(self, request: web.Request) -> web.Response:
+        return web.Response(body=RUNNING, content_type="text/plain")
+
+    async def version(self, request: web.Request) -> web.Response:
+        """The lowest version among the instances, so clients do not use features some lack."""
+        versions = [s.version for s in self._gateway(request).fleet.states.values() if s.version]
+        lowest = min(versions, key=_version_key) if versions else DEFAULT_VERSION
+        return _json({"version": lowest})
+
+    async def tags(self, request: web.Request) -> web.Response:
+        request_id(request)
+        who = self._auth.check(request)
+        gw = self._gateway(request)
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        extra: list[dict[str, Any]] = []
+        for name, entry in gw.catalog.providers.items():
+            if not entry.enabled:
+                continue
+            for info in gw.catalog.models_of(name):
+                if entry.type == "ollama":
+                    digest = str(info.details.get("digest", ""))
+                    row = merged.get((info.id, digest))
+                    if row is None:
+                        row = {
+                            "name": info.id,
+                            "model": info.id,
+                            "modified_at": info.details.get("modified_at", ""),
+                            "size": info.details.get("size", 0),
+                            "digest": digest,
+                            "details": info.details.get("details", {}),
+                            "corral_instances": [],
+                        }
+                        if "capabilities" in info.details:
+                            row["capabilities"] = info.details["capabilities"]
+                        merged[(info.id, digest)] = row
+                    row["corral_instances"].append(name)
+                else:
+                    extra.append(_synthetic(f"{name}/{info.id}", entry.type, name))
+        for alias in gw.config.models:
+            extra.append(_synthetic(alias.name, "alias", alias.target))
+        models = [m for m in [*merged.values(), *extra] if who.may_use(m["name"])]
+        return _json({"models": models})
+
+    async def ps(self, request: web.Request) -> web.Response:
+        request_id(request)
+        who = self._auth.check(request)
+        rows = []
+        for state in self._gateway(request).fleet.states.values():
+            for entry in state.running:
+                if who.may_use(str(entry.get("name"))):
+                    rows.append({**entry, "corral_instance": state.name})
+        return _json({"models": rows})
+
+    async def show(self, request: web.Request) -> web.Response:
+        request_id(request)
+        who = self._auth.check(request)
+        _, body = await read_json(request, self._limit)
+        name = body.get("model") or body.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("model is required", param="model")
+        require_model(who, name)
+        gw = self._gateway(request)
+        targets = gw.catalog.resolve(name)
+        for target in targets:
+            provider = gw.providers.get(target.provider)
+            if isinstance(provider, OllamaProvider):
+                resp = await provider.manage(
+                    "POST", provider.cfg.path("show"), {**body, "model": target.model}
+                )
+                try:
+                    raw = await resp.read()
+                    if resp.status == 200:
+                        return web.Response(body=raw, content_type="application/json")
+                    if resp.status != 404:
+                        return web.Response(status=resp.status, body=raw, content_type="application/json")
+                finally:
+                    resp.release()
+        if targets and not any(isinstance(gw.providers.get(t.provider), OllamaProvider) for t in targets):
+            return _json(_described(name, targets[0].provider))
+        raise ModelNotFound(name, gw.catalog.suggest(name))
+
+    async def refused(self, request: web.Request) -> web.Response:
+        self._auth.check(request)
+        raise PermissionDenied(
+            f"corral does not pass {request.path} through: it writes to the disks of upstream instances. "
+            "Run it against the instance directly.",
+            code="refused",
+        )
+
+
+def _described(name: str, provider: str) -> dict[str, Any]:
+    """/api/show for a model on an OpenAI-type upstream, which has no such endpoint."""
+    return {
+        "modelfile": f"# {name} is served by the OpenAI-compatible provider '{provider}' through corral\n",
+        "parameters": "", "template": "{{ .Prompt }}",
+        "details": {"parent_model": "", "format": "openai", "family": provider, "families": [provider],
+                    "parameter_size": "", "quantization_level": ""},
+        "model_info": {"general.architecture": "openai"},
+        "capabilities": ["completion", "tools"],
+        "modified_at": "1970-01-01T00:00:00Z",
+    }  # fmt: skip
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("-")[0].split("."):
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts)

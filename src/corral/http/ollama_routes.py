@@ -1,0 +1,72 @@
+"""The Ollama-native data plane: /api/chat, /api/generate, /api/embed, /api/embeddings.
+
+Same guarantees as the OpenAI surface (keys, routing, fallbacks, failover); requests are
+parsed once, size-limited, and streamed as NDJSON (``stream`` defaults to true, as in Ollama).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from corral.core.call import Call, Endpoint, Surface
+from corral.core.engine import Engine
+from corral.errors import InvalidRequest
+from corral.http.auth import Authenticator, require_model
+from corral.http.openai_routes import read_json, request_id
+from corral.http.replies import write_reply
+
+_ENDPOINTS = {
+    "/api/chat": Endpoint.CHAT,
+    "/api/generate": Endpoint.COMPLETION,
+    "/api/embed": Endpoint.EMBEDDING,
+    "/api/embeddings": Endpoint.LEGACY_EMBEDDING,
+}
+
+
+def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("model is required", param="model")
+    if endpoint in (Endpoint.EMBEDDING, Endpoint.LEGACY_EMBEDDING):
+        return model, False
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be true or false", param="stream")
+    if endpoint is Endpoint.CHAT and not isinstance(body.get("messages", []), list):
+        raise InvalidRequest("messages must be a list", param="messages")
+    return model, stream
+
+
+class OllamaRoutes:
+    def __init__(
+        self, engine: Callable[[web.Request], Engine], auth: Authenticator, max_request_bytes: int
+    ) -> None:
+        self._engine = engine
+        self._auth = auth
+        self._limit = max_request_bytes
+
+    def add_to(self, app: web.Application) -> None:
+        for path in _ENDPOINTS:
+            app.router.add_post(path, self.serve)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
+        who = self._auth.check(request)
+        endpoint = _ENDPOINTS[request.path]
+        raw, body = await read_json(request, self._limit)
+        model, stream = _check(endpoint, body)
+        require_model(who, model)
+        call = Call(
+            endpoint=endpoint,
+            body=body,
+            raw=raw,
+            model=model,
+            stream=stream,
+            request_id=rid,
+            surface=Surface.OLLAMA,
+        )
+        reply = await self._engine(request).handle(call)
+        return await write_reply(request, reply, rid)
