@@ -48,11 +48,11 @@ def run(client: AdminClient, args: argparse.Namespace, out: TextIO | None = None
     query = "?instance=" + quote(",".join(args.instance)) if args.instance else ""
     if not client.key:
         raise CLIError("No admin key. Pass --key, or set CORRAL_MASTER_KEY (or CORRAL_ADMIN_KEY).")
-    req = urllib.request.Request(
-        client.url + "/api/pull" + query,
-        method="POST",  # noqa: S310
-        data=json.dumps({"model": args.model}).encode(),
-    )
+    url = client.url + "/api/pull" + query
+    if not url.startswith(("http://", "https://")):
+        raise CLIError(f"--url must be an http:// or https:// URL, got {client.url!r}.")
+    body = json.dumps({"model": args.model}).encode()
+    req = urllib.request.Request(url, method="POST", data=body)  # noqa: S310 - scheme checked above
     req.add_header("Authorization", f"Bearer {client.key}")
     req.add_header("Content-Type", "application/json")
     bars: dict[str, Progress] = {}
