@@ -32,20 +32,31 @@ class Big:
 
 @pytest.fixture(scope="module")
 def big() -> Iterator[Big]:
-    gpu1 = OllamaEmulator([{"name": "llama3.2"}, {"name": "qwen3:0.6b", "capabilities": ["completion", "tools", "thinking"]},
-                           {"name": "nomic-embed-text", "capabilities": ["embedding"]}])
+    gpu1 = OllamaEmulator(
+        [
+            {"name": "llama3.2"},
+            {"name": "qwen3:0.6b", "capabilities": ["completion", "tools", "thinking"]},
+            {"name": "nomic-embed-text", "capabilities": ["embedding"]},
+        ]
+    )
     gpu2 = OllamaEmulator([{"name": "llama3.2"}, {"name": "mistral"}])
     gpu1.loaded["llama3.2:latest"] = 4096
     vllm = OpenAIEmulator(["qwen2.5-coder-32b"])
     with ServerThread(gpu1.app) as s1, ServerThread(gpu2.app) as s2, ServerThread(vllm.app) as sv:
-        config = make_config({
-            "providers": [{"name": "gpu1", "type": "ollama", "base_url": s1.url, "keep_alive": "30m"},
-                          {"name": "gpu2", "type": "ollama", "base_url": s2.url},
-                          {"name": "vllm", "type": "openai", "base_url": sv.url + "/v1"}],
-            "models": [{"name": "coder", "target": "vllm/qwen2.5-coder-32b"},
-                       {"name": "resilient", "target": "gpu2/mistral", "fallbacks": ["coder"]}],
-            "router": {"health_interval": "60s"},
-        })
+        config = make_config(
+            {
+                "providers": [
+                    {"name": "gpu1", "type": "ollama", "base_url": s1.url, "keep_alive": "30m"},
+                    {"name": "gpu2", "type": "ollama", "base_url": s2.url},
+                    {"name": "vllm", "type": "openai", "base_url": sv.url + "/v1"},
+                ],
+                "models": [
+                    {"name": "coder", "target": "vllm/qwen2.5-coder-32b"},
+                    {"name": "resilient", "target": "gpu2/mistral", "fallbacks": ["coder"]},
+                ],
+                "router": {"health_interval": "60s"},
+            }
+        )
         with GatewayServer(config) as gw:
             gw.call(lambda: gw.gateway.health.check_all())
             yield Big(gpu1, gpu2, vllm, gw)
@@ -66,8 +77,15 @@ def test_root_and_version_answer_like_ollama(big: Big) -> None:
 
 def test_list_merges_the_fleet_with_instances(big: Big) -> None:
     models = {m.model: m for m in big.client().list().models}
-    assert {"llama3.2:latest", "qwen3:0.6b", "nomic-embed-text:latest", "mistral:latest",
-            "vllm/qwen2.5-coder-32b", "coder", "resilient"} <= set(models)
+    assert {
+        "llama3.2:latest",
+        "qwen3:0.6b",
+        "nomic-embed-text:latest",
+        "mistral:latest",
+        "vllm/qwen2.5-coder-32b",
+        "coder",
+        "resilient",
+    } <= set(models)
     raw = httpx.get(big.gw.url + "/api/tags", headers=big.gw.headers()).json()["models"]
     llama = [m for m in raw if m["name"] == "llama3.2:latest"]
     assert len(llama) == 1 and sorted(llama[0]["corral_instances"]) == ["gpu1", "gpu2"]
@@ -108,7 +126,9 @@ def test_chat_through_the_facade(big: Big, stream: bool) -> None:
 def test_generate_through_the_facade(big: Big, stream: bool) -> None:
     client = big.client()
     if stream:
-        text = "".join(p.response for p in client.generate(model="gpu2/mistral", prompt="once upon", stream=True))
+        text = "".join(
+            p.response for p in client.generate(model="gpu2/mistral", prompt="once upon", stream=True)
+        )
     else:
         text = client.generate(model="gpu2/mistral", prompt="once upon").response
     assert text == "Echo: once upon"
@@ -124,18 +144,39 @@ def test_embed_and_legacy_embeddings(big: Big) -> None:
 
 def test_native_fields_reach_ollama_unchanged(big: Big) -> None:
     image = base64.b64encode(b"\x89PNG\r\n\x1a\nxx").decode()
-    tools = [{"type": "function", "function": {"name": "weather", "description": "d",
-                                                "parameters": {"type": "object", "properties": {}}}}]
-    body = {"model": "gpu1/qwen3:0.6b", "stream": False, "think": True, "format": "json", "keep_alive": "1h",
-            "options": {"temperature": 0.1, "num_ctx": 2048, "top_k": 7, "mirostat": 1},
-            "tools": tools, "messages": [{"role": "user", "content": "look", "images": [image]}],
-            "some_future_field": {"x": 1}}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "weather",
+                "description": "d",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
+    body = {
+        "model": "gpu1/qwen3:0.6b",
+        "stream": False,
+        "think": True,
+        "format": "json",
+        "keep_alive": "1h",
+        "options": {"temperature": 0.1, "num_ctx": 2048, "top_k": 7, "mirostat": 1},
+        "tools": tools,
+        "messages": [{"role": "user", "content": "look", "images": [image]}],
+        "some_future_field": {"x": 1},
+    }
     resp = httpx.post(big.gw.url + "/api/chat", json=body, headers=big.gw.headers())
     assert resp.status_code == 200 and resp.json()["done"] is True
     sent = big.gpu1.requests_to("/api/chat")[-1].json
-    assert sent == {**body, "model": "qwen3:0.6b", "stream": True}  # only the model (and upstream streaming) changed
+    assert sent == {
+        **body,
+        "model": "qwen3:0.6b",
+        "stream": True,
+    }  # only the model (and upstream streaming) changed
     big.client().chat(model="gpu1/llama3.2", messages=MSG)
-    assert big.gpu1.requests_to("/api/chat")[-1].json["keep_alive"] == "30m"  # the provider default fills a gap
+    assert (
+        big.gpu1.requests_to("/api/chat")[-1].json["keep_alive"] == "30m"
+    )  # the provider default fills a gap
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -154,8 +195,11 @@ def test_openai_type_model_through_api_chat(big: Big, stream: bool) -> None:
 
 def test_fallback_through_api_chat(big: Big) -> None:
     big.gpu2.fault = Fault("status", status=500, message="gpu2 broke")
-    resp = httpx.post(big.gw.url + "/api/chat", headers=big.gw.headers(),
-                      json={"model": "resilient", "messages": MSG, "stream": False})
+    resp = httpx.post(
+        big.gw.url + "/api/chat",
+        headers=big.gw.headers(),
+        json={"model": "resilient", "messages": MSG, "stream": False},
+    )
     assert resp.status_code == 200 and resp.headers["x-corral-fallback"] == "coder"
     assert resp.json()["message"]["content"] == "Echo: hello there friend"
 
@@ -177,8 +221,9 @@ def test_pull_with_merged_progress(big: Big) -> None:
     assert statuses[-1] == "success"
     assert any((p.total or 0) > 0 and p.completed for p in progress)
     assert "phi4-mini:latest" in big.gpu1.models and "phi4-mini:latest" in big.gpu2.models
-    with httpx.stream("POST", big.gw.url + "/api/pull?instance=gpu2", headers=big.gw.headers(),
-                      json={"model": "gemma3"}) as resp:
+    with httpx.stream(
+        "POST", big.gw.url + "/api/pull?instance=gpu2", headers=big.gw.headers(), json={"model": "gemma3"}
+    ) as resp:
         lines = [httpx.Response(200, content=line).json() for line in resp.iter_lines() if line]
     assert {line.get("instance") for line in lines[:-1]} == {"gpu2"}
     assert lines[-1]["status"] == "success" and "gemma3:latest" not in big.gpu1.models
