@@ -79,7 +79,11 @@ class Outcome:
     """What is learned while a reply is streamed: filled in by the provider, read afterwards."""
 
     error: str | None = None  # set when the stream ended in an in-band error
-    usage: dict[str, int] | None = None
+    usage: dict[str, int] | None = None  # prompt_tokens / completion_tokens, when the provider knows them
+    tail: bytes = (
+        b""  # else: the body, or the last bytes of a stream, to read usage from later (off the hot path)
+    )
+    first_byte_at: float | None = None  # monotonic time the first byte went to the client
 
 
 @dataclass(slots=True)

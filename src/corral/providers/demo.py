@@ -75,9 +75,11 @@ class DemoProvider:
             words, finish = words[:limit], "length"
         request_id = ("chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-") + secrets.token_hex(12)
         if call.stream:
-            return Reply(
+            reply = Reply(
                 chunks=self._stream(call, request_id, prompt, words, finish), content_type="text/event-stream"
             )
+            reply.outcome.usage = _usage(prompt, words)
+            return reply
         text = " ".join(words)
         if call.endpoint is Endpoint.CHAT:
             choice: dict[str, Any] = {
@@ -90,7 +92,7 @@ class DemoProvider:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             obj = "text_completion"
-        return Reply(
+        reply = Reply(
             body=orjson.dumps(
                 {
                     "id": request_id,
@@ -102,6 +104,8 @@ class DemoProvider:
                 }
             )
         )
+        reply.outcome.usage = _usage(prompt, words)
+        return reply
 
     async def _stream(
         self, call: Call, request_id: str, prompt: str, words: list[str], finish: str

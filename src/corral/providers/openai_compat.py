@@ -65,7 +65,9 @@ class OpenAIProvider:
                 body = await resp.read()
         finally:
             resp.release()
-        return Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
+        reply = Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
+        reply.outcome.tail = body
+        return reply
 
     async def _relay(self, resp: aiohttp.ClientResponse, outcome: Outcome) -> AsyncIterator[bytes]:
         complete = False
@@ -82,6 +84,7 @@ class OpenAIProvider:
                             )
                         outcome.error = f"Upstream '{self.name}' sent an error event mid-stream."
                     first = False
+                    outcome.tail = (outcome.tail + chunk)[-4096:]
                     yield chunk
                 complete = True
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -31,6 +31,7 @@ _PATHS = {
     Endpoint.LEGACY_EMBEDDING: "embeddings",
 }
 _DONE = b'"done":true'
+TAIL = 4096  # bytes of a stream kept to read its final usage from, later
 _ERROR_LINE = b'\n{"error"'
 
 
@@ -69,7 +70,9 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
         url, payload(p, call, attempt, upstream_stream=generating), attempt.first_byte_timeout
     )
     if not generating:
-        return Reply(body=await p.read(resp))
+        reply = Reply(body=await p.read(resp))
+        reply.outcome.tail = reply.body or b""
+        return reply
     if call.stream:
         reply = Reply(content_type=NDJSON)
         reply.chunks = relay(p, resp, reply.outcome)
@@ -78,7 +81,9 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     if attempt.first_byte_timeout is not None:
         remaining = max(0.001, attempt.first_byte_timeout - (time.monotonic() - started))
     data = await p.aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
-    return Reply(body=orjson.dumps(data))
+    reply = Reply(body=orjson.dumps(data))
+    reply.outcome.tail = reply.body or b""
+    return reply
 
 
 async def relay(p: OllamaProvider, resp: aiohttp.ClientResponse, outcome: Outcome) -> AsyncIterator[bytes]:
@@ -97,6 +102,7 @@ async def relay(p: OllamaProvider, resp: aiohttp.ClientResponse, outcome: Outcom
                     outcome.error = f"Upstream '{p.name}' reported an error mid-stream."
                 done = done or _DONE in window
                 tail = window[-32:]
+                outcome.tail = (outcome.tail + data)[-TAIL:]
                 sent = True
                 yield data
             complete = True

@@ -92,13 +92,16 @@ class OllamaProvider:
             return reply
         remaining = None if first_by is None else max(0.001, first_by - time.monotonic())
         data = await self.aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
+        usage = ollama_usage(data)
         if call.endpoint is Endpoint.CHAT:
             out = responses.chat_response(data, request_id=request_id, model=call.model, created=created)
         else:
             out = responses.completion_response(
                 data, request_id=request_id, model=call.model, created=created
             )
-        return Reply(body=orjson.dumps(out))
+        reply = Reply(body=orjson.dumps(out))
+        reply.outcome.usage = usage
+        return reply
 
     async def post(
         self, url: str, payload: bytes, first_byte_timeout: float | None
@@ -247,6 +250,7 @@ class OllamaProvider:
                 outcome.error = f"Upstream '{self.name}' ended the stream early; the answer is incomplete."
                 yield translator.error(outcome.error, "upstream_stream_interrupted")
                 return
+            outcome.usage = getattr(translator, "usage", None)
             tail = translator.finish()
             if b'"error"' in tail[:16]:
                 outcome.error = f"Upstream '{self.name}' reported an error mid-stream."
@@ -331,6 +335,15 @@ async def ndjson_batches(
             yield batch
     if pending.strip():
         yield [pending]
+
+
+def ollama_usage(data: dict[str, Any]) -> dict[str, int]:
+    """Token counts from an Ollama answer (its final chunk)."""
+    prompt, completion = data.get("prompt_eval_count"), data.get("eval_count")
+    return {
+        "prompt_tokens": prompt if isinstance(prompt, int) else 0,
+        "completion_tokens": completion if isinstance(completion, int) else 0,
+    }
 
 
 def _version(raw: bytes) -> str | None:
