@@ -6,7 +6,6 @@ relayed chunk by chunk without buffering, and upstream fields corral does not kn
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from corral.core.body import sse_error, with_model
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError
 from corral.providers.openai_native import bridge
-from corral.providers.upstream import error_detail, make_session, rejected, upstream_errors
+from corral.providers.upstream import error_detail, health_get, make_session, rejected, upstream_errors
 
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
 _JSON = {"Content-Type": "application/json"}
@@ -124,27 +123,8 @@ class OpenAIProvider:
             ) from None
 
     async def probe(self) -> Probe:
-        url = self.cfg.base_url + self.cfg.path("health")
-        started = time.monotonic()
-        try:
-            async with upstream_errors(self.cfg), self._session.get(url) as resp:
-                await resp.read()
-                status = resp.status
-        except UpstreamError as exc:
-            return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
-        latency = (time.monotonic() - started) * 1000
-        if status in (401, 403):
-            return Probe(
-                ok=False,
-                latency_ms=latency,
-                misconfigured=True,
-                error=f"Upstream '{self.name}' rejected corral's credentials (HTTP {status}).",
-            )
-        if status >= 400:
-            return Probe(
-                ok=False, latency_ms=latency, error=f"Upstream '{self.name}' health check got HTTP {status}."
-            )
-        return Probe(ok=True, latency_ms=latency)
+        got = await health_get(self.cfg, self._session, self.cfg.base_url + self.cfg.path("health"))
+        return got if isinstance(got, Probe) else Probe(ok=True, latency_ms=got[1])
 
     async def close(self) -> None:
         await self._session.close()

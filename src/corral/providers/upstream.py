@@ -7,6 +7,7 @@ messages name the provider and how it failed, never its key or the full URL's cr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ import aiohttp
 import orjson
 
 from corral.config.schema import ProviderConfig
+from corral.core.call import Probe
 from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 
 MAX_ERROR_BODY = 64 * 1024
@@ -137,3 +139,29 @@ def scrub(cfg: ProviderConfig, text: str) -> str:
     if cfg.api_key and len(cfg.api_key) >= 4:
         text = text.replace(cfg.api_key, "[redacted]")
     return text
+
+
+async def health_get(
+    cfg: ProviderConfig, session: aiohttp.ClientSession, url: str
+) -> Probe | tuple[bytes, float]:
+    """GET ``url`` for an active health check: (body, latency in ms), or the failed Probe."""
+    started = time.monotonic()
+    try:
+        async with upstream_errors(cfg), session.get(url) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except UpstreamError as exc:
+        return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
+    latency = (time.monotonic() - started) * 1000
+    if status in (401, 403):
+        return Probe(
+            ok=False,
+            latency_ms=latency,
+            misconfigured=True,
+            error=f"Upstream '{cfg.name}' rejected corral's credentials (HTTP {status}).",
+        )
+    if status >= 400:
+        return Probe(
+            ok=False, latency_ms=latency, error=f"Upstream '{cfg.name}' health check got HTTP {status}."
+        )
+    return raw, latency

@@ -23,7 +23,7 @@ from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe,
 from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.ollama import native, responses, translate
 from corral.providers.ollama.aggregate import Aggregator
-from corral.providers.upstream import make_session, rejected, upstream_errors
+from corral.providers.upstream import health_get, make_session, rejected, upstream_errors
 
 _JSON = {"Content-Type": "application/json"}
 _PREFIX = {Endpoint.CHAT: "chatcmpl-", Endpoint.COMPLETION: "cmpl-", Endpoint.EMBEDDING: "embd-"}
@@ -279,27 +279,15 @@ class OllamaProvider:
 
     async def probe(self) -> Probe:
         """GET the version (alive) and /api/ps (which models are loaded, at which context)."""
-        started = time.monotonic()
+        got = await health_get(self.cfg, self._session, self.cfg.base_url + self.cfg.path("health"))
+        if isinstance(got, Probe):
+            return got
+        raw, latency = got
         try:
             async with upstream_errors(self.cfg):
-                async with self._session.get(self.cfg.base_url + self.cfg.path("health")) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                latency = (time.monotonic() - started) * 1000
-                if status in (401, 403):
-                    return Probe(
-                        ok=False,
-                        latency_ms=latency,
-                        misconfigured=True,
-                        error=f"Upstream '{self.name}' rejected corral's credentials (HTTP {status}).",
-                    )
-                if status >= 400:
-                    return Probe(
-                        ok=False, latency_ms=latency, error=f"Upstream '{self.name}' answered HTTP {status}."
-                    )
                 running = await self._running()
         except UpstreamError as exc:
-            return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")
+            return Probe(ok=False, latency_ms=latency, error=exc.message)
         loaded = None if running is None else {str(m.get("name")): m.get("context_length") for m in running}
         return Probe(ok=True, latency_ms=latency, loaded=loaded, running=running, version=_version(raw))
 
