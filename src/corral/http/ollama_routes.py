@@ -6,6 +6,7 @@ parsed once, size-limited, and streamed as NDJSON (``stream`` defaults to true, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.openai_routes import read_json, request_id
-from corral.http.replies import write_reply
+from corral.http.serving import run_call
 
 _ENDPOINTS = {
     "/api/chat": Endpoint.CHAT,
@@ -53,6 +54,7 @@ class OllamaRoutes:
             app.router.add_post(path, self.serve)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
         rid = request_id(request)
         who = self._auth.check(request)
         endpoint = _ENDPOINTS[request.path]
@@ -68,5 +70,4 @@ class OllamaRoutes:
             request_id=rid,
             surface=Surface.OLLAMA,
         )
-        reply = await self._engine(request).handle(call)
-        return await write_reply(request, reply, rid)
+        return await run_call(request, self._engine(request), call, who, started)

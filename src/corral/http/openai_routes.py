@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from corral.core.engine import Engine
 from corral.errors import BodyTooLarge, InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.errors import REQUEST_ID
-from corral.http.replies import write_reply
+from corral.http.serving import run_call
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -112,6 +113,7 @@ class OpenAIRoutes:
         return self._engine(request).catalog
 
     async def _serve(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        started = time.monotonic()
         rid = request_id(request)
         who = self._keys.check(request)
         raw, body = await read_json(request, self._limit)
@@ -127,8 +129,7 @@ class OpenAIRoutes:
         if endpoint is Endpoint.EMBEDDING:
             stream = False
         call = Call(endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid)
-        reply = await self._engine(request).handle(call, power)
-        return await write_reply(request, reply, rid)
+        return await run_call(request, self._engine(request), call, who, started, power)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, Endpoint.CHAT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 from aiohttp import web
 
@@ -24,8 +25,12 @@ async def write_reply(request: web.Request, reply: Reply, request_id: str) -> we
     chunks = reply.chunks
     try:
         await response.prepare(request)
+        first = True
         async for chunk in chunks:
             await response.write(chunk)
+            if first:
+                reply.outcome.first_byte_at = time.monotonic()
+                first = False
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away; closing the iterator below releases the upstream

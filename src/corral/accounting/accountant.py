@@ -1,0 +1,162 @@
+"""Per request, at the edge: admit it against the caller's limits, then, when it ends (after
+the response is written, or when its stream closes), write one usage record, update the
+metrics and settle the limits lease.
+
+Nothing here waits on I/O on the request path except a shared (Redis) limiter's one round
+trip, and only for keys that have limits. Unauthenticated requests get no usage record: an
+anonymous client must not be able to write to the usage table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from corral.accounting.tokens import tokens_of
+from corral.core.call import Call, Reply
+from corral.errors import CorralError
+from corral.keys.principal import Principal
+from corral.limits import Lease, Limiter, Limits
+from corral.usage.prices import PriceTable
+from corral.usage.record import UsageRecord
+
+log = logging.getLogger("corral.accounting")
+MAX_USER = 256
+
+
+class RecordSink(Protocol):
+    def submit(self, record: UsageRecord) -> None: ...
+
+
+class RequestMetrics(Protocol):
+    def inc_in_flight(self) -> None: ...
+    def dec_in_flight(self) -> None: ...
+    def observe_request(
+        self,
+        *,
+        model: str,
+        provider: str,
+        status: int,
+        streamed: bool,
+        surface: str,
+        latency_s: float,
+        ttft_s: float | None,
+        overhead_s: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        fallback: bool,
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class Ticket:
+    who: Principal
+    user: str | None
+    started: float
+    at: datetime
+    lease: Lease | None
+    engine_started: float = 0.0
+    engine_done: float = 0.0
+    finished: bool = False
+
+
+class Accountant:
+    def __init__(
+        self,
+        *,
+        writer: RecordSink | None,
+        metrics: RequestMetrics | None,
+        limiter: Limiter | None,
+        prices: PriceTable,
+        provider_type: Callable[[str], str | None],
+    ) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.limiter = limiter
+        self.prices = prices
+        self._provider_type = provider_type
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def admit(self, who: Principal, call: Call, started: float) -> Ticket:
+        """Check the key's (and its user's) limits; raises RateLimited (429)."""
+        user = who.owner
+        if user is None and isinstance(call.body.get("user"), str):
+            user = call.body["user"][:MAX_USER]
+        lease = None
+        if self.limiter is not None and who.limits:
+            limits = Limits.from_mapping(who.limits)
+            if not limits.empty:
+                checks = [(f"key:{who.key_id}", limits)]
+                lease = await self.limiter.admit_many(checks, estimated_tokens=max(1, len(call.raw) // 4))
+        if self.metrics is not None:
+            self.metrics.inc_in_flight()
+        return Ticket(who=who, user=user, started=started, at=datetime.now(UTC), lease=lease)
+
+    def finish(self, ticket: Ticket, call: Call, reply: Reply | None, error: CorralError | None) -> None:
+        """The request is over (answered, streamed to the end, or failed). Call exactly once."""
+        if ticket.finished:
+            return
+        ticket.finished = True
+        try:
+            self._finish(ticket, call, reply, error)
+        except Exception:  # accounting must never break serving; the metric below shows it
+            log.exception("could not account for request %s", call.request_id)
+
+    def _finish(self, t: Ticket, call: Call, reply: Reply | None, error: CorralError | None) -> None:
+        now = time.monotonic()
+        latency = now - t.started
+        headers = reply.headers if reply is not None else {}
+        provider = headers.get("x-corral-provider")
+        served = headers.get("x-corral-model")
+        outcome = reply.outcome if reply is not None else None
+        counts = tokens_of(outcome) if outcome is not None else None
+        estimated = counts is None and reply is not None
+        prompt, completion = counts or (
+            (max(1, len(call.raw) // 4), len(outcome.tail) // 4) if outcome else (0, 0)
+        )
+        ptype = self._provider_type(provider) if provider else None
+        cost = self.prices.cost(served or call.model, ptype, prompt, completion) if reply is not None else 0.0
+        ttft = None if outcome is None or outcome.first_byte_at is None else outcome.first_byte_at - t.started
+        upstream = (t.engine_done or now) - t.engine_started if t.engine_started else None
+        overhead = max(0.0, latency - upstream) if upstream is not None else latency
+        status = error.http_status if error is not None else (reply.status if reply is not None else 500)
+        error_class = (
+            (error.code or type(error).__name__)
+            if error is not None
+            else ("stream_interrupted" if outcome is not None and outcome.error else None)
+        )
+        record = UsageRecord(
+            request_id=call.request_id, at=t.at, requested_model=call.model, key_id=t.who.key_id, user=t.user,
+            served_model=served, provider=provider, instance=provider,
+            attempts=int(headers.get("x-corral-attempts", "0") or 0), fallback="x-corral-fallback" in headers,
+            streamed=call.stream, status=status, error_class=error_class, prompt_tokens=prompt,
+            completion_tokens=completion, total_tokens=prompt + completion, tokens_estimated=estimated,
+            cost_usd=cost, latency_ms=latency * 1000, ttft_ms=None if ttft is None else ttft * 1000,
+            upstream_ms=None if upstream is None else upstream * 1000, overhead_ms=overhead * 1000,
+        )  # fmt: skip
+        if self.writer is not None:
+            self.writer.submit(record)
+        if self.metrics is not None:
+            self.metrics.dec_in_flight()
+            self.metrics.observe_request(
+                model=call.model if reply is not None else "unknown", provider=provider or "none",
+                status=status,
+                streamed=call.stream, surface=call.surface.value, latency_s=latency, ttft_s=ttft,
+                overhead_s=overhead, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
+                fallback=record.fallback,
+            )  # fmt: skip
+        if t.lease is not None:
+            task = asyncio.create_task(t.lease.done(tokens=prompt + completion, cost=cost))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for outstanding lease settlements (on shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""Running one call at the edge, for both surfaces: admit it (limits), hand it to the engine,
+write the reply, and account for it once, when it is really over (a stream's end included)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from corral.accounting.accountant import Accountant
+from corral.core.call import Call
+from corral.core.engine import Engine
+from corral.core.streams import Relay
+from corral.errors import CorralError
+from corral.http.replies import write_reply
+from corral.keys.principal import Principal
+
+ACCOUNTANT = web.AppKey("accountant", Accountant)
+
+
+async def run_call(
+    request: web.Request, engine: Engine, call: Call, who: Principal, started: float, power: str | None = None
+) -> web.StreamResponse:
+    acct = request.app.get(ACCOUNTANT)
+    if acct is None:
+        reply = await engine.handle(call, power)
+        return await write_reply(request, reply, call.request_id)
+    ticket = await acct.admit(who, call, started)
+    ticket.engine_started = time.monotonic()
+    try:
+        reply = await engine.handle(call, power)
+    except CorralError as exc:
+        acct.finish(ticket, call, None, exc)
+        raise
+    except BaseException:
+        acct.finish(ticket, call, None, CorralError("internal error"))
+        raise
+    if isinstance(reply.chunks, Relay):
+
+        def over() -> None:
+            ticket.engine_done = time.monotonic()
+            acct.finish(ticket, call, reply, None)
+
+        reply.chunks.then(over)
+        return await write_reply(request, reply, call.request_id)
+    ticket.engine_done = time.monotonic()
+    try:
+        return await write_reply(request, reply, call.request_id)
+    finally:
+        acct.finish(ticket, call, reply, None)
