@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from corral.accounting.tokens import tokens_of
 from corral.core.call import Call, Reply
@@ -75,6 +75,7 @@ class Accountant:
         limiter: Limiter | None,
         prices: PriceTable,
         provider_type: Callable[[str], str | None],
+        user_limits: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.writer = writer
         self.metrics = metrics
@@ -82,6 +83,8 @@ class Accountant:
         self.prices = prices
         self._provider_type = provider_type
         self._pending: set[asyncio.Task[None]] = set()
+        self._user_limits = {user: Limits.from_mapping(v) for user, v in (user_limits or {}).items()}
+        self._key_limits: dict[int, Limits] = {}  # parsed once per key's limits mapping
 
     async def admit(self, who: Principal, call: Call, started: float) -> Ticket:
         """Check the key's (and its user's) limits; raises RateLimited (429)."""
@@ -89,10 +92,17 @@ class Accountant:
         if user is None and isinstance(call.body.get("user"), str):
             user = call.body["user"][:MAX_USER]
         lease = None
-        if self.limiter is not None and who.limits:
-            limits = Limits.from_mapping(who.limits)
-            if not limits.empty:
-                checks = [(f"key:{who.key_id}", limits)]
+        if self.limiter is not None:
+            checks = []
+            if who.limits:
+                limits = self._key_limits.get(id(who.limits))
+                if limits is None:
+                    limits = self._key_limits[id(who.limits)] = Limits.from_mapping(who.limits)
+                if not limits.empty:
+                    checks.append((f"key:{who.key_id}", limits))
+            if user is not None and user in self._user_limits:
+                checks.append((f"user:{user}", self._user_limits[user]))
+            if checks:
                 lease = await self.limiter.admit_many(checks, estimated_tokens=max(1, len(call.raw) // 4))
         if self.metrics is not None:
             self.metrics.inc_in_flight()

@@ -26,8 +26,19 @@ from corral.config.schema import (
 from corral.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-_TOP_KEYS = {"master_key", "database_url", "providers", "models", "server", "router"}
+_TOP_KEYS = {
+    "master_key",
+    "database_url",
+    "redis_url",
+    "prices",
+    "user_limits",
+    "providers",
+    "models",
+    "server",
+    "router",
+}
 _SERVER_KEYS = {
+    "metrics_auth",
     "host",
     "port",
     "max_request_bytes",
@@ -118,7 +129,37 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
         router=router,
         demo=demo,
         database_url=top.string("database_url"),
+        redis_url=top.string("redis_url"),
+        prices=_prices(top),
+        user_limits=_user_limits(top),
     )
+
+
+def _prices(top: Fields) -> dict[str, Any]:
+    from corral.usage.prices import PriceTable  # validates now, so a bad price stops the start
+
+    raw = top.data.get("prices") or {}
+    PriceTable.from_config(raw, where=f"{top.source}: prices")  # raises ConfigError naming the entry
+    return dict(raw)
+
+
+def _user_limits(top: Fields) -> dict[str, dict[str, Any]]:
+    from corral.errors import InvalidRequest
+    from corral.limits import Limits, parse_period
+
+    raw = top.data.get("user_limits") or {}
+    if not isinstance(raw, dict):
+        raise top.error(
+            "must map user names to limits like {rpm: 60, max_budget: 10, budget_period: 30d}.", "user_limits"
+        )
+    for user, limits in raw.items():
+        try:
+            parsed = Limits.from_mapping(limits if isinstance(limits, dict) else {"?": limits})
+            if parsed.budget_period:
+                parse_period(parsed.budget_period)
+        except (InvalidRequest, ValueError) as exc:
+            raise top.error(str(exc), f"user_limits.{user}") from None
+    return {str(k): dict(v) for k, v in raw.items()}
 
 
 def _defaults(env: Mapping[str, str], demo: bool) -> Config:
@@ -157,6 +198,7 @@ def _server(f: Fields) -> ServerConfig:
         shutdown_timeout=f.duration("shutdown_timeout", d.shutdown_timeout),
         discovery_interval=f.duration("discovery_interval", d.discovery_interval),
         discovery_timeout=f.duration("discovery_timeout", d.discovery_timeout),
+        metrics_auth=f.boolean("metrics_auth", d.metrics_auth),
     )
 
 

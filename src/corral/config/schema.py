@@ -106,6 +106,7 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     discovery_interval: float = 60.0
     discovery_timeout: float = 5.0
+    metrics_auth: bool = True  # GET /metrics needs an admin key (Prometheus: authorization credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,11 @@ class Config:
     source: str  # the file it came from, or "<defaults>"
     master_key: str | None = None
     database_url: str | None = None
+    redis_url: str | None = None
+    prices: dict[str, Any] = field(default_factory=dict)  # model (or glob) -> USD per million tokens
+    user_limits: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # user -> rpm/tpm/max_parallel/budget
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelAlias, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)

@@ -20,9 +20,11 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
+from corral.http.observability import METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
 from corral.http.openai_routes import OpenAIRoutes
+from corral.http.serving import ACCOUNTANT
 
 GATEWAY = web.AppKey("gateway", Gateway)
 CONTROL = web.AppKey("control", ControlPlane)
@@ -60,7 +62,13 @@ def create_app(
         if plane is not None:
             plane.start(gw)
         try:
-            yield
+            async with accounting(config, os.environ if env is None else env, gw, plane, home) as (
+                acct,
+                metrics,
+            ):
+                app[ACCOUNTANT] = acct
+                app[METRICS] = metrics
+                yield
         finally:
             await gw.close()
             if plane is not None:
@@ -74,6 +82,7 @@ def create_app(
     add_admin_routes(app, auth)
     OllamaRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
     FleetRoutes(lambda request: request.app[GATEWAY], auth, config.server.max_request_bytes).add_to(app)
+    app.router.add_get("/metrics", metrics_route(auth, config.server.metrics_auth))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

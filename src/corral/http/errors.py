@@ -26,6 +26,9 @@ def ollama_envelope(message: str) -> bytes:
 def error_response(exc: CorralError, request_id: str | None = None, *, ollama: bool = False) -> web.Response:
     error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
     headers = {"x-request-id": request_id} if request_id else None
+    extra = getattr(exc, "headers", None)  # e.g. Retry-After on a 429 from the limits
+    if isinstance(extra, dict) and extra:
+        headers = {**(headers or {}), **extra}
     if ollama:
         return web.Response(
             status=exc.http_status,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     Index,
     Integer,
     LargeBinary,
@@ -124,4 +125,42 @@ audit_log = Table(
     Column("before", _json(), nullable=True),  # redacted
     Column("after", _json(), nullable=True),  # redacted
     Index("ix_audit_log_at", "at"),
+)
+
+# One row per proxied request (corral.usage). ``request_id`` is unique so batched inserts and
+# spill-file replays are idempotent; every index leads with a filter column and ends with
+# ``at`` so "this key / model / provider over that time range" is one index range scan.
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),  # when the request arrived
+    Column("key_id", String(16), nullable=True),
+    Column("user", String(256), nullable=True),
+    Column("requested_model", String(256), nullable=False),
+    Column("served_model", String(256), nullable=True),
+    Column("provider", String(128), nullable=True),
+    Column("instance", String(256), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("fallback", Boolean(create_constraint=False), nullable=False),
+    Column("streamed", Boolean(create_constraint=False), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error_class", String(64), nullable=True),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("tokens_estimated", Boolean(create_constraint=False), nullable=False),
+    Column("cost_usd", Double, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+    Column("ttft_ms", Double, nullable=True),
+    Column("upstream_ms", Double, nullable=True),
+    Column("overhead_ms", Double, nullable=True),
+    Index("ux_usage_request_id", "request_id", unique=True),
+    Index("ix_usage_at", "at"),
+    Index("ix_usage_key_id_at", "key_id", "at"),
+    Index("ix_usage_user_at", "user", "at"),
+    Index("ix_usage_requested_model_at", "requested_model", "at"),
+    Index("ix_usage_served_model_at", "served_model", "at"),
+    Index("ix_usage_provider_at", "provider", "at"),
 )

@@ -1,0 +1,60 @@
+"""GET /admin/usage (totals, group_by, p50/p95), /admin/usage/recent (the live tail) and
+/admin/usage/compare (providers side by side). Admin scope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from corral.errors import InvalidRequest, NotFound
+from corral.http.auth import Authenticator
+from corral.usage.query import UsageFilter, UsageQuery, parse_group_by
+
+
+def _query(request: web.Request) -> UsageQuery:
+    from corral.http.app import CONTROL
+
+    plane = request.app.get(CONTROL)
+    if plane is None:
+        raise NotFound("Usage is recorded only when corral runs with its data directory (corral serve).")
+    return UsageQuery(plane.store.engine)
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+class UsageRoutes:
+    def __init__(self, auth: Authenticator) -> None:
+        self._auth = auth
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/admin/usage", self.summary)
+        app.router.add_get("/admin/usage/recent", self.recent)
+        app.router.add_get("/admin/usage/compare", self.compare)
+
+    async def summary(self, request: web.Request) -> web.Response:
+        self._auth.admin(request)
+        where = UsageFilter.from_params(request.query, datetime.now(UTC))
+        group_by = parse_group_by(request.query.get("group_by"))
+        rows = await _query(request).summary(where, group_by)
+        return _json({"group_by": list(group_by), "data": [r.view() for r in rows]})
+
+    async def recent(self, request: web.Request) -> web.Response:
+        self._auth.admin(request)
+        try:
+            limit = int(request.query.get("limit", "100"))
+            after = int(request.query["after"]) if "after" in request.query else None
+        except ValueError:
+            raise InvalidRequest("'limit' and 'after' must be whole numbers.", param="limit") from None
+        where = UsageFilter.from_params(request.query, datetime.now(UTC))
+        rows = await _query(request).recent(limit, after, where)
+        return _json({"data": [r.view() for r in rows]})
+
+    async def compare(self, request: web.Request) -> web.Response:
+        self._auth.admin(request)
+        where = UsageFilter.from_params(request.query, datetime.now(UTC))
+        rows = await _query(request).compare(where)
+        return _json({"data": [r.view() for r in rows]})

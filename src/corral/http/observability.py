@@ -1,0 +1,86 @@
+"""GET /metrics (Prometheus text format) and the accounting parts built at start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from corral.accounting.accountant import Accountant
+from corral.config.schema import Config
+from corral.control.plane import ControlPlane
+from corral.gateway import Gateway
+from corral.http.auth import Authenticator
+from corral.limits import make_limiter
+from corral.metrics import Metrics
+from corral.usage.prices import PriceTable
+from corral.usage.sink import StoreSink
+from corral.usage.writer import UsageWriter
+
+METRICS = web.AppKey("metrics", Metrics)
+SPILL_FILE = "usage-spill.jsonl"
+
+
+@contextlib.asynccontextmanager
+async def accounting(
+    config: Config, env: Mapping[str, str], gateway: Gateway, plane: ControlPlane | None, home: Path | None
+) -> AsyncIterator[tuple[Accountant, Metrics]]:
+    """Build metrics, limits and the usage writer; on exit flush usage and close them."""
+    metrics = Metrics()
+    prefix = env.get("CORRAL_REDIS_PREFIX", "corral:")  # replicas that share limits share the prefix
+    limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix)
+    writer = None
+    task = None
+    if plane is not None and home is not None:
+        writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
+        task = asyncio.create_task(writer.run(), name="usage-writer")
+
+    def provider_type(name: str) -> str | None:
+        return next((p.type for p in gateway.config.providers if p.name == name), None)
+
+    acct = Accountant(
+        writer=writer,
+        metrics=metrics,
+        limiter=limiter,
+        prices=PriceTable.from_config(config.prices),
+        provider_type=provider_type,
+        user_limits=config.user_limits,
+    )
+
+    def refresh() -> None:
+        for state in gateway.fleet.states.values():
+            metrics.set_deployment_state(state.name, state.status())
+        if writer is not None:
+            st = writer.stats
+            metrics.set_usage_writer(
+                queue_depth=st.queue_depth, dropped=st.dropped, spilled=st.spilled, written=st.written
+            )
+        ls = limiter.stats
+        metrics.set_limiter(rejected=ls.rejected, fail_open=ls.fail_open, errors=ls.errors)
+
+    metrics.on_render(refresh)
+    try:
+        yield acct, metrics
+    finally:
+        await acct.drain()
+        if writer is not None:
+            await writer.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await limiter.close()
+
+
+def metrics_route(auth: Authenticator, protected: bool) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        if protected:
+            auth.admin(request)
+        metrics = request.app[METRICS]
+        return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+    return handler

@@ -1,0 +1,308 @@
+"""Reading usage back: filters, group_by, totals, latency p50/p95, the live tail, and compare.
+
+``UsageFilter.from_params`` parses the query string of ``GET /admin/usage`` (``since``/``until``
+as ISO 8601, or ``last=15m|1h|7d``; ``key``, ``user``, ``model``, ``provider``) and
+``parse_group_by`` its ``group_by`` (comma-separated: provider, model, key, user, hour, day,
+instance, requested_model). ``model`` matches the requested or the served model and groups by
+the served one (the requested one when no upstream answered). Times are UTC; ``since`` is
+inclusive, ``until`` exclusive; hour and day buckets are labelled ``2025-01-31T13:00:00Z`` and
+``2025-01-31``.
+
+Percentiles interpolate linearly between ranks (PostgreSQL's ``percentile_cont``, Python's
+``statistics.quantiles(method="inclusive")``). PostgreSQL computes them in the grouped query;
+SQLite, which has no percentile function, hands each group's latencies back as one
+``group_concat`` string from the same scan, and they are ranked in Python (faster than
+numbering them with window functions, which sorts every row twice). Every filter hits an
+index that ends with ``at`` (see ``corral.store.tables.usage``); on SQLite the grouped columns
+are wrapped (``col || ''``) so the planner never walks a whole grouping index to save a sort.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from corral.errors import InvalidRequest
+from corral.store.tables import usage
+from corral.usage.record import UsageRecord
+
+MAX_RECENT = 1000
+MAX_GROUPS = 3
+PERCENTILES = (0.5, 0.95)
+_LAST = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_FILTER_PARAMS = {"key": "key_id", "user": "user", "model": "model", "provider": "provider"}
+DIMENSIONS = ("provider", "model", "key", "user", "hour", "day", "instance", "requested_model")
+
+Label = str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    key_id: str | None = None
+    user: str | None = None
+    model: str | None = None
+    provider: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], now: datetime) -> UsageFilter:
+        """Parse query parameters; ``InvalidRequest`` names the parameter and the expected form."""
+        since = _time(params, "since")
+        until = _time(params, "until")
+        last = params.get("last")
+        if last is not None:
+            if since is not None:
+                raise InvalidRequest("Give either 'last' or 'since', not both.", param="last")
+            since = now.astimezone(UTC) - parse_last(last)
+        if since is not None and until is not None and until <= since:
+            raise InvalidRequest("'until' must be later than 'since'.", param="until")
+        values = {field: params.get(name) or None for name, field in _FILTER_PARAMS.items()}
+        return cls(since=since, until=until, **values)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        c = usage.c
+        found: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            found.append(c.at >= self.since)
+        if self.until is not None:
+            found.append(c.at < self.until)
+        if self.key_id is not None:
+            found.append(c.key_id == self.key_id)
+        if self.user is not None:
+            found.append(c.user == self.user)
+        if self.provider is not None:
+            found.append(c.provider == self.provider)
+        if self.model is not None:
+            found.append(or_(c.requested_model == self.model, c.served_model == self.model))
+        return found
+
+
+def parse_last(value: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` as a ``timedelta``."""
+    match = _LAST.match(value)
+    if match is None or int(match[1]) == 0:
+        raise InvalidRequest(
+            "'last' must be a positive number followed by s, m, h, d or w (like 15m, 1h, 7d); "
+            f"got {value[:40]!r}.",
+            param="last",
+        )
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def parse_group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"provider,model"`` (or a list) as a tuple of dimensions, checked."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(part.strip() for part in parts if part.strip())
+    for name in names:
+        if name not in DIMENSIONS:
+            raise InvalidRequest(
+                f"Unknown group_by {name[:40]!r}; use one or more of {', '.join(DIMENSIONS)}, "
+                "comma-separated.",
+                param="group_by",
+            )
+    if len(set(names)) != len(names) or len(names) > MAX_GROUPS:
+        raise InvalidRequest(
+            f"group_by takes up to {MAX_GROUPS} different dimensions, comma-separated.", param="group_by"
+        )
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """Totals of one group (or of everything, when ``group`` is empty)."""
+
+    group: tuple[tuple[str, Label], ...]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    errors: int
+    estimated: int  # requests whose token counts were estimated
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            **dict(self.group),
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "errors": self.errors,
+            "estimated": self.estimated,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p95_ms": self.latency_p95_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEntry:
+    """One stored record with its row id (the cursor of the live tail)."""
+
+    id: int
+    record: UsageRecord
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.id, **self.record.to_json()}
+
+
+class UsageQuery:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    async def summary(
+        self, where: UsageFilter | None = None, group_by: Sequence[str] = ()
+    ) -> list[UsageSummary]:
+        """Totals per group, sorted by group (time buckets in order; None last)."""
+        group_by = parse_group_by(group_by)
+        keys = [_dimension(name, self._postgres) for name in group_by]
+        exprs = [expr.label(f"g{i}") for i, (expr, _) in enumerate(keys)]
+        conditions = (where or UsageFilter()).conditions()
+        c = usage.c
+        failed = or_(c.status >= 400, c.error_class.is_not(None))
+        columns: list[Any] = [
+            *exprs,
+            func.count().label("requests"),
+            func.coalesce(func.sum(c.prompt_tokens), 0),
+            func.coalesce(func.sum(c.completion_tokens), 0),
+            func.coalesce(func.sum(c.total_tokens), 0),
+            func.coalesce(func.sum(c.cost_usd), 0.0),
+            func.coalesce(func.sum(case((failed, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((c.tokens_estimated, 1), else_=0)), 0),
+        ]
+        if self._postgres:
+            columns += [func.percentile_cont(p).within_group(c.latency_ms) for p in PERCENTILES]
+        else:
+            columns.append(func.group_concat(c.latency_ms))
+        query = select(*columns).where(*conditions).group_by(*exprs)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = []
+        for row in rows:
+            raw = tuple(row[: len(exprs)])
+            if row.requests == 0 and exprs:
+                continue
+            if self._postgres:
+                p50, p95 = row[-2], row[-1]
+            else:
+                ranked = _ranked(row[-1])
+                p50, p95 = (percentile(ranked, p) for p in PERCENTILES)
+            found.append(
+                UsageSummary(
+                    group=tuple(
+                        (name, fmt(value)) for name, (_, fmt), value in zip(group_by, keys, raw, strict=True)
+                    ),
+                    requests=int(row.requests),
+                    prompt_tokens=int(row[len(exprs) + 1]),
+                    completion_tokens=int(row[len(exprs) + 2]),
+                    total_tokens=int(row[len(exprs) + 3]),
+                    cost_usd=float(row[len(exprs) + 4]),
+                    errors=int(row[len(exprs) + 5]),
+                    estimated=int(row[len(exprs) + 6]),
+                    latency_p50_ms=None if p50 is None else float(p50),
+                    latency_p95_ms=None if p95 is None else float(p95),
+                )
+            )
+        return sorted(found, key=lambda s: [(v is None, v or "") for _, v in s.group])
+
+    async def compare(self, where: UsageFilter | None = None) -> list[UsageSummary]:
+        """The providers side by side: ``summary`` grouped by provider."""
+        return await self.summary(where, ("provider",))
+
+    async def recent(
+        self, limit: int = 100, after_id: int | None = None, where: UsageFilter | None = None
+    ) -> list[UsageEntry]:
+        """The live tail, oldest first: rows after ``after_id``, or the newest ``limit`` rows."""
+        if not 1 <= limit <= MAX_RECENT:
+            raise InvalidRequest(f"'limit' must be between 1 and {MAX_RECENT}.", param="limit")
+        query = select(usage).where(*(where or UsageFilter()).conditions()).limit(limit)
+        if after_id is None:
+            query = query.order_by(usage.c.id.desc())
+        else:
+            query = query.where(usage.c.id > after_id).order_by(usage.c.id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        entries = [UsageEntry(int(row["id"]), UsageRecord.from_row(dict(row))) for row in rows]
+        return entries if after_id is not None else entries[::-1]
+
+
+def _ranked(concatenated: str | None) -> list[float]:
+    """SQLite's ``group_concat`` of a group's latencies, as a sorted list."""
+    return sorted(map(float, concatenated.split(","))) if concatenated else []
+
+
+def percentile(ranked: Sequence[float], p: float) -> float | None:
+    """The ``p`` quantile of sorted ``ranked``, interpolated linearly (``percentile_cont``)."""
+    if not ranked:
+        return None
+    position = (len(ranked) - 1) * p
+    low = math.floor(position)
+    high = min(low + 1, len(ranked) - 1)
+    return ranked[low] + (ranked[high] - ranked[low]) * (position - low)
+
+
+def _dimension(name: str, postgres: bool) -> tuple[ColumnElement[Any], Callable[[Any], Label]]:
+    c = usage.c
+    if name in ("hour", "day"):
+        if postgres:
+            truncated = func.date_trunc(
+                literal_column(f"'{name}'"), func.timezone(literal_column("'UTC'"), c.at)
+            )
+            pattern = "%Y-%m-%dT%H:00:00Z" if name == "hour" else "%Y-%m-%d"
+            return truncated, lambda v: None if v is None else v.strftime(pattern)
+        sqlite_pattern = "%Y-%m-%dT%H:00:00Z" if name == "hour" else "%Y-%m-%d"
+        return func.strftime(literal_column(f"'{sqlite_pattern}'"), c.at), _label
+    column: ColumnElement[Any] = {
+        "provider": c.provider,
+        "model": func.coalesce(c.served_model, c.requested_model),
+        "key": c.key_id,
+        "user": c.user,
+        "instance": c.instance,
+        "requested_model": c.requested_model,
+    }[name]
+    if not postgres:  # an expression, not an indexed column: see the module docstring
+        column = column.op("||")(literal_column("''"))
+    return column, _label
+
+
+def _label(value: Any) -> Label:
+    return None if value is None else str(value)
+
+
+def _time(params: Mapping[str, str], name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"'{name}' must be an ISO 8601 time like 2025-01-31T13:00:00Z (UTC if no offset is given).",
+            param=name,
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+__all__ = [
+    "DIMENSIONS",
+    "UsageEntry",
+    "UsageFilter",
+    "UsageQuery",
+    "UsageSummary",
+    "parse_group_by",
+    "parse_last",
+]

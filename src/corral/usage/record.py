@@ -1,0 +1,196 @@
+"""The usage record: one per proxied request, its row form, its JSON form, and token estimates.
+
+``UsageRecord`` is what the request path hands to ``UsageWriter.submit``. ``to_row`` gives the
+column values of the ``usage`` table (strings cut to their column widths, numbers made finite,
+so a valid record can never be refused by the database), ``to_json``/``from_json`` the form the
+spill file stores, and ``from_row`` rebuilds a record from either, checking every field.
+
+Token counts come from the upstream. When it reports none, the caller estimates them with
+``estimate_tokens`` (UTF-8 bytes / 4: about 4 characters per token for English, and a fair
+guess for other scripts, whose characters take 2-4 bytes and about one token each) and sets
+``tokens_estimated``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+BYTES_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each chat message costs, roughly
+_MAX_INT = 2**62  # far above any real count, inside BIGINT
+_INT32 = 2**31 - 1
+
+# Column widths of the ``usage`` table (corral.store.tables.usage).
+_WIDTHS = {
+    "request_id": 128,
+    "key_id": 16,
+    "user": 256,
+    "requested_model": 256,
+    "served_model": 256,
+    "provider": 128,
+    "instance": 256,
+    "error_class": 64,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What one request cost and how it went. Times are milliseconds; ``at`` is timezone-aware UTC.
+
+    ``user`` is the key's user or the request's ``user`` field; ``provider``/``instance``/
+    ``served_model`` are None when no upstream was reached. ``status`` is the HTTP status sent to
+    the client (200 for a stream that started, even if it failed later: then ``error_class`` is
+    set). ``upstream_ms`` is the time spent waiting on upstreams and ``overhead_ms`` corral's own.
+    """
+
+    request_id: str
+    at: datetime
+    requested_model: str
+    key_id: str | None = None
+    user: str | None = None
+    served_model: str | None = None
+    provider: str | None = None
+    instance: str | None = None
+    attempts: int = 1
+    fallback: bool = False
+    streamed: bool = False
+    status: int = 200
+    error_class: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    tokens_estimated: bool = False
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    upstream_ms: float | None = None
+    overhead_ms: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400 or self.error_class is not None
+
+    def to_row(self) -> dict[str, Any]:
+        """Column values for the ``usage`` table (no ``id``: the database assigns it)."""
+        if self.at.tzinfo is None:
+            raise ValueError(f"usage record {self.request_id!r}: 'at' must be a timezone-aware datetime")
+        row: dict[str, Any] = {}
+        for name in FIELD_NAMES:
+            value = getattr(self, name)
+            if name in _WIDTHS and value is not None:
+                value = _clean(value)[: _WIDTHS[name]]
+            elif name in _INTS:
+                value = max(0, min(int(value), _INT32 if name in _SMALL_INTS else _MAX_INT))
+            elif name in _FLOATS and value is not None:
+                value = float(value) if math.isfinite(value) else (None if name in _OPTIONAL else 0.0)
+            row[name] = value
+        row["at"] = self.at.astimezone(UTC)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        """The row with ``at`` as an ISO 8601 string: what the spill file and the admin API show."""
+        row = self.to_row()
+        row["at"] = row["at"].isoformat()
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> UsageRecord:
+        """A record from a table row or a ``to_json`` object; unknown keys (``id``) are ignored.
+
+        Raises ``ValueError`` naming the first field that is missing or of the wrong type.
+        """
+        values: dict[str, Any] = {}
+        for name in FIELD_NAMES:
+            if name not in row:
+                if name in _REQUIRED:
+                    raise ValueError(f"usage record: the field {name!r} is missing")
+                continue
+            values[name] = _check(name, row[name])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UsageRecord:
+        return cls.from_row(data)
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+_REQUIRED = frozenset({"request_id", "at", "requested_model"})
+_INTS = frozenset({"attempts", "status", "prompt_tokens", "completion_tokens", "total_tokens"})
+_SMALL_INTS = frozenset({"attempts", "status"})  # INTEGER columns; the token counts are BIGINT
+_FLOATS = frozenset({"cost_usd", "latency_ms", "ttft_ms", "upstream_ms", "overhead_ms"})
+_BOOLS = frozenset({"fallback", "streamed", "tokens_estimated"})
+_OPTIONAL = frozenset(
+    {"key_id", "user", "served_model", "provider", "instance", "error_class"}
+    | {"ttft_ms", "upstream_ms", "overhead_ms"}
+)
+
+
+def _clean(text: str) -> str:
+    """``text`` without what PostgreSQL refuses in a string: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _check(name: str, value: Any) -> Any:
+    if value is None and name in _OPTIONAL:
+        return None
+    if name == "at":
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, datetime):
+            raise ValueError("usage record: 'at' must be an ISO 8601 timestamp")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):  # SQLite hands booleans back as 0/1
+            return bool(value)
+    elif name in _INTS:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif name in _FLOATS:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, str):
+        return value
+    raise ValueError(
+        f"usage record: the field {name!r} has a value of the wrong type ({type(value).__name__})"
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token count for ``text``: UTF-8 bytes / 4, rounded up (0 for an empty string).
+
+    Within about 20 % of real tokenizers for English prose and code; it is only used when the
+    upstream reports no counts, and such records are flagged ``tokens_estimated``.
+    """
+    if not text:
+        return 0
+    return -(-len(text.encode("utf-8", "surrogatepass")) // BYTES_PER_TOKEN)
+
+
+def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
+    """Estimated prompt tokens of OpenAI-style chat ``messages`` (string or list-of-parts content)."""
+    total = 0
+    for message in messages:
+        total += MESSAGE_OVERHEAD_TOKENS
+        content = message.get("content")
+        if isinstance(content, str):
+            total += estimate_tokens(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    total += estimate_tokens(part["text"])
+    return total

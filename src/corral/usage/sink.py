@@ -1,0 +1,78 @@
+"""Where the usage writer puts records: the ``UsageSink`` protocol and the database sink.
+
+``StoreSink.write`` inserts a whole batch in ONE transaction with ``ON CONFLICT (request_id)
+DO NOTHING`` (PostgreSQL and SQLite alike), so writing a batch again after a failure whose
+outcome was unknown, or replaying the spill file twice, never counts a request twice. On
+SQLite the transaction starts with ``BEGIN IMMEDIATE`` like every other store write. It either
+commits every row or raises; a write that takes longer than ``timeout`` is abandoned (and
+rolled back) so a hung database turns into an error the writer can back off from.
+
+Errors that say the data itself is wrong (``DataError``, ``IntegrityError``: retrying cannot
+help) are raised as ``RecordsRefused``; the writer then writes the batch one record at a time
+and sets the refused records aside instead of retrying them forever. Every other error (the
+database down, slow, misconfigured) is raised as it is, and the writer retries later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from corral.store.access import Access
+from corral.store.tables import usage
+from corral.usage.record import UsageRecord
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class RecordsRefused(Exception):
+    """The database refused the data of a batch (not its availability): retrying cannot help."""
+
+
+class UsageSink(Protocol):
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        """Store ``records`` in one transaction, idempotently on ``request_id``; raise if not committed.
+
+        Raise ``RecordsRefused`` when the data itself is refused, anything else when the store
+        could not be reached or did not answer.
+        """
+        ...
+
+
+class StoreSink:
+    """The ``usage`` table of the store's database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        dialect = engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            raise ValueError(f"usage records need PostgreSQL or SQLite, not {dialect!r}")
+        self._access = Access.of(engine)
+        self._statement: Any = (
+            pg_insert(usage) if dialect == "postgresql" else sqlite_insert(usage)
+        ).on_conflict_do_nothing(index_elements=["request_id"])
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"StoreSink({self._access.engine.dialect.name})"
+
+    async def write(self, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        rows = [record.to_row() for record in records]
+        try:
+            async with asyncio.timeout(self._timeout), self._access.write() as conn:
+                await conn.execute(self._statement, rows)
+        except (DataError, IntegrityError) as exc:
+            reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0][:200]
+            raise RecordsRefused(
+                f"the database refused a usage batch: {type(exc).__name__}: {reason}"
+            ) from exc
+
+
+__all__ = ["RecordsRefused", "StoreSink", "UsageSink"]
