@@ -10,10 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from corral import __version__
-from corral.cli import status
+from corral.cli import admin, keys, models, providers, status
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.config import Config, load_config
 from corral.errors import ConfigError
+
+COMMANDS = {"providers": providers, "keys": keys, "models": models, "admin": admin}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show every deployment's health (from a running gateway)")
     _client_options(status)
+    for command in COMMANDS.values():
+        command.add_parser(sub)
     return parser
 
 
@@ -62,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "status":
             return status.run(_client(args), args)
+        if args.command in COMMANDS:
+            code: int = COMMANDS[args.command].run(args)
+            return code
     except ConfigError as exc:
         print(f"corral: configuration error: {exc}", file=sys.stderr)
         return 2

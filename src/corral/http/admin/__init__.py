@@ -1,14 +1,51 @@
-"""The admin REST API under /admin (admin scope on every route)."""
+"""The admin REST API under /admin (admin scope on every route).
+
+The route table below is the whole API; ``openapi.py`` describes the same routes, and a test
+checks that the two agree and that every route answers 401 without a key and 403 to a
+user-scope key.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from corral.http.admin.aliases import AliasRoutes
+from corral.http.admin.audit import AuditRoutes
+from corral.http.admin.context import AdminContext
 from corral.http.admin.health import AdminRoutes
+from corral.http.admin.keys import KeyRoutes
+from corral.http.admin.models import ModelRoutes
+from corral.http.admin.openapi import OpenAPIRoute
+from corral.http.admin.providers import ProviderRoutes
 from corral.http.auth import Authenticator
 
 
 def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
-    from corral.http.app import GATEWAY
+    from corral.http.app import CONTROL, GATEWAY
 
-    AdminRoutes(lambda request: request.app[GATEWAY], auth).add_to(app)
+    ctx = AdminContext(auth, lambda request: request.app[GATEWAY], lambda request: request.app.get(CONTROL))
+    AdminRoutes(ctx.gateway, auth).add_to(app)
+    providers, aliases, keys = ProviderRoutes(ctx), AliasRoutes(ctx), KeyRoutes(ctx)
+    routes = [
+        ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
+        ("GET", "/admin/providers", providers.list),
+        ("POST", "/admin/providers", providers.create),
+        ("GET", "/admin/providers/{name}", providers.get),
+        ("PATCH", "/admin/providers/{name}", providers.update),
+        ("DELETE", "/admin/providers/{name}", providers.delete),
+        ("POST", "/admin/providers/{name}/test", providers.test),
+        ("GET", "/admin/models", ModelRoutes(ctx).list),
+        ("GET", "/admin/aliases", aliases.list),
+        ("POST", "/admin/aliases", aliases.create),
+        ("GET", "/admin/aliases/{name:.+}", aliases.get),
+        ("PATCH", "/admin/aliases/{name:.+}", aliases.update),
+        ("DELETE", "/admin/aliases/{name:.+}", aliases.delete),
+        ("GET", "/admin/keys", keys.list),
+        ("POST", "/admin/keys", keys.create),
+        ("GET", "/admin/keys/{id}", keys.get),
+        ("PATCH", "/admin/keys/{id}", keys.update),
+        ("DELETE", "/admin/keys/{id}", keys.delete),
+        ("GET", "/admin/audit", AuditRoutes(ctx).list),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)

@@ -43,7 +43,7 @@ class AdminRoutes:
         self._keys = keys
 
     def add_to(self, app: web.Application) -> None:
-        app.router.add_get("/admin/health", self.health)
+        app.router.add_get("/admin/health", self.health, allow_head=False)
 
     async def health(self, request: web.Request) -> web.Response:
         self._keys.admin(request)

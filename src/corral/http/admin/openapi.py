@@ -1,0 +1,384 @@
+"""GET /admin/openapi.json: the OpenAPI 3.1 description of every admin route.
+
+Written by hand, next to the routes it describes; a test compares its paths and methods with
+the app's route table, and schemathesis fuzzes the live server with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from corral import __version__
+from corral.config.schema import STRATEGIES
+from corral.http.admin.context import AdminContext, reply
+from corral.http.admin.providers import BASE_URL
+
+Schema = dict[str, Any]
+
+PROVIDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+DURATION = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$"  # the loader's own pattern
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = True) -> Schema:
+    out: Schema = {"type": "object", "properties": properties, "additionalProperties": not closed}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+STRING = {"type": "string"}
+TEXT_OR_NULL = {"type": ["string", "null"]}
+DURATION_VALUE = nullable(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": DURATION}]}
+)
+NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+PROVIDER_FIELDS: dict[str, Schema] = {
+    "type": {"enum": ["ollama", "openai"]},
+    "base_url": {"type": "string", "pattern": BASE_URL, "maxLength": 2048},
+    "api_key": nullable({"type": "string", "minLength": 1, "description": "write-only; stored encrypted"}),
+    "headers": nullable(
+        {"type": "object", "additionalProperties": STRING, "description": "write-only; stored encrypted"}
+    ),
+    "verify_ssl": {"type": ["boolean", "null"]},
+    "timeout": DURATION_VALUE,
+    "connect_timeout": DURATION_VALUE,
+    "first_token_timeout": DURATION_VALUE,
+    "priority": {"type": ["integer", "null"]},
+    "weight": nullable({"type": "number", "minimum": 0}),
+    "enabled": {"type": ["boolean", "null"]},
+    "models": nullable(NAMES),
+    "paths": nullable({"type": "object", "additionalProperties": {"type": "string", "pattern": "^/"}}),
+    "max_connections": nullable({"type": "integer", "minimum": 1}),
+    "max_parallel": nullable({"type": "integer", "minimum": 0}),
+    "keep_alive": {"type": ["string", "integer", "null"]},
+    "num_ctx": nullable({"type": "integer", "minimum": 1}),
+    "options": nullable({"type": "object"}),
+}
+TARGET = {"type": "string", "pattern": "^[^/]+/[\\s\\S]+$"}
+ALIAS_FIELDS: dict[str, Schema] = {
+    "target": nullable(TARGET),
+    "targets": nullable(
+        {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "anyOf": [
+                    TARGET,
+                    obj(
+                        {
+                            "target": TARGET,
+                            "weight": {"type": "number", "minimum": 0},
+                            "priority": {"type": "integer"},
+                        },
+                        ("target",),
+                    ),
+                ]
+            },
+        }
+    ),
+    "fallbacks": nullable(NAMES),
+    "explicit_only": {"type": ["boolean", "null"]},
+    "strategy": nullable({"enum": list(STRATEGIES)}),
+    "num_ctx": nullable({"type": "integer", "minimum": 1}),
+}
+LIMIT_FIELDS: dict[str, Schema] = {
+    "rpm": nullable({"type": "integer", "minimum": 0}),
+    "tpm": nullable({"type": "integer", "minimum": 0}),
+    "max_parallel": nullable({"type": "integer", "minimum": 0}),
+    "max_budget": nullable({"type": "number", "minimum": 0}),
+    "budget_period": nullable({"type": "string", "minLength": 1, "maxLength": 32}),
+}
+KEY_FIELDS: dict[str, Schema] = {
+    "name": nullable({"type": "string", "maxLength": 256}),
+    "owner": nullable({"type": "string", "maxLength": 256}),
+    "scope": {"enum": ["admin", "user"]},
+    "models": nullable(NAMES),
+    "expires_at": nullable(
+        {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}]}
+    ),
+    "enabled": {"type": "boolean"},
+    "tier": nullable({"type": "string", "maxLength": 64}),
+    "metadata": nullable({"type": "object"}),
+    **LIMIT_FIELDS,
+}
+STAMPS = {"created_at": TEXT_OR_NULL, "updated_at": TEXT_OR_NULL}
+
+
+def schemas() -> dict[str, Schema]:
+    return {
+        "Error": obj(
+            {
+                "error": obj(
+                    {"message": STRING, "type": STRING, "param": TEXT_OR_NULL, "code": TEXT_OR_NULL},
+                    ("message", "type", "param", "code"),
+                )
+            },
+            ("error",),
+        ),
+        "Deleted": obj({"name": STRING, "id": STRING, "deleted": {"const": True}}, ("deleted",)),
+        "ProviderCreate": obj(
+            {"name": {"type": "string", "pattern": PROVIDER_NAME, "maxLength": 128}, **PROVIDER_FIELDS},
+            ("name", "type", "base_url"),
+        ),
+        "ProviderPatch": obj({"name": STRING, **PROVIDER_FIELDS}),
+        "Provider": obj(
+            {
+                "name": STRING,
+                "type": STRING,
+                "base_url": TEXT_OR_NULL,
+                "managed_by": {"enum": ["config", "api"]},
+                "api_key_preview": TEXT_OR_NULL,
+                "has_api_key": {"type": "boolean"},
+                "header_names": {"type": "array", "items": STRING},
+                **STAMPS,
+            },
+            ("name", "type", "managed_by", "api_key_preview", "has_api_key", "header_names"),
+            closed=False,
+        ),
+        "ProviderTest": obj(
+            {
+                "success": {"type": "boolean"},
+                "latency_ms": {"type": ["number", "null"]},
+                "models_found": {"type": ["integer", "null"]},
+                "error": TEXT_OR_NULL,
+            },
+            ("success", "latency_ms", "models_found", "error"),
+        ),
+        "AliasCreate": obj(
+            {"name": {"type": "string", "minLength": 1, "maxLength": 256}, **ALIAS_FIELDS}, ("name",)
+        ),
+        "AliasPatch": obj({"name": STRING, **ALIAS_FIELDS}),
+        "Alias": obj(
+            {"name": STRING, "managed_by": {"enum": ["config", "api"]}, **STAMPS},
+            ("name", "managed_by"),
+            closed=False,
+        ),
+        "Model": obj(
+            {
+                "id": STRING,
+                "provider": TEXT_OR_NULL,
+                "model": TEXT_OR_NULL,
+                "type": {"enum": ["alias", "discovered"]},
+                "context_length": {"type": ["integer", "null"]},
+                "capabilities": {"type": "array", "items": STRING},
+                "aliases": {"type": "array", "items": STRING},
+            },
+            ("id", "provider", "model", "type", "context_length", "capabilities", "aliases"),
+            closed=False,
+        ),
+        "KeyCreate": obj(
+            {**KEY_FIELDS, "scope": nullable(KEY_FIELDS["scope"]), "enabled": {"type": ["boolean", "null"]}}
+        ),
+        "KeyPatch": obj(KEY_FIELDS),
+        "Key": obj(
+            {
+                "id": {"type": "string", "pattern": "^[0-9A-Za-z]{8}$"},
+                **{k: v for k, v in KEY_FIELDS.items() if k != "expires_at"},
+                "expires_at": TEXT_OR_NULL,
+                "enabled": {"type": "boolean"},
+                "metadata": {"type": "object"},
+                "last_used_at": TEXT_OR_NULL,
+                **STAMPS,
+            },
+            ("id", "name", "owner", "scope", "models", "expires_at", "enabled", "tier", "metadata"),
+            closed=False,
+        ),
+        "AuditEntry": obj(
+            {
+                "id": {"type": "integer"},
+                "at": STRING,
+                "actor": STRING,
+                "action": STRING,
+                "target": STRING,
+                "before": {"type": ["object", "null"]},
+                "after": {"type": ["object", "null"]},
+            },
+            ("id", "at", "actor", "action", "target", "before", "after"),
+        ),
+        "KeyIssued": {
+            "allOf": [ref("Key"), obj({"key": {"type": "string", "pattern": "^gw_"}}, ("key",), closed=False)]
+        },
+        "Health": obj(
+            {
+                "deployments": {"type": "array", "items": {"type": "object"}},
+                "retry_budget": {"type": "object"},
+            },
+            ("deployments", "retry_budget"),
+            closed=False,
+        ),
+    }
+
+
+ERRORS = {
+    400: "The input is invalid; the message names the field.",
+    401: "No key, or a key that is not valid.",
+    403: "The key has user scope; the admin API needs admin scope.",
+    404: "No such object.",
+    409: "The object is managed by the config file, already exists, or is still in use.",
+    413: "The request body is too large.",
+    503: "The gateway runs without its control plane (no data directory).",
+}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def op(
+    summary: str,
+    ok: Schema,
+    *,
+    status: int = 200,
+    body: str | None = None,
+    params: list[Schema] | None = None,
+    errors: tuple[int, ...] = (400, 401, 403, 404, 503),
+) -> Schema:
+    responses = {str(status): _json(ok, "Success")}
+    responses.update({str(code): _json(ref("Error"), ERRORS[code]) for code in errors})
+    out: Schema = {"summary": summary, "responses": responses}
+    if body is not None:
+        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
+    if params:
+        out["parameters"] = params
+    return out
+
+
+def path_param(name: str, schema: Schema) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def listing(item: str) -> Schema:
+    return obj(
+        {"object": {"const": "list"}, "data": {"type": "array", "items": ref(item)}}, ("object", "data")
+    )
+
+
+WRITE = (400, 401, 403, 404, 409, 413, 503)
+
+
+def document() -> Schema:
+    provider = [path_param("name", {"type": "string", "pattern": PROVIDER_NAME, "maxLength": 128})]
+    alias = [path_param("name", {"type": "string", "minLength": 1, "maxLength": 256})]
+    key = [path_param("id", {"type": "string", "pattern": "^[0-9A-Za-z]{8}$"})]
+    audit = [
+        query(
+            "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Entries to return (default 100)."
+        ),
+        query("offset", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, "Entries to skip."),
+        query(
+            "since",
+            {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", "minimum": 0}]},
+            "Only entries at or after this time (ISO 8601 with a zone, or Unix seconds).",
+        ),
+        query("action", {"type": "string", "maxLength": 64}, "e.g. provider.create"),
+        query("target", {"type": "string", "maxLength": 256}, "A provider or alias name, or a key id."),
+    ]
+    paths: dict[str, dict[str, Schema]] = {
+        "/admin/health": {"get": op("Every deployment's state", ref("Health"), errors=(401, 403))},
+        "/admin/openapi.json": {"get": op("This document", {"type": "object"}, errors=(401, 403))},
+        "/admin/providers": {
+            "get": op("List providers (YAML and API)", listing("Provider")),
+            "post": op("Create a provider", ref("Provider"), status=201, body="ProviderCreate", errors=WRITE),
+        },
+        "/admin/providers/{name}": {
+            "get": op("Read a provider", ref("Provider"), params=provider),
+            "patch": op(
+                "Change a provider: omitted fields are kept, null clears",
+                ref("Provider"),
+                body="ProviderPatch",
+                params=provider,
+                errors=WRITE,
+            ),
+            "delete": op("Delete a provider", ref("Deleted"), params=provider, errors=WRITE),
+        },
+        "/admin/providers/{name}/test": {
+            "post": op("Probe a provider and count its models", ref("ProviderTest"), params=provider),
+        },
+        "/admin/models": {"get": op("Aliases and discovered models", listing("Model"))},
+        "/admin/aliases": {
+            "get": op("List aliases (YAML and API)", listing("Alias")),
+            "post": op("Create an alias", ref("Alias"), status=201, body="AliasCreate", errors=WRITE),
+        },
+        "/admin/aliases/{name}": {
+            "get": op("Read an alias", ref("Alias"), params=alias),
+            "patch": op(
+                "Change an alias: omitted fields are kept, null clears; setting target clears targets "
+                "and the reverse",
+                ref("Alias"),
+                body="AliasPatch",
+                params=alias,
+                errors=WRITE,
+            ),
+            "delete": op("Delete an alias", ref("Deleted"), params=alias, errors=WRITE),
+        },
+        "/admin/keys": {
+            "get": op(
+                "List gateway keys (never the key itself)",
+                listing("Key"),
+                params=[query("owner", {"type": "string", "maxLength": 256}, "Only this owner's keys.")],
+            ),
+            "post": op(
+                "Issue a key: the full key is returned once",
+                ref("KeyIssued"),
+                status=201,
+                body="KeyCreate",
+                errors=WRITE,
+            ),
+        },
+        "/admin/keys/{id}": {
+            "get": op("Read a key", ref("Key"), params=key),
+            "patch": op(
+                "Change a key: omitted fields are kept, null clears",
+                ref("Key"),
+                body="KeyPatch",
+                params=key,
+                errors=WRITE,
+            ),
+            "delete": op("Revoke a key (at once)", ref("Deleted"), params=key, errors=WRITE),
+        },
+        "/admin/audit": {"get": op("The change log, newest first", listing("AuditEntry"), params=audit)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "corral admin API",
+            "version": __version__,
+            "description": "Manage providers, aliases and gateway keys of a running corral. Every "
+            "route needs an admin-scope key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. "
+            "Unknown fields are refused.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+class OpenAPIRoute:
+    def __init__(self, ctx: AdminContext) -> None:
+        self._ctx = ctx
+        self._document = document()
+
+    async def get(self, request: web.Request) -> web.Response:
+        self._ctx.admin(request)
+        return reply(self._document)
