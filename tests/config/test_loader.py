@@ -167,3 +167,16 @@ def test_no_file_serves_local_ollama_from_ollama_host() -> None:
 )
 def test_ollama_host_forms(value: str, url: str) -> None:
     assert ollama_host_url(value) == url
+
+
+@pytest.mark.parametrize("url", ["https://l[", "http://h:abc", "http://h:99999"])
+def test_malformed_urls_are_config_errors_not_crashes(tmp_path: Path, url: str) -> None:
+    text = f"providers:\n  - {{name: a, type: ollama, base_url: '{url}'}}\n"
+    with pytest.raises(ConfigError, match=r"providers\[0\]\.base_url"):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_provider_names_cannot_end_in_a_newline(tmp_path: Path) -> None:
+    text = 'providers:\n  - {name: "abc\\n", type: ollama, base_url: "http://x"}\n'
+    with pytest.raises(ConfigError, match="not a valid provider name"):
+        load_config(write(tmp_path, text), env={})

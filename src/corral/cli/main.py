@@ -10,12 +10,19 @@ import sys
 from collections.abc import Sequence
 
 from corral import __version__
-from corral.cli import admin, keys, models, providers, status
+from corral.cli import admin, keys, models, providers, pull, status, usage
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.config import Config, load_config
 from corral.errors import ConfigError
 
-COMMANDS = {"providers": providers, "keys": keys, "models": models, "admin": admin}
+COMMANDS = {
+    "providers": providers,
+    "keys": keys,
+    "models": models,
+    "admin": admin,
+    "usage": usage,
+    "pull": pull,
+}
 
 
 def _parser() -> argparse.ArgumentParser:

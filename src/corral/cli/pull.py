@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from corral.cli.client import AdminClient, CLIError
+from corral.cli.providers import client
 
 
 @dataclass
@@ -43,7 +44,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(client: AdminClient, args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    return pull(client(args), args, out)
+
+
+def pull(client: AdminClient, args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     query = "?instance=" + quote(",".join(args.instance)) if args.instance else ""
     if not client.key:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from corral.cli.client import AdminClient
+from corral.cli.providers import client, client_options
 from corral.cli.table import render
 
 SUMMARY = ("requests", "total_tokens", "cost_usd", "errors", "latency_p50_ms", "latency_p95_ms")
@@ -17,12 +18,14 @@ SUMMARY = ("requests", "total_tokens", "cost_usd", "errors", "latency_p50_ms", "
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser("usage", help="usage: summary, tail, compare")
+    client_options(parser)
     parser.add_argument("view", nargs="?", default="summary", choices=["summary", "tail", "compare"])
     parser.add_argument("--last", default="24h", help="window: 15m, 1h, 7d (default 24h)")
     parser.add_argument(
         "--group-by", default="model", help="provider, model, key, user, hour, day (comma-separated)"
     )
-    for name in ("key", "user", "model", "provider"):
+    parser.add_argument("--key-id", dest="key_id", help="only this gateway key id")
+    for name in ("user", "model", "provider"):
         parser.add_argument(f"--{name}", help=f"only this {name}")
     parser.add_argument(
         "--follow-seconds",
@@ -35,11 +38,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _params(args: argparse.Namespace, **extra: str) -> str:
     params = {"last": args.last, **extra}
-    params.update({k: getattr(args, k) for k in ("key", "user", "model", "provider") if getattr(args, k)})
+    filters = {"key": args.key_id, "user": args.user, "model": args.model, "provider": args.provider}
+    params.update({k: v for k, v in filters.items() if v})
     return urlencode(params)
 
 
-def run(client: AdminClient, args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    return show(client(args), args)
+
+
+def show(client: AdminClient, args: argparse.Namespace) -> int:
     if args.view == "tail":
         return _tail(client, args)
     if args.view == "compare":

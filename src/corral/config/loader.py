@@ -25,7 +25,7 @@ from corral.config.schema import (
 )
 from corral.errors import ConfigError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # used with fullmatch: no trailing newline
 _TOP_KEYS = {
     "master_key",
     "database_url",
@@ -210,7 +210,7 @@ def parse_provider(data: Any, *, where: str, source: str, env: Mapping[str, str]
 def _provider(f: Fields) -> ProviderConfig:
     f.reject_unknown(_PROVIDER_KEYS)
     name = cast(str, f.string("name", required=True))
-    if not _NAME.match(name) or name == "corral":
+    if not _NAME.fullmatch(name) or name == "corral":
         raise f.error(
             f"'{name}' is not a valid provider name: use letters, digits, '_', '-', '.', "
             "no '/', and not the reserved name 'corral'.",
@@ -266,7 +266,13 @@ def _provider(f: Fields) -> ProviderConfig:
 
 def _base_url(f: Fields, ptype: ProviderType) -> str:
     url = cast(str, f.string("base_url", required=True)).rstrip("/")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise f.error(
+            f"is not a valid URL: {url!r}. Use http://host:port or https://host.", "base_url"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise f.error(f"must be an http:// or https:// URL with a host, got {url!r}.", "base_url")
     if parts.query or parts.fragment:

@@ -58,21 +58,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = "not_found" if exc.status == 404 else "method_not_allowed" if exc.status == 405 else None
         kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
+        where = (
+            "the admin API is documented at GET /admin/openapi.json"
+            if request.path.startswith("/admin")
+            else "the OpenAI API is under /v1 (e.g. POST /v1/chat/completions)"
+        )
         message = (
-            f"No route for {request.method} {request.path}. The OpenAI API is under /v1 "
-            "(e.g. POST /v1/chat/completions)."
+            f"No route for {request.method} {request.path}; {where}."
             if exc.status in (404, 405)
             else exc.reason
         )
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         if request.path.startswith("/api/"):
-            return web.Response(
-                status=exc.status,
-                body=ollama_envelope(f"{exc.reason}: {request.method} {request.path}"),
-                content_type="application/json",
-            )
-        return web.Response(
-            status=exc.status, body=envelope(message, kind, code=code), content_type="application/json"
-        )
+            body = ollama_envelope(f"{exc.reason}: {request.method} {request.path}")
+        else:
+            body = envelope(message, kind, code=code)
+        return web.Response(status=exc.status, body=body, content_type="application/json", headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.Response(

@@ -17,6 +17,7 @@ from corral.http.admin.keys import KeyRoutes
 from corral.http.admin.models import ModelRoutes
 from corral.http.admin.openapi import OpenAPIRoute
 from corral.http.admin.providers import ProviderRoutes
+from corral.http.admin.usage import UsageRoutes
 from corral.http.auth import Authenticator
 
 
@@ -26,6 +27,7 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
     ctx = AdminContext(auth, lambda request: request.app[GATEWAY], lambda request: request.app.get(CONTROL))
     AdminRoutes(ctx.gateway, auth).add_to(app)
     providers, aliases, keys = ProviderRoutes(ctx), AliasRoutes(ctx), KeyRoutes(ctx)
+    usage = UsageRoutes(auth)
     routes = [
         ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
         ("GET", "/admin/providers", providers.list),
@@ -46,6 +48,9 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("PATCH", "/admin/keys/{id}", keys.update),
         ("DELETE", "/admin/keys/{id}", keys.delete),
         ("GET", "/admin/audit", AuditRoutes(ctx).list),
+        ("GET", "/admin/usage", usage.summary),
+        ("GET", "/admin/usage/recent", usage.recent),
+        ("GET", "/admin/usage/compare", usage.compare),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

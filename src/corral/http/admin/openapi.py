@@ -288,8 +288,25 @@ def document() -> Schema:
         query("action", {"type": "string", "maxLength": 64}, "e.g. provider.create"),
         query("target", {"type": "string", "maxLength": 256}, "A provider or alias name, or a key id."),
     ]
+    text = {"type": "string"}
+    usage_params = [
+        query("last", text, "A window such as 15m, 1h, 7d (400 if malformed)."),
+        query("since", text, "From this time (ISO 8601)."),
+        query("until", text, "Until this time (ISO 8601)."),
+        *(query(n, text, f"Only this {n}.") for n in ("key", "user", "model", "provider")),
+    ]
+    group_by = query("group_by", text, "provider, model, key, user, hour or day (comma-separated)")
+    OBJ = {"type": "object"}
+    recent = [
+        *usage_params,
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Records to return."),
+        query("after", {"type": "integer"}, "Only records after this id."),
+    ]
     paths: dict[str, dict[str, Schema]] = {
         "/admin/health": {"get": op("Every deployment's state", ref("Health"), errors=(401, 403))},
+        "/admin/usage": {"get": op("Usage totals, grouped", OBJ, params=[*usage_params, group_by])},
+        "/admin/usage/recent": {"get": op("The newest usage records", OBJ, params=recent)},
+        "/admin/usage/compare": {"get": op("Providers side by side", OBJ, params=usage_params)},
         "/admin/openapi.json": {"get": op("This document", {"type": "object"}, errors=(401, 403))},
         "/admin/providers": {
             "get": op("List providers (YAML and API)", listing("Provider")),
