@@ -202,9 +202,13 @@ async def measure_latency(
         for target in results:
             await _round(session, target, warmup)
         for r in range(rounds):
+            done: set[Target] = set()  # cells may share a direct target: measure it once a round
             for cell in cells:
                 targets = cell.targets()
                 for target in targets if r % 2 == 0 else reversed(targets):
+                    if target in done:
+                        continue
+                    done.add(target)
                     times, errors = await _round(session, target, per_round)
                     res = results[target]
                     res.round_p50s.append(statistics.median(times))

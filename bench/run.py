@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -95,6 +96,20 @@ def stop(proc: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
         proc.wait(grace)
 
 
+def gateway_key(gateway_url: str) -> str:
+    """Create a user-scope gateway key through the admin API (with the master key)."""
+    req = urllib.request.Request(
+        gateway_url + "/admin/keys",
+        method="POST",
+        data=json.dumps({"name": "bench"}).encode(),
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        key: str = json.loads(resp.read())["key"]
+    print("using a gateway key (gw_...) created through the admin API", file=sys.stderr)
+    return key
+
+
 def find_corral(explicit: str | None) -> str | None:
     if explicit:
         return explicit
@@ -125,6 +140,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--quick", action="store_true", help="short smoke run (3x100 requests, 3 s wrk)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs)")
+    parser.add_argument("--master-key", action="store_true", help="send the master key, not a gateway key")
     load.add_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -182,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             rss_idle = load.process_memory_kb(gw_proc.pid)
             print(f"corral: {gateway_url} (pid {gw_proc.pid}, core {gateway_core})", file=sys.stderr)
 
+        key = MASTER_KEY
+        if gateway_url is not None and not args.master_key:
+            key = gateway_key(gateway_url)  # a real gw_ key, so the key cache is on the hot path
         cells = load.select_cells(
-            load.build_cells(mock_url, gateway_url, MASTER_KEY, demo=not args.no_demo), args.cells
+            load.build_cells(mock_url, gateway_url, key, demo=not args.no_demo), args.cells
         )
         problems = load.run_async(load.check_cells(cells))
         if problems:

@@ -17,7 +17,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from corral.limits import InProcessLimiter, Limiter, RedisLimiter
+from corral.limits import InProcessLimiter, Limiter
+from corral.limits.redis_limiter import RedisLimiter
 
 ENV_VAR = "CORRAL_TEST_REDIS_URL"
 T0 = 1_700_000_040.0  # Tuesday 2023-11-14 22:14:00 UTC: the start of a minute

@@ -17,9 +17,9 @@ from corral.limits import (
     Limits,
     LimitsUnavailable,
     RateLimited,
-    RedisLimiter,
     make_limiter,
 )
+from corral.limits.redis_limiter import RedisLimiter
 from tests.limits.conftest import Clock
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once

@@ -19,7 +19,6 @@ from corral.limits.base import (
     RateLimited,
 )
 from corral.limits.memory import InProcessLimiter
-from corral.limits.redis_limiter import RedisLimiter
 from corral.limits.windows import Period, parse_period
 
 
@@ -27,6 +26,8 @@ def make_limiter(redis_url: str | None, prefix: str, *, fail_open: bool = True) 
     """A ``RedisLimiter`` on ``redis_url`` when it is set, else an ``InProcessLimiter``.
     Creating a ``RedisLimiter`` does no I/O; it connects on the first admit."""
     if redis_url:
+        from corral.limits.redis_limiter import RedisLimiter  # redis is loaded only when used
+
         return RedisLimiter(redis_url, prefix, fail_open=fail_open)
     return InProcessLimiter()
 
@@ -42,7 +43,6 @@ __all__ = [
     "LimitsUnavailable",
     "Period",
     "RateLimited",
-    "RedisLimiter",
     "make_limiter",
     "parse_period",
 ]

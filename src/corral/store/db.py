@@ -8,13 +8,15 @@ pre-pinged pool. ``open_store`` migrates the schema before it returns.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -27,7 +29,6 @@ from corral.store.aliases import AliasRepo
 from corral.store.audit import AuditRepo
 from corral.store.errors import StoreUnavailable
 from corral.store.keys import KeyRepo
-from corral.store.migrate import upgrade
 from corral.store.providers import ProviderRepo
 
 ENV_VAR = "CORRAL_DATABASE_URL"
@@ -170,14 +171,59 @@ async def open_store(url: str, *, crypto: Crypto, clock: Clock = utc_now, migrat
     normalised = normalize_url(url)
     engine = create_engine(normalised)
     try:
-        if migrate:
-            await upgrade(engine)
+        if migrate and await _revision(engine) != head():
+            await _migrate_in_child(normalised)
     except BaseException as exc:
         await engine.dispose()
-        if isinstance(exc, SQLAlchemyError | OSError | TimeoutError | CommandError):
+        if isinstance(exc, SQLAlchemyError | OSError | TimeoutError):
             raise StoreUnavailable(_why(exc, normalised)) from None
         raise
     return Store(engine, crypto=crypto, clock=clock)
+
+
+def head() -> str:
+    """The newest revision shipped, read from the migration files (without loading alembic)."""
+    found: dict[str, str | None] = {}
+    for path in (Path(__file__).parent / "migrations" / "versions").glob("r*.py"):
+        text_ = path.read_text(encoding="utf-8")
+        rev = re.search(r'^revision[^=]*=\s*"([^"]+)"', text_, re.M)
+        down = re.search(r'^down_revision[^=]*=\s*(?:"([^"]+)"|None)', text_, re.M)
+        if rev:
+            found[rev.group(1)] = down.group(1) if down else None
+    parents = {d for d in found.values() if d}
+    tips = [r for r in found if r not in parents]
+    assert len(tips) == 1, f"migrations must form one line, found heads {tips}"
+    return tips[0]
+
+
+async def _revision(engine: AsyncEngine) -> str | None:
+    """The database's revision, or None when it has no schema yet."""
+    async with engine.connect() as conn:
+        try:
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        except SQLAlchemyError:
+            return None
+
+
+async def _migrate_in_child(url: str) -> None:
+    """Run alembic in a short-lived child process (python -m corral.store.migrate), so the
+    long-lived gateway never loads it. The URL travels in the environment, not on the command
+    line, where other users could read a password with ps."""
+    env = {**os.environ, "CORRAL_MIGRATE_URL": url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "corral.store.migrate", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+    except TimeoutError:
+        proc.kill()
+        raise StoreUnavailable(
+            f"Migrating {safe_url(url)} took over 3 minutes; check the database."
+        ) from None
+    if proc.returncode != 0:
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        raise StoreUnavailable(lines[-1] if lines else f"Migrating {safe_url(url)} failed.")
 
 
 def _why(exc: BaseException, url: str) -> str:

@@ -15,6 +15,9 @@ migration leaves the schema as it was.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -64,3 +67,21 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     async with engine.connect() as conn:
         return await conn.run_sync(_current)
+
+
+async def _main(url: str) -> int:
+    from corral.store.db import _why, create_engine  # the parent's engine settings and messages
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    except Exception as exc:
+        sys.stderr.write(_why(exc, url) + "\n")
+        return 1
+    finally:
+        await engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":  # run by open_store in a child process; see corral.store.db
+    raise SystemExit(asyncio.run(_main(os.environ["CORRAL_MIGRATE_URL"])))
