@@ -76,6 +76,7 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
             ("ollama", "/api/chat", OLLAMA_MODEL, f"mock-ollama/{OLLAMA_MODEL}"),
             ("openai", "/v1/chat/completions", OPENAI_MODEL, f"mock-openai/{OPENAI_MODEL}"),
             ("ollama pool", "/api/chat", OLLAMA_MODEL, "pool"),  # two pooled deployments
+            ("ollama facade", "/api/chat", OLLAMA_MODEL, "mock-ollama/llama3.2"),  # native API via corral
         ):
             direct = gateway = None
             if mock_url:
@@ -83,8 +84,8 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
                     "direct", mock_url + direct_path, _body(direct_model, stream), headers, stream
                 )
             if gateway_url:
-                url = gateway_url + "/v1/chat/completions"
-                gateway = Target("corral", url, _body(gw_model, stream), headers, stream)
+                path = "/api/chat" if shape == "ollama facade" else "/v1/chat/completions"
+                gateway = Target("corral", gateway_url + path, _body(gw_model, stream), headers, stream)
             cells.append(Cell(shape + suffix, gateway, direct))
     if gateway_url and demo:
         for stream in (False, True):
@@ -96,6 +97,8 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
         "ollama stream",
         "ollama pool",
         "ollama pool stream",
+        "ollama facade",
+        "ollama facade stream",
         "openai",
         "openai stream",
         "demo",
@@ -131,7 +134,7 @@ async def check_cells(cells: Sequence[Cell]) -> list[str]:
 
 
 def _shape_problem(target: Target, ctype: str, raw: bytes) -> str | None:
-    native_ollama = target.label == "direct" and "/api/" in target.url
+    native_ollama = "/api/" in target.url  # the mock directly, or corral's Ollama facade
     if not target.stream:
         try:
             doc = json.loads(raw)

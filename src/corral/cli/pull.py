@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from corral.cli.client import AdminClient, CLIError
-from corral.cli.providers import client
+from corral.cli.providers import client, client_options
 
 
 @dataclass
@@ -41,6 +41,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     where.add_argument(
         "--all", action="store_true", help="every Ollama instance corral manages (the default)"
     )
+    client_options(parser)
     return parser
 
 
