@@ -171,15 +171,32 @@ async def open_store(url: str, *, crypto: Crypto, clock: Clock = utc_now, migrat
     normalised = normalize_url(url)
     engine = create_engine(normalised)
     try:
-        if migrate and await _revision(engine) != head():
-            await _migrate_in_child(normalised)
-            await engine.dispose()  # connections opened before the migration may hold the old schema
+        if migrate:
+            await _ensure_schema(engine, normalised)
     except BaseException as exc:
         await engine.dispose()
         if isinstance(exc, SQLAlchemyError | OSError | TimeoutError):
             raise StoreUnavailable(_why(exc, normalised)) from None
         raise
     return Store(engine, crypto=crypto, clock=clock)
+
+
+async def _ensure_schema(engine: AsyncEngine, url: str, patience: float = 30.0) -> None:
+    """Migrate when the schema is behind. On SQLite another process migrating holds the file's
+    lock for a moment ("database is locked"): wait and look again, up to ``patience`` seconds."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            if await _revision(engine) != head():
+                await _migrate_in_child(url)
+                await engine.dispose()  # connections opened before the migration may hold the old schema
+            return
+        except (SQLAlchemyError, StoreUnavailable) as exc:  # the child reports through StoreUnavailable
+            locked = "database is locked" in str(exc) and engine.dialect.name == "sqlite"
+            if not locked or asyncio.get_running_loop().time() > deadline:
+                raise
+            await engine.dispose()
+            await asyncio.sleep(0.2)
 
 
 def head() -> str:
