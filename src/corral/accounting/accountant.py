@@ -84,7 +84,9 @@ class Accountant:
         self._provider_type = provider_type
         self._pending: set[asyncio.Task[None]] = set()
         self._user_limits = {user: Limits.from_mapping(v) for user, v in (user_limits or {}).items()}
-        self._key_limits: dict[int, Limits] = {}  # parsed once per key's limits mapping
+        # key id -> (the limits mapping it was parsed from, the parsed Limits): parsed once per key
+        # and parsed again when the key's record (and so its mapping) is replaced
+        self._key_limits: dict[str, tuple[Mapping[str, Any], Limits]] = {}
 
     async def admit(self, who: Principal, call: Call, started: float) -> Ticket:
         """Check the key's (and its user's) limits; raises RateLimited (429)."""
@@ -95,9 +97,10 @@ class Accountant:
         if self.limiter is not None:
             checks = []
             if who.limits:
-                limits = self._key_limits.get(id(who.limits))
-                if limits is None:
-                    limits = self._key_limits[id(who.limits)] = Limits.from_mapping(who.limits)
+                cached = self._key_limits.get(who.key_id)
+                if cached is None or cached[0] is not who.limits:
+                    cached = self._key_limits[who.key_id] = (who.limits, Limits.from_mapping(who.limits))
+                limits = cached[1]
                 if not limits.empty:
                     checks.append((f"key:{who.key_id}", limits))
             if user is not None and user in self._user_limits:

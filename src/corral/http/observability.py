@@ -39,8 +39,16 @@ async def accounting(
         writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
         task = asyncio.create_task(writer.run(), name="usage-writer")
 
+    types: dict[str, str] = {}
+    seen: list[object] = [None]
+
     def provider_type(name: str) -> str | None:
-        return next((p.type for p in gateway.config.providers if p.name == name), None)
+        """The provider's type; the map is rebuilt only when the gateway's config changes."""
+        if seen[0] is not gateway.config:
+            types.clear()
+            types.update({p.name: p.type for p in gateway.config.providers})
+            seen[0] = gateway.config
+        return types.get(name)
 
     acct = Accountant(
         writer=writer,
