@@ -138,6 +138,12 @@ def test_keys_create_list_revoke_and_models(gw: tuple[GatewayServer, str]) -> No
     assert httpx.post(server.v1 + "/chat/completions", json=chat, headers=headers).status_code == 401
     bad = corral("keys", "create", "--name", "x", "--expires", "someday", *opts)
     assert bad.returncode == 1 and "--expires" in bad.stderr
+    period = corral(
+        "keys", "create", "--name", "x", "--max-budget", "5", "--budget-period", "fortnight", *opts
+    )
+    assert period.returncode == 1 and "HTTP 400" in period.stderr
+    assert "budget_period 'fortnight'" in period.stderr and "1d, 7d, 30d, 1mo" in period.stderr
+    assert "x" not in {k["name"] for k in json.loads(corral("keys", "list", "--json", *opts).stdout)}
 
     models = corral("models", *opts)
     assert models.returncode == 0 and models.stdout.splitlines()[0].split()[:3] == ["ID", "TYPE", "PROVIDER"]

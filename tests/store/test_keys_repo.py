@@ -67,6 +67,10 @@ async def test_patch(store: Store) -> None:
         ({"limits": {"rpm": True}}, "non-negative integer"),
         ({"limits": {"max_budget": float("inf")}}, "JSON values"),
         ({"limits": {"budget_period": 30}}, "short string"),
+        ({"limits": {"budget_period": "fortnight"}}, "Unknown budget_period 'fortnight'.*1d, 7d"),
+        ({"limits": {"budget_period": "0d"}}, "Unknown budget_period '0d'"),
+        ({"limits": {"max_budget": 5, "budget_period": "1y"}}, "Unknown budget_period"),
+        ({"limits": {"max_budget": -0.5}}, "non-negative number"),
         ({"key_hash": b"x"}, "Unknown key field"),
         ({"id": "other"}, "Unknown key field"),
         ({"name": "x" * 300}, "at most 256"),
@@ -83,6 +87,20 @@ async def test_limits_accept_every_known_limit(store: Store) -> None:
     limits = {"rpm": 60, "tpm": 100_000, "max_parallel": 4, "max_budget": 12.5, "budget_period": "30d"}
     issued = await store.keys.create(actor="m", limits=limits)
     assert dict((await store.keys.get_by_id(issued.record.id)).limits) == limits
+
+
+async def test_a_bad_budget_period_is_refused_at_create_and_nothing_is_stored(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="Unknown budget_period 'fortnight'") as info:
+        await store.keys.create(actor="m", limits={"max_budget": 10, "budget_period": "fortnight"})
+    assert info.value.param == "limits.budget_period"
+    assert await store.keys.list() == []
+
+
+async def test_budget_period_is_stored_normalised(store: Store) -> None:
+    issued = await store.keys.create(actor="m", limits={"max_budget": 1, "budget_period": " Monthly "})
+    assert (await store.keys.get_by_id(issued.record.id)).limits["budget_period"] == "monthly"
+    updated = await store.keys.update(issued.record.id, {"limits": {"budget_period": "7D"}}, actor="m")
+    assert dict(updated.limits) == {"budget_period": "7d"}
 
 
 async def test_delete_and_missing(store: Store) -> None:

@@ -5,6 +5,11 @@ metrics and settle the limits lease.
 Nothing here waits on I/O on the request path except a shared (Redis) limiter's one round
 trip, and only for keys that have limits. Unauthenticated requests get no usage record: an
 anonymous client must not be able to write to the usage table.
+
+A key whose stored limits cannot be read (a value an older version accepted, e.g. a
+``budget_period`` of "fortnight") fails closed: its requests get 403 ``key_limits_invalid``
+naming the bad limit and the fix, and one warning per stored record is logged. Letting it
+through unlimited would silently lift a budget; the key store refuses such values now.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any, Protocol
 
 from corral.accounting.tokens import tokens_of
 from corral.core.call import Call, Reply
-from corral.errors import CorralError
+from corral.errors import CorralError, InvalidRequest, PermissionDenied
 from corral.keys.principal import Principal
 from corral.limits import Lease, Limiter, Limits
 from corral.usage.prices import PriceTable
@@ -27,6 +32,16 @@ from corral.usage.record import UsageRecord
 
 log = logging.getLogger("corral.accounting")
 MAX_USER = 256
+
+
+def key_subject(key_id: str) -> str:
+    """The limiter subject of a gateway key's own limits."""
+    return f"key:{key_id}"
+
+
+def user_subject(user: str) -> str:
+    """The limiter subject of a user's limits (``user_limits`` in the config)."""
+    return f"user:{user}"
 
 
 class RecordSink(Protocol):
@@ -84,9 +99,10 @@ class Accountant:
         self._provider_type = provider_type
         self._pending: set[asyncio.Task[None]] = set()
         self._user_limits = {user: Limits.from_mapping(v) for user, v in (user_limits or {}).items()}
-        # key id -> (the limits mapping it was parsed from, the parsed Limits): parsed once per key
-        # and parsed again when the key's record (and so its mapping) is replaced
-        self._key_limits: dict[str, tuple[Mapping[str, Any], Limits]] = {}
+        # key id -> (the limits mapping it was parsed from, the parsed Limits or why they are
+        # invalid): parsed once per key and parsed again when the key's record (and so its
+        # mapping) is replaced
+        self._key_limits: dict[str, tuple[Mapping[str, Any], Limits | str]] = {}
 
     async def admit(self, who: Principal, call: Call, started: float) -> Ticket:
         """Check the key's (and its user's) limits; raises RateLimited (429)."""
@@ -97,19 +113,41 @@ class Accountant:
         if self.limiter is not None:
             checks = []
             if who.limits:
-                cached = self._key_limits.get(who.key_id)
-                if cached is None or cached[0] is not who.limits:
-                    cached = self._key_limits[who.key_id] = (who.limits, Limits.from_mapping(who.limits))
-                limits = cached[1]
+                limits = self._limits_of(who)
                 if not limits.empty:
-                    checks.append((f"key:{who.key_id}", limits))
+                    checks.append((key_subject(who.key_id), limits))
             if user is not None and user in self._user_limits:
-                checks.append((f"user:{user}", self._user_limits[user]))
+                checks.append((user_subject(user), self._user_limits[user]))
             if checks:
                 lease = await self.limiter.admit_many(checks, estimated_tokens=max(1, len(call.raw) // 4))
         if self.metrics is not None:
             self.metrics.inc_in_flight()
         return Ticket(who=who, user=user, started=started, at=datetime.now(UTC), lease=lease)
+
+    def _limits_of(self, who: Principal) -> Limits:
+        """The key's parsed limits; raises PermissionDenied (fail closed) when they are invalid."""
+        cached = self._key_limits.get(who.key_id)
+        if cached is None or cached[0] is not who.limits:
+            parsed: Limits | str
+            try:
+                parsed = Limits.from_mapping(who.limits)
+            except InvalidRequest as exc:
+                parsed = exc.message
+                log.warning(
+                    "gateway key %s has invalid stored limits and is refused until they are fixed "
+                    "(PATCH /admin/keys/%s): %s",
+                    who.key_id,
+                    who.key_id,
+                    parsed,
+                )
+            cached = self._key_limits[who.key_id] = (who.limits, parsed)
+        if isinstance(cached[1], str):  # a fresh error each time: a re-raised one keeps growing its traceback
+            raise PermissionDenied(
+                f"This key's limits are invalid, so it is refused until an admin fixes them "
+                f"(PATCH /admin/keys/{who.key_id}): {cached[1]}",
+                code="key_limits_invalid",
+            )
+        return cached[1]
 
     def finish(self, ticket: Ticket, call: Call, reply: Reply | None, error: CorralError | None) -> None:
         """The request is over (answered, streamed to the end, or failed). Call exactly once."""

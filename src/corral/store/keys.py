@@ -4,6 +4,8 @@
 Every write is audited (by key id, never the key) and, once committed, reported to the
 listeners (the ``KeyCache``), so a revocation applies to the very next request.
 ``touch_last_used`` writes a batch of last-use times in one statement, without auditing.
+Limits are checked when they are written: numbers must be non-negative (0 refuses every
+request), and ``budget_period`` must parse (``corral.limits.windows``); it is stored normalised.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.errors import InvalidRequest
 from corral.keys import format as key_format
+from corral.limits.windows import parse_period
 from corral.store.access import Access, check_optional_text, iso, json_object
 from corral.store.audit import write_entry
 from corral.store.errors import Missing
@@ -127,6 +130,8 @@ def _limits(value: object) -> dict[str, Any]:
                 else f"a non-negative {'number' if kind is float else 'integer'}"
             )
             raise InvalidRequest(f"Limit '{name}' must be {expected}, or null.", param=f"limits.{name}")
+    if limits.get("budget_period") is not None:  # refused here, naming the accepted forms, not per request
+        limits["budget_period"] = parse_period(limits["budget_period"]).text  # stored as "7d", "monthly"
     return {k: v for k, v in limits.items() if v is not None}
 
 

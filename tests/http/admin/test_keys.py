@@ -105,6 +105,28 @@ def test_key_input_is_validated(live: Live) -> None:
     assert error(c.delete("/admin/keys/AAAAAAAA"), 404)["code"] == "gateway_key_not_found"
 
 
+def test_limits_are_checked_when_a_key_is_saved(live: Live) -> None:
+    c = live.http
+    for body in ({"name": "b", "max_budget": 10, "budget_period": "fortnight"}, {"budget_period": "0d"}):
+        err = error(c.post("/admin/keys", json=body), 400)
+        assert err["param"] == "limits.budget_period" and err["type"] == "invalid_request_error"
+        assert "budget_period" in err["message"] and "1d, 7d, 30d, 1mo" in err["message"]
+    for name in ("rpm", "tpm", "max_parallel", "max_budget"):
+        err = error(c.post("/admin/keys", json={name: -1}), 400)
+        assert err["param"] == f"limits.{name}" and "non-negative" in err["message"]
+    assert c.get("/admin/keys").json()["data"] == []  # nothing was stored
+
+    key = issue(live, name="b", max_budget=10, budget_period="1d")
+    err = error(c.patch(f"/admin/keys/{key['id']}", json={"budget_period": "fortnight"}), 400)
+    assert err["param"] == "limits.budget_period" and "monthly" in err["message"]
+    stored = c.get(f"/admin/keys/{key['id']}").json()
+    assert (stored["max_budget"], stored["budget_period"]) == (10, "1d")
+    assert c.patch(f"/admin/keys/{key['id']}", json={"budget_period": "Weekly"}).json()["budget_period"] == (
+        "weekly"
+    )
+    assert live.chat("demo/echo", key["key"]).status_code == 200
+
+
 def test_key_checks_stay_off_the_database(live: Live) -> None:
     """Verifying a key is a cache lookup: 50 requests cause no gateway_keys query."""
     key = issue(live, name="hot")["key"]
