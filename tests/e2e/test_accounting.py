@@ -208,3 +208,24 @@ def test_user_limits_apply_across_the_users_keys(upstream: ServerThread, tmp_pat
             for k in (first, second, first, second, bob)
         ]
     assert codes == [200, 200, 200, 429, 200]  # alice's two keys share her 3 rpm; bob is not limited
+
+
+def test_a_repeated_client_request_id_still_makes_one_record_per_request(
+    upstream: ServerThread, tmp_path: Path
+) -> None:
+    """Clients repeat X-Request-Id (retries, fixed values): each request keeps its own record."""
+    with gateway(upstream.url, tmp_path) as gw, httpx.Client(timeout=30) as client:
+        body = {"model": "gpu/llama3.2", "messages": MSG}
+        answers = [
+            client.post(
+                gw.v1 + "/chat/completions", json=body, headers={**gw.headers(), "x-request-id": "job-7"}
+            ),
+            client.post(gw.url + "/api/chat", json=body, headers={**gw.headers(), "x-request-id": "job-7"}),
+            client.post(gw.v1 + "/chat/completions", json=body, headers=gw.headers()),
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert [a.headers["x-request-id"] for a in answers[:2]] == ["job-7", "job-7"]
+        ours = [a.headers["x-corral-request-id"] for a in answers]
+        assert len(set(ours)) == 3 and answers[2].headers["x-request-id"] == ours[2]
+        got = {r["request_id"]: r["client_request_id"] for r in wait_rows(gw, 3)}
+    assert got == {ours[0]: "job-7", ours[1]: "job-7", ours[2]: None}

@@ -139,10 +139,15 @@ def test_request_id_is_returned_and_client_ids_are_sanitised(gw: GatewayServer) 
         gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "abc-123"}
     )
     assert resp.headers["x-request-id"] == "abc-123"
+    assert resp.headers["x-corral-request-id"].startswith("req_")
     resp = httpx.post(
         gw.v1 + "/chat/completions", json=CHAT, headers={**gw.headers(), "x-request-id": "a\tb<script>"}
     )
     assert resp.headers["x-request-id"].startswith("req_")
+    assert resp.headers["x-request-id"] == resp.headers["x-corral-request-id"]
+    error = httpx.post(gw.v1 + "/chat/completions", json={}, headers={**gw.headers(), "x-request-id": "e-1"})
+    assert error.status_code == 400 and error.headers["x-request-id"] == "e-1"
+    assert error.headers["x-corral-request-id"].startswith("req_")
 
 
 def test_health_endpoints_need_no_key(gw: GatewayServer) -> None:

@@ -1,4 +1,4 @@
-"""The usage table: created by revision 0002 exactly as tables.py says, indexed, and reversible."""
+"""The usage table: created by revisions 0002-0003 exactly as tables.py says, indexed, and reversible."""
 
 from __future__ import annotations
 
@@ -33,8 +33,12 @@ def _diff(conn: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
-def _downgrade(conn: Connection) -> None:
-    command.downgrade(alembic_config(conn), "0001")
+def _downgrade(conn: Connection, to: str = "0001") -> None:
+    command.downgrade(alembic_config(conn), to)
+
+
+def _columns(conn: Connection) -> set[str]:
+    return {str(c["name"]) for c in inspect(conn).get_columns("usage")}
 
 
 def _tables(conn: Connection) -> set[str]:
@@ -58,3 +62,22 @@ async def test_revision_0002_downgrades_and_upgrades_again(store: Store) -> None
     async with store.engine.connect() as conn:
         assert await conn.run_sync(_indexes) == INDEXES
         assert await conn.run_sync(_diff) == []
+
+
+async def test_revision_0003_adds_client_request_id_and_keeps_rows_both_ways(store: Store) -> None:
+    async with store.engine.begin() as conn:
+        await conn.run_sync(_downgrade, "0002")
+    async with store.engine.connect() as conn:
+        assert "client_request_id" not in await conn.run_sync(_columns)
+    async with store.engine.begin() as conn:  # a row written by the previous version
+        await conn.exec_driver_sql(
+            "INSERT INTO usage (request_id, at, requested_model, attempts, fallback, streamed, status, "
+            "prompt_tokens, completion_tokens, total_tokens, tokens_estimated, cost_usd, latency_ms) "
+            "VALUES ('req-1', '2026-01-01 00:00:00', 'm', 1, false, false, 200, 0, 0, 0, false, 0, 0)"
+        )
+    await upgrade(store.engine)
+    async with store.engine.connect() as conn:
+        assert "client_request_id" in await conn.run_sync(_columns)
+        assert await conn.run_sync(_diff) == []
+        rows = (await conn.exec_driver_sql("SELECT request_id, client_request_id FROM usage")).all()
+    assert [tuple(r) for r in rows] == [("req-1", None)]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -205,3 +206,35 @@ async def test_inserts_are_idempotent_on_request_id(store: Store) -> None:
     await sink.write([*records(5, start=5), *records(5, start=5), record(99)])
     await sink.write([])
     assert await counts(store) == (11, 11)
+
+
+async def test_rows_read_back_through_the_table_equal_the_records(store: Store) -> None:
+    """The lean insert stores values exactly as the SQLAlchemy ``usage`` table reads and filters them."""
+    at = datetime(2026, 3, 1, 23, 30, 5, 123456, tzinfo=timezone(timedelta(hours=-5)))  # not UTC
+    full = record(
+        1, at=at, user="zoë \x00<b>", error_class="upstream_timeout", client_request_id="trace-7", attempts=3,
+        fallback=True, streamed=True, status=502, tokens_estimated=True, cost_usd=0.25, ttft_ms=12.5,
+        upstream_ms=80.0, overhead_ms=0.4,
+    )  # fmt: skip
+    bare = UsageRecord(request_id="req-bare", at=datetime(2026, 3, 3, tzinfo=UTC), requested_model="m")
+    await StoreSink(store.engine).write([full, bare])
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(usage).order_by(usage.c.at))).mappings().all()
+        in_range = (
+            (
+                await conn.execute(
+                    select(usage.c.request_id).where(
+                        usage.c.at >= at - timedelta(microseconds=1),
+                        usage.c.at < at + timedelta(microseconds=1),
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [UsageRecord.from_row(row) for row in rows] == [
+        UsageRecord.from_row(full.to_row()),
+        UsageRecord.from_row(bare.to_row()),
+    ]
+    assert rows[0]["at"] == at and rows[0]["user"] == "zoë <b>"
+    assert in_range == ["req-000001"]

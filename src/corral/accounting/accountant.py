@@ -190,6 +190,7 @@ class Accountant:
             completion_tokens=completion, total_tokens=prompt + completion, tokens_estimated=estimated,
             cost_usd=cost, latency_ms=latency * 1000, ttft_ms=None if ttft is None else ttft * 1000,
             upstream_ms=None if upstream is None else upstream * 1000, overhead_ms=overhead * 1000,
+            client_request_id=call.client_request_id,
         )  # fmt: skip
         if self.writer is not None:
             self.writer.submit(record)

@@ -34,8 +34,9 @@ class Call:
     raw: bytes
     model: str
     stream: bool
-    request_id: str
+    request_id: str  # corral's own, unique
     surface: Surface = Surface.OPENAI
+    client_request_id: str | None = None  # the client's X-Request-Id, for correlation only
 
 
 @dataclass(slots=True, frozen=True)

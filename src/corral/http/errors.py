@@ -9,9 +9,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from corral.errors import CorralError, UpstreamRejected
+from corral.http.request_ids import CLIENT_REQUEST_ID, REQUEST_ID, id_headers
 
 log = logging.getLogger("corral.http")
-REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def envelope(message: str, error_type: str, *, code: str | None = None, param: str | None = None) -> bytes:
@@ -23,9 +23,15 @@ def ollama_envelope(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def error_response(exc: CorralError, request_id: str | None = None, *, ollama: bool = False) -> web.Response:
+def error_response(
+    exc: CorralError,
+    request_id: str | None = None,
+    *,
+    ollama: bool = False,
+    client_request_id: str | None = None,
+) -> web.Response:
     error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
-    headers = {"x-request-id": request_id} if request_id else None
+    headers = id_headers(request_id, client_request_id) if request_id else None
     extra = getattr(exc, "headers", None)  # e.g. Retry-After on a 429 from the limits
     if isinstance(extra, dict) and extra:
         headers = {**(headers or {}), **extra}
@@ -52,7 +58,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response: web.StreamResponse = await handler(request)
         return response
     except CorralError as exc:
-        return error_response(exc, request.get(REQUEST_ID), ollama=request.path.startswith("/api/"))
+        return error_response(
+            exc,
+            request.get(REQUEST_ID),
+            ollama=request.path.startswith("/api/"),
+            client_request_id=request.get(CLIENT_REQUEST_ID),
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -20,7 +20,8 @@ from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator, require_model
 from corral.http.ollama_manage import Management
-from corral.http.openai_routes import read_json, request_id
+from corral.http.openai_routes import read_json
+from corral.http.request_ids import request_id
 from corral.providers.ollama.provider import OllamaProvider
 
 RUNNING = b"Ollama is running"

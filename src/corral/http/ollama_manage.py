@@ -19,7 +19,8 @@ from aiohttp import web
 from corral.errors import InvalidRequest, UpstreamError
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
-from corral.http.openai_routes import read_json, request_id
+from corral.http.openai_routes import read_json
+from corral.http.request_ids import request_id
 from corral.providers.ollama.provider import OllamaProvider, ndjson_batches
 from corral.providers.upstream import error_detail
 

@@ -16,7 +16,8 @@ from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.openai_routes import read_json, request_id
+from corral.http.openai_routes import read_json
+from corral.http.request_ids import client_request_id, request_id
 from corral.http.serving import run_call
 
 _ENDPOINTS = {
@@ -69,5 +70,6 @@ class OllamaRoutes:
             stream=stream,
             request_id=rid,
             surface=Surface.OLLAMA,
+            client_request_id=client_request_id(request),
         )
         return await run_call(request, self._engine(request), call, who, started)

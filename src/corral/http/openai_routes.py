@@ -6,8 +6,6 @@ no validation framework), hands a ``Call`` to the engine and writes the ``Reply`
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,17 +19,8 @@ from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import BodyTooLarge, InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.errors import REQUEST_ID
+from corral.http.request_ids import client_request_id, request_id
 from corral.http.serving import run_call
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def request_id(request: web.Request) -> str:
-    given = request.headers.get("x-request-id")
-    rid = given if given and _REQUEST_ID.match(given) else "req_" + secrets.token_hex(10)
-    request[REQUEST_ID] = rid
-    return rid
 
 
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
@@ -128,7 +117,10 @@ class OpenAIRoutes:
         require_model(who, model)
         if endpoint is Endpoint.EMBEDDING:
             stream = False
-        call = Call(endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid)
+        call = Call(
+            endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid,
+            client_request_id=client_request_id(request),
+        )  # fmt: skip
         return await run_call(request, self._engine(request), call, who, started, power)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:

@@ -8,13 +8,16 @@ import time
 from aiohttp import web
 
 from corral.core.call import Reply
+from corral.http.request_ids import id_headers
 
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def write_reply(request: web.Request, reply: Reply, request_id: str) -> web.StreamResponse:
+async def write_reply(
+    request: web.Request, reply: Reply, request_id: str, client_request_id: str | None = None
+) -> web.StreamResponse:
     headers = reply.headers
-    headers["x-request-id"] = request_id
+    headers.update(id_headers(request_id, client_request_id))
     if reply.chunks is None:
         return web.Response(
             status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers

@@ -24,7 +24,7 @@ async def run_call(
     acct = request.app.get(ACCOUNTANT)
     if acct is None:
         reply = await engine.handle(call, power)
-        return await write_reply(request, reply, call.request_id)
+        return await write_reply(request, reply, call.request_id, call.client_request_id)
     ticket = await acct.admit(who, call, started)
     ticket.engine_started = time.monotonic()
     try:
@@ -42,9 +42,9 @@ async def run_call(
             acct.finish(ticket, call, reply, None)
 
         reply.chunks.then(over)
-        return await write_reply(request, reply, call.request_id)
+        return await write_reply(request, reply, call.request_id, call.client_request_id)
     ticket.engine_done = time.monotonic()
     try:
-        return await write_reply(request, reply, call.request_id)
+        return await write_reply(request, reply, call.request_id, call.client_request_id)
     finally:
         acct.finish(ticket, call, reply, None)

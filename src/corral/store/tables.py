@@ -156,6 +156,7 @@ usage = Table(
     Column("ttft_ms", Double, nullable=True),
     Column("upstream_ms", Double, nullable=True),
     Column("overhead_ms", Double, nullable=True),
+    Column("client_request_id", String(64), nullable=True),  # the client's X-Request-Id (revision 0003)
     Index("ux_usage_request_id", "request_id", unique=True),
     Index("ix_usage_at", "at"),
     Index("ix_usage_key_id_at", "key_id", "at"),

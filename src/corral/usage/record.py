@@ -1,9 +1,15 @@
 """The usage record: one per proxied request, its row form, its JSON form, and token estimates.
 
-``UsageRecord`` is what the request path hands to ``UsageWriter.submit``. ``to_row`` gives the
-column values of the ``usage`` table (strings cut to their column widths, numbers made finite,
-so a valid record can never be refused by the database), ``to_json``/``from_json`` the form the
-spill file stores, and ``from_row`` rebuilds a record from either, checking every field.
+``UsageRecord`` is what the request path hands to ``UsageWriter.submit``. ``to_values`` gives the
+column values of the ``usage`` table in ``FIELD_NAMES`` order (strings cut to their column
+widths, counts clamped, numbers made finite, so a valid record can never be refused by the
+database; it is the form the batched insert uses), ``to_row`` the same as a dict,
+``to_json``/``from_json`` the form the spill file stores, and ``from_row`` rebuilds a record
+from either, checking every field.
+
+``request_id`` is corral's own id (unique, time-ordered: the usage table's idempotency key);
+``client_request_id`` is the ``X-Request-Id`` the client sent, if any, kept for correlation only
+(clients may repeat it, so it is never a key).
 
 Token counts come from the upstream. When it reports none, the caller estimates them with
 ``estimate_tokens`` (UTF-8 bytes / 4: about 4 characters per token for English, and a fair
@@ -24,17 +30,7 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each chat message costs, roug
 _MAX_INT = 2**62  # far above any real count, inside BIGINT
 _INT32 = 2**31 - 1
 
-# Column widths of the ``usage`` table (corral.store.tables.usage).
-_WIDTHS = {
-    "request_id": 128,
-    "key_id": 16,
-    "user": 256,
-    "requested_model": 256,
-    "served_model": 256,
-    "provider": 128,
-    "instance": 256,
-    "error_class": 64,
-}
+# Column widths are those of the ``usage`` table (corral.store.tables.usage).
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,27 +65,49 @@ class UsageRecord:
     ttft_ms: float | None = None
     upstream_ms: float | None = None
     overhead_ms: float | None = None
+    client_request_id: str | None = None
 
     @property
     def failed(self) -> bool:
         return self.status >= 400 or self.error_class is not None
 
-    def to_row(self) -> dict[str, Any]:
-        """Column values for the ``usage`` table (no ``id``: the database assigns it)."""
-        if self.at.tzinfo is None:
+    def to_values(self) -> tuple[Any, ...]:
+        """Column values of the ``usage`` table in ``FIELD_NAMES`` order, ``at`` as aware UTC.
+
+        Written out field by field: the batched insert calls it once per request, so it avoids
+        the generic loop of ``to_row`` (about 3x faster)."""
+        at = self.at
+        if at.tzinfo is None:
             raise ValueError(f"usage record {self.request_id!r}: 'at' must be a timezone-aware datetime")
-        row: dict[str, Any] = {}
-        for name in FIELD_NAMES:
-            value = getattr(self, name)
-            if name in _WIDTHS and value is not None:
-                value = _clean(value)[: _WIDTHS[name]]
-            elif name in _INTS:
-                value = max(0, min(int(value), _INT32 if name in _SMALL_INTS else _MAX_INT))
-            elif name in _FLOATS and value is not None:
-                value = float(value) if math.isfinite(value) else (None if name in _OPTIONAL else 0.0)
-            row[name] = value
-        row["at"] = self.at.astimezone(UTC)
-        return row
+        return (
+            _text(self.request_id, 128),
+            at.astimezone(UTC),
+            _text(self.requested_model, 256),
+            _maybe_text(self.key_id, 16),
+            _maybe_text(self.user, 256),
+            _maybe_text(self.served_model, 256),
+            _maybe_text(self.provider, 128),
+            _maybe_text(self.instance, 256),
+            _count(self.attempts, _INT32),
+            bool(self.fallback),
+            bool(self.streamed),
+            _count(self.status, _INT32),
+            _maybe_text(self.error_class, 64),
+            _count(self.prompt_tokens, _MAX_INT),
+            _count(self.completion_tokens, _MAX_INT),
+            _count(self.total_tokens, _MAX_INT),
+            bool(self.tokens_estimated),
+            _finite(self.cost_usd),
+            _finite(self.latency_ms),
+            _maybe_finite(self.ttft_ms),
+            _maybe_finite(self.upstream_ms),
+            _maybe_finite(self.overhead_ms),
+            _maybe_text(self.client_request_id, 64),
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """Column values for the ``usage`` table by name (no ``id``: the database assigns it)."""
+        return dict(zip(FIELD_NAMES, self.to_values(), strict=True))
 
     def to_json(self) -> dict[str, Any]:
         """The row with ``at`` as an ISO 8601 string: what the spill file and the admin API show."""
@@ -120,13 +138,40 @@ class UsageRecord:
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 _REQUIRED = frozenset({"request_id", "at", "requested_model"})
 _INTS = frozenset({"attempts", "status", "prompt_tokens", "completion_tokens", "total_tokens"})
-_SMALL_INTS = frozenset({"attempts", "status"})  # INTEGER columns; the token counts are BIGINT
 _FLOATS = frozenset({"cost_usd", "latency_ms", "ttft_ms", "upstream_ms", "overhead_ms"})
 _BOOLS = frozenset({"fallback", "streamed", "tokens_estimated"})
 _OPTIONAL = frozenset(
     {"key_id", "user", "served_model", "provider", "instance", "error_class"}
-    | {"ttft_ms", "upstream_ms", "overhead_ms"}
+    | {"ttft_ms", "upstream_ms", "overhead_ms", "client_request_id"}
 )
+
+
+def _text(value: str, width: int) -> str:
+    if value.isascii() and "\x00" not in value:  # the common case: nothing to clean
+        return value[:width]
+    return _clean(value)[:width]
+
+
+def _maybe_text(value: str | None, width: int) -> str | None:
+    return None if value is None else _text(value, width)
+
+
+def _count(value: int, ceiling: int) -> int:
+    if type(value) is int and 0 <= value <= ceiling:
+        return value
+    return max(0, min(int(value), ceiling))
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def _maybe_finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _clean(text: str) -> str:
