@@ -89,6 +89,26 @@ def test_windows_are_aligned_to_the_calendar_in_utc() -> None:
     assert day.window(ts(2024, 2, 15))[0] == day.window(now)[0] + 1
 
 
+def test_window_start_is_the_calendar_start_of_the_current_window() -> None:
+    now = ts(2024, 2, 14, 15, 30)  # a Wednesday
+    assert parse_period("1h").start(now) == ts(2024, 2, 14, 15)
+    assert parse_period("daily").start(now) == ts(2024, 2, 14)
+    assert parse_period("1w").start(now) == ts(2024, 2, 12)  # Monday
+    assert parse_period("monthly").start(now) == ts(2024, 2, 1)
+    assert parse_period("3mo").start(now) == ts(2024, 1, 1)
+    assert parse_period("3mo").start(ts(2024, 12, 31, 23, 59)) == ts(2024, 10, 1)
+    assert parse_period("12mo").start(ts(2024, 12, 31, 23, 59)) == ts(2024, 1, 1)
+    assert parse_period("monthly").start(ts(2024, 3, 1)) == ts(2024, 3, 1)  # a start is inside its window
+    assert parse_period("monthly").start(ts(2024, 3, 1) - 0.001) == ts(2024, 2, 1)
+    for text in ("1h", "1d", "30d", "1w", "monthly", "2mo", "5mo"):
+        period = parse_period(text)
+        for moment in (now, ts(2023, 12, 31, 23, 59), ts(2025, 7, 1)):
+            start = period.start(moment)
+            end = period.window(moment)[1]
+            assert start <= moment < end
+            assert period.window(start)[0] == period.window(moment)[0] == period.window(start - 0.001)[0] + 1
+
+
 def test_sliding_minute_arithmetic() -> None:
     index, weight = minute_of(600.0)
     assert (index, weight) == (10, 1.0)

@@ -20,7 +20,7 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
-from corral.http.observability import METRICS, accounting, metrics_route
+from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
 from corral.http.openai_routes import OpenAIRoutes
@@ -62,12 +62,11 @@ def create_app(
         if plane is not None:
             plane.start(gw)
         try:
-            async with accounting(config, os.environ if env is None else env, gw, plane, home) as (
-                acct,
-                metrics,
-            ):
-                app[ACCOUNTANT] = acct
-                app[METRICS] = metrics
+            async with accounting(config, os.environ if env is None else env, gw, plane, home) as parts:
+                app[ACCOUNTANT] = parts.accountant
+                app[METRICS] = parts.metrics
+                if parts.budgets is not None:
+                    app[BUDGETS] = parts.budgets
                 yield
         finally:
             await gw.close()

@@ -1,4 +1,9 @@
-"""GET /metrics (Prometheus text format) and the accounting parts built at start."""
+"""GET /metrics (Prometheus text format) and the accounting parts built at start.
+
+With the control plane, ``accounting`` also starts the usage writer and the budget seeder
+(``corral.accounting.budgets``: the current budget windows' spend, read from the usage table in
+the background, so a restart does not reset budgets).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from corral.accounting.accountant import Accountant
+from corral.accounting.budgets import BudgetSeeder
 from corral.config.schema import Config
-from corral.control.plane import ControlPlane
+from corral.control.plane import SYNC_INTERVAL, ControlPlane
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.limits import make_limiter
@@ -22,22 +29,35 @@ from corral.usage.sink import StoreSink
 from corral.usage.writer import UsageWriter
 
 METRICS = web.AppKey("metrics", Metrics)
+BUDGETS = web.AppKey("budgets", BudgetSeeder)
 SPILL_FILE = "usage-spill.jsonl"
+
+
+class Accounting(NamedTuple):
+    accountant: Accountant
+    metrics: Metrics
+    budgets: BudgetSeeder | None  # None without the control plane (no usage table to read)
 
 
 @contextlib.asynccontextmanager
 async def accounting(
     config: Config, env: Mapping[str, str], gateway: Gateway, plane: ControlPlane | None, home: Path | None
-) -> AsyncIterator[tuple[Accountant, Metrics]]:
-    """Build metrics, limits and the usage writer; on exit flush usage and close them."""
+) -> AsyncIterator[Accounting]:
+    """Build metrics, limits, the usage writer and the budget seeder; on exit flush usage and
+    close them."""
     metrics = Metrics()
     prefix = env.get("CORRAL_REDIS_PREFIX", "corral:")  # replicas that share limits share the prefix
     limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix)
     writer = None
-    task = None
+    budgets = None
+    tasks: list[asyncio.Task[None]] = []
     if plane is not None and home is not None:
         writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
-        task = asyncio.create_task(writer.run(), name="usage-writer")
+        tasks.append(asyncio.create_task(writer.run(), name="usage-writer"))
+    if plane is not None:
+        budgets = BudgetSeeder(limiter, plane.store.engine, plane.keys.records, config.user_limits)
+        plane.store.keys.subscribe(budgets.wake)
+        tasks.append(asyncio.create_task(budgets.run(SYNC_INTERVAL), name="budget-seeder"))
 
     types: dict[str, str] = {}
     seen: list[object] = [None]
@@ -72,12 +92,12 @@ async def accounting(
 
     metrics.on_render(refresh)
     try:
-        yield acct, metrics
+        yield Accounting(acct, metrics, budgets)
     finally:
         await acct.drain()
         if writer is not None:
             await writer.close()
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -53,6 +53,10 @@ class KeyCache:
     def get(self, key_id: str) -> KeyRecord | None:
         return self._records.get(key_id)
 
+    def records(self) -> list[KeyRecord]:
+        """Every known key's record (a snapshot)."""
+        return list(self._records.values())
+
     # keeping it current --------------------------------------------------------------------
     def put(self, record: KeyRecord) -> None:
         self.apply(record.id, record)

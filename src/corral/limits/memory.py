@@ -5,7 +5,8 @@ State per subject: two minute counters each for rpm and tpm (see ``windows``), t
 (each expires after ``lease_ttl`` seconds, so a lease that is never ``done()`` cannot hold a
 parallel slot forever), and the spend of the current budget window. Subjects with nothing left
 to remember are swept every few thousand admits. Spend lives only in memory: a restart starts
-from zero unless ``seed_spend`` is called with the spend from the usage store.
+from zero until ``seed_spend`` is called with the spend from the usage store (the gateway's
+``corral.accounting.budgets.BudgetSeeder`` does that in the background at start).
 """
 
 from __future__ import annotations

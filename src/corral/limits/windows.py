@@ -48,10 +48,26 @@ class Period:
         if self.seconds:
             index = math.floor((now - MONDAY) / self.seconds)
             return index, MONDAY + (index + 1) * self.seconds
-        moment = datetime.fromtimestamp(now, UTC)
-        index = (moment.year * 12 + moment.month - 1) // self.months
-        end = (index + 1) * self.months
-        return index, datetime(end // 12, end % 12 + 1, 1, tzinfo=UTC).timestamp()
+        index = _month_of(now) // self.months
+        return index, _month_start((index + 1) * self.months)
+
+    def start(self, now: float) -> float:
+        """The start (epoch seconds, inclusive) of the window holding ``now``: e.g. the spend of
+        the current window is what was spent from ``start(now)`` on."""
+        if self.seconds:
+            return MONDAY + math.floor((now - MONDAY) / self.seconds) * self.seconds
+        return _month_start(_month_of(now) // self.months * self.months)
+
+
+def _month_of(now: float) -> int:
+    """Months since year 0 of the UTC calendar month holding ``now`` (January 2024 is 2024 * 12)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    return moment.year * 12 + moment.month - 1
+
+
+def _month_start(month: int) -> float:
+    """Epoch seconds of 00:00 UTC on the 1st of ``month`` (as counted by ``_month_of``)."""
+    return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp()
 
 
 def parse_period(text: str) -> Period:

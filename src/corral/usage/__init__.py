@@ -4,7 +4,7 @@
 (writer), which batches records into a ``UsageSink`` (sink: ``StoreSink`` for the store's
 database) and spills them to a local file (spill) when the database cannot take them.
 ``PriceTable`` (prices) turns token counts into USD; ``UsageQuery`` (query) answers
-``/admin/usage``.
+``/admin/usage``; ``spend_since`` (spend) gives the budgets their spend after a restart.
 """
 
 from corral.usage.prices import Price, PriceTable
