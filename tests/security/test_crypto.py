@@ -281,3 +281,39 @@ async def test_rotation_of_an_empty_store(database_url: str) -> None:
         assert await asyncio.wait_for(rotate_all(store, Crypto([generate_key()])), 30) == 0
     finally:
         await store.close()
+
+
+def test_generated_keys_are_fernet_keys_and_key_checks_agree_with_fernet() -> None:
+    key = generate_key()
+    Fernet(key)  # accepted by the real thing
+    assert Crypto([key]).decrypt(Crypto([key]).encrypt(SECRET), what=WHAT) == SECRET
+    for candidate in [key, key[:-1], key + "A", Fernet.generate_key().decode(), "!" * 44, "A" * 43 + "="]:
+        try:
+            Fernet(candidate)
+            fernet_ok = True
+        except ValueError:
+            fernet_ok = False
+        try:
+            Crypto([candidate])
+            ours_ok = True
+        except ConfigError:
+            ours_ok = False
+        assert ours_ok == fernet_ok, candidate
+
+
+def test_cryptography_is_loaded_only_when_a_secret_is_used(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from corral.security.crypto import load_crypto
+        crypto = load_crypto({}, Path(sys.argv[1]))
+        before = "cryptography" in sys.modules
+        crypto.decrypt(crypto.encrypt("s"), what="x")
+        print(before, "cryptography" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]

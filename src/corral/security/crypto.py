@@ -12,10 +12,16 @@ every stored credential unreadable, and leaking it would expose them too.
 Ciphertexts are ``v1:`` + a Fernet token (AES-128-CBC + HMAC-SHA256), so a later format can be
 told apart. Decryption fails closed: any bad token, wrong key or unknown version raises
 ``DecryptError``, whose message names the owner of the secret and never contains the input.
+
+Keys are checked when ``Crypto`` is built, but the ``cryptography`` package (about 7 MB of
+resident memory) is imported only when a secret is first encrypted or decrypted: a gateway whose
+providers all come from YAML never loads it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import os
@@ -25,11 +31,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
 from corral.errors import ConfigError, CorralError
 
 if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
     from corral.store.db import Store
 
 log = logging.getLogger("corral.security")
@@ -60,8 +66,16 @@ class DecryptError(CorralError):
 
 
 def generate_key() -> str:
-    """A new random Fernet key (32 bytes, urlsafe base64)."""
-    return Fernet.generate_key().decode("ascii")
+    """A new random Fernet key (32 bytes, urlsafe base64), as ``Fernet.generate_key`` makes them."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
+def _is_fernet_key(key: str) -> bool:
+    """What ``Fernet(key)`` accepts: urlsafe base64 of exactly 32 bytes."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def fingerprint(key: str) -> str:
@@ -88,17 +102,15 @@ class Crypto:
     def __init__(self, keys: Sequence[str], *, source: str = "given") -> None:
         if not keys:
             raise ConfigError(f"No encryption key given. {_GENERATE_HINT}")
-        fernets: list[Fernet] = []
         for position, key in enumerate(keys, start=1):
-            try:
-                fernets.append(Fernet(key.strip()))
-            except (ValueError, TypeError):
+            if not isinstance(key, str) or not _is_fernet_key(key.strip()):
                 raise ConfigError(
                     f"Encryption key #{position} from {source} is not a Fernet key (32 bytes, urlsafe "
                     f"base64, 44 characters). {_GENERATE_HINT}"
-                ) from None
-        self._fernet = MultiFernet(fernets)
-        self.key_ids: tuple[str, ...] = tuple(fingerprint(k.strip()) for k in keys)
+                )
+        self._keys = tuple(k.strip() for k in keys)
+        self._multi: MultiFernet | None = None
+        self.key_ids: tuple[str, ...] = tuple(fingerprint(k) for k in self._keys)
         self.source = source
 
     def __repr__(self) -> str:
@@ -108,12 +120,22 @@ class Crypto:
     def primary_id(self) -> str:
         return self.key_ids[0]
 
+    @property
+    def _fernet(self) -> MultiFernet:
+        if self._multi is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._multi = MultiFernet([Fernet(key) for key in self._keys])
+        return self._multi
+
     def encrypt(self, plaintext: str) -> str:
         return VERSION + self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str, *, what: str) -> str:
         """The plaintext of ``token``; ``what`` names its owner for the error message."""
         body = self._body(token, what)
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(body).decode("utf-8")
         except (InvalidToken, ValueError, TypeError):
@@ -122,6 +144,8 @@ class Crypto:
     def rotate(self, token: str, *, what: str) -> str:
         """``token`` re-encrypted under the primary key (its timestamp is kept)."""
         body = self._body(token, what)
+        from cryptography.fernet import InvalidToken
+
         try:
             return VERSION + self._fernet.rotate(body).decode("ascii")
         except (InvalidToken, ValueError, TypeError):
