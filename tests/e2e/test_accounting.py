@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from corral.http.app import CONTROL
+from corral.http.observability import SPILL_FILE
+from corral.http.serving import ACCOUNTANT
 from corral.store.tables import usage
+from corral.usage import UsageWriter
+from corral.usage.spill import SpillFile
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
+from tests.usage.factory import records
 
 MSG = [{"role": "user", "content": "one two three"}]  # the emulator answers "Echo: one two three": 4 tokens
 
@@ -48,8 +55,6 @@ def rows(gw: GatewayServer) -> list[dict]:  # type: ignore[type-arg]
 
 
 def wait_rows(gw: GatewayServer, n: int) -> list[dict]:  # type: ignore[type-arg]
-    import time
-
     deadline = time.monotonic() + 10
     got = rows(gw)
     while len(got) < n and time.monotonic() < deadline:
@@ -229,3 +234,66 @@ def test_a_repeated_client_request_id_still_makes_one_record_per_request(
         assert len(set(ours)) == 3 and answers[2].headers["x-request-id"] == ours[2]
         got = {r["request_id"]: r["client_request_id"] for r in wait_rows(gw, 3)}
     assert got == {ours[0]: "job-7", ours[1]: "job-7", ours[2]: None}
+
+
+def test_writer_spills_and_replays_and_metrics_show_its_stats(upstream: ServerThread, tmp_path: Path) -> None:
+    """A spill left by an earlier run (with one torn line) is replayed at start; the usage table
+    goes away (writes fail and spill) and comes back (the spill is replayed); /metrics shows the
+    writer's counters exactly."""
+    left = SpillFile(tmp_path / SPILL_FILE)
+    left.append(records(2))
+    left.close()
+    with open(tmp_path / SPILL_FILE, "ab") as spill:
+        spill.write(b'{"request_id": "torn-by-a-crash"\n')
+
+    def rename(old: str, new: str) -> None:
+        async def run() -> None:
+            async with gw.app[CONTROL].store.engine.begin() as conn:  # type: ignore[index]
+                await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))  # fixed names, no input
+
+        gw.call(run)
+
+    def stats_when(condition: Callable[[dict[str, int]], bool]) -> dict[str, int]:
+        deadline = time.monotonic() + 20
+        while True:
+            stats = dataclasses.asdict(writer.stats)
+            if condition(stats) or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.05)
+
+    with gateway(upstream.url, tmp_path) as gw, httpx.Client(timeout=30) as client:
+        writer = gw.app[ACCOUNTANT].writer  # type: ignore[index]
+        assert isinstance(writer, UsageWriter)
+        at_start = stats_when(lambda s: s["replayed"] == 2)
+        assert (at_start["replayed"], at_start["rejected"]) == (2, 1)
+        rename("usage", "usage_away")
+        for _ in range(5):
+            answer = client.post(
+                gw.v1 + "/chat/completions",
+                headers=gw.headers(),
+                json={"model": "gpu/llama3.2", "messages": MSG},
+            )
+            assert answer.status_code == 200  # serving does not wait for the usage table
+        failing = stats_when(lambda s: s["spilled"] == 5 and s["sink_errors"] >= 1)
+        assert (failing["spilled"], failing["written"], failing["queue_depth"]) == (5, 0, 0)
+        rename("usage_away", "usage")
+        final = stats_when(lambda s: s["replayed"] == 7)
+        text_metrics = client.get(gw.url + "/metrics", headers=gw.headers()).text
+        assert len(wait_rows(gw, 7)) == 7
+    assert final["replayed"] == 7 and final["rejected"] == 1 and final["sink_errors"] >= 1
+    assert final["dropped"] == 0
+    scraped = {
+        s.name: s.value
+        for f in text_string_to_metric_families(text_metrics)
+        for s in f.samples
+        if s.name.startswith("corral_usage_writer_")
+    }
+    assert scraped == {
+        "corral_usage_writer_queue_depth": final["queue_depth"],
+        "corral_usage_writer_dropped_total": final["dropped"],
+        "corral_usage_writer_spilled_total": final["spilled"],
+        "corral_usage_writer_written_total": final["written"],
+        "corral_usage_writer_replayed_total": final["replayed"],
+        "corral_usage_writer_rejected_total": final["rejected"],
+        "corral_usage_writer_sink_errors_total": final["sink_errors"],
+    }

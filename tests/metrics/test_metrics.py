@@ -64,6 +64,9 @@ def test_render_parses_and_lists_every_metric() -> None:
         "corral_usage_writer_dropped",
         "corral_usage_writer_spilled",
         "corral_usage_writer_written",
+        "corral_usage_writer_replayed",
+        "corral_usage_writer_rejected",
+        "corral_usage_writer_sink_errors",
         "corral_rate_limited",
         "corral_limiter_fail_open",
         "corral_limiter_errors",
@@ -129,11 +132,16 @@ def test_gauges_and_background_totals() -> None:
     metrics.inc_ejection("cloud")
     metrics.inc_ejection("cloud")
     assert value(metrics, "corral_deployment_ejections_total", provider="cloud") == 2
-    metrics.set_usage_writer(queue_depth=4, dropped=1, spilled=2, written=300)
+    metrics.set_usage_writer(
+        queue_depth=4, dropped=1, spilled=2, written=300, replayed=7, rejected=3, sink_errors=5
+    )
     assert value(metrics, "corral_usage_writer_queue_depth") == 4
     assert value(metrics, "corral_usage_writer_dropped_total") == 1
     assert value(metrics, "corral_usage_writer_spilled_total") == 2
     assert value(metrics, "corral_usage_writer_written_total") == 300
+    assert value(metrics, "corral_usage_writer_replayed_total") == 7
+    assert value(metrics, "corral_usage_writer_rejected_total") == 3
+    assert value(metrics, "corral_usage_writer_sink_errors_total") == 5
 
 
 async def test_limiter_totals_are_pulled_at_render() -> None:

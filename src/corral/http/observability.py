@@ -85,7 +85,13 @@ async def accounting(
         if writer is not None:
             st = writer.stats
             metrics.set_usage_writer(
-                queue_depth=st.queue_depth, dropped=st.dropped, spilled=st.spilled, written=st.written
+                queue_depth=st.queue_depth,
+                dropped=st.dropped,
+                spilled=st.spilled,
+                written=st.written,
+                replayed=st.replayed,
+                rejected=st.rejected,
+                sink_errors=st.sink_errors,
             )
         ls = limiter.stats
         metrics.set_limiter(rejected=ls.rejected, fail_open=ls.fail_open, errors=ls.errors)

@@ -86,7 +86,15 @@ class Metrics:
         self._in_flight = 0
         self._deployments: dict[str, str] = {}
         self._ejections: dict[str, int] = {}
-        self._writer = (0, 0, 0, 0)  # queue depth, dropped, spilled, written
+        self._writer = (
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )  # queue depth, dropped, spilled, written, replayed, rejected, errors
         self._rejected: dict[tuple[str, str], int] = {}
         self._limiter = (0, 0)  # fail-open admits, store errors
         self._hooks: list[Callable[[], None]] = []
@@ -175,9 +183,19 @@ class Metrics:
         name = self._caps["provider"](provider)
         self._ejections[name] = self._ejections.get(name, 0) + 1
 
-    def set_usage_writer(self, *, queue_depth: int, dropped: int, spilled: int, written: int) -> None:
-        """The usage writer's queue depth now and its running totals (counters)."""
-        self._writer = (queue_depth, dropped, spilled, written)
+    def set_usage_writer(
+        self,
+        *,
+        queue_depth: int,
+        dropped: int,
+        spilled: int,
+        written: int,
+        replayed: int,
+        rejected: int,
+        sink_errors: int,
+    ) -> None:
+        """The usage writer's queue depth now and its running totals (``WriterStats`` counters)."""
+        self._writer = (queue_depth, dropped, spilled, written, replayed, rejected, sink_errors)
 
     def set_limiter(self, *, rejected: Mapping[tuple[str, str], int], fail_open: int, errors: int) -> None:
         """The limiter's running totals (``LimiterStats``): 429s by (scope, limit), admits let
@@ -278,7 +296,7 @@ class Metrics:
         )
 
     def _writer_families(self) -> Iterator[Metric]:
-        depth, dropped, spilled, written = self._writer
+        depth, dropped, spilled, written, replayed, rejected, sink_errors = self._writer
         queue = GaugeMetricFamily("corral_usage_writer_queue_depth", "Usage records waiting to be written.")
         queue.add_metric([], depth)
         yield queue
@@ -287,6 +305,24 @@ class Metrics:
             "corral_usage_writer_spilled_total", "Usage records spilled to disk.", [], {(): spilled}
         )
         yield _counter("corral_usage_writer_written_total", "Usage records written.", [], {(): written})
+        yield _counter(
+            "corral_usage_writer_replayed_total",
+            "Usage records written to the store from the spill file (after an outage or a restart).",
+            [],
+            {(): replayed},
+        )
+        yield _counter(
+            "corral_usage_writer_rejected_total",
+            "Usage records refused by the store, or unreadable spill lines, set aside in the .bad file.",
+            [],
+            {(): rejected},
+        )
+        yield _counter(
+            "corral_usage_writer_sink_errors_total",
+            "Failed writes of a batch of usage records to the store (the records are spilled, not lost).",
+            [],
+            {(): sink_errors},
+        )
 
     def _limiter_families(self) -> Iterator[Metric]:
         fail_open, errors = self._limiter
