@@ -143,7 +143,9 @@ async def test_an_unreadable_usage_table_is_logged_and_retried(
         await asyncio.wait_for(seeder.ready.wait(), 10)
         assert not await refused(limiter, f"key:{key}", {"max_budget": 1.0})  # serving goes on, unseeded
         await asyncio.sleep(0.3)  # a few more failing passes
-        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "usage table" in r.message]
+        warnings = [
+            r for r in caplog.records if r.levelno == logging.WARNING and "could not seed" in r.message
+        ]
         assert len(warnings) == 1 and "1 budget(s)" in warnings[0].message
         await rename(store, "usage_away", "usage")
         await until(lambda: refused(limiter, f"key:{key}", {"max_budget": 1.0}))
@@ -156,3 +158,30 @@ async def test_an_unreadable_usage_table_is_logged_and_retried(
 async def rename(store: Store, old: str, new: str) -> None:
     async with store.engine.begin() as conn:
         await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))  # test-only names, no input
+
+
+class DownLimiter(InProcessLimiter):
+    """A limiter whose store is down: like the Redis limiter, seed_spend counts an error, not raises."""
+
+    down = True
+
+    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> None:
+        if self.down:
+            self.stats.errors += 1
+            return
+        await super().seed_spend(subject, limits, spent)
+
+
+async def test_a_seed_the_limiter_could_not_take_is_tried_again(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = (await store.keys.create(actor="t", limits={"max_budget": 1.0})).record.id
+    await spend(store, (key, None, NOW, 2.0))
+    limiter = DownLimiter(clock=clock)
+    seeder = BudgetSeeder(limiter, store.engine, (await cache_of(store)).records, clock=clock)
+    assert await seeder.seed_due() == 0
+    assert any("could not seed" in r.message and "did not take" in r.message for r in caplog.records)
+    assert not await refused(limiter, f"key:{key}", {"max_budget": 1.0})
+    limiter.down = False
+    assert await seeder.seed_due() == 1
+    assert await refused(limiter, f"key:{key}", {"max_budget": 1.0})

@@ -13,10 +13,11 @@ restarts, but not across a Redis restart or flush). ``BudgetSeeder.run`` is a ba
   changes made through this process (``wake`` listens to the key repository), within one
   interval for changes made through another replica (each pass looks at the key cache).
 
-It fails open: serving never waits for it. When the usage table cannot be read, a warning is
-logged and the next pass (``interval`` seconds later) tries again; until then the limiter counts
-spend from the start of the process only, so a budget can be overspent by what was spent
-earlier in the window. Seeding never lowers a count (``seed_spend`` keeps the larger of the two),
+It fails open: serving never waits for it. When the usage table cannot be read, or the limiter
+cannot take the sum (a Redis limiter counts that in ``stats.errors`` instead of raising), a
+warning is logged and the next pass (``interval`` seconds later) tries again; until then the
+limiter counts spend from the start of the process only, so a budget can be overspent by what
+was spent earlier in the window. Seeding never lowers a count (``seed_spend`` keeps the larger of the two),
 so spend the limiter counted since start is not counted twice, and every replica sharing a
 Redis limiter may seed the same subject. Not included: records still in the usage writer's
 queue or spill file when the sum is read (a spill is replayed within about a second of start).
@@ -44,6 +45,10 @@ from corral.usage.spend import Who, spend_since
 log = logging.getLogger("corral.accounting")
 
 Budget = tuple[Who, str, Limits]  # the usage column, the key id or user, the limits
+
+
+class LimiterUnavailable(Exception):
+    """The limiter swallowed an error while seeding (a Redis limiter fails open): try again later."""
 
 
 class BudgetSeeder:
@@ -97,8 +102,8 @@ class BudgetSeeder:
         except Exception as exc:
             log.log(
                 logging.DEBUG if self._failing else logging.WARNING,
-                "could not read this period's spend from the usage table (%s: %s); %d budget(s) count "
-                "only what is spent from now on until it can be read (retrying)",
+                "could not seed this period's spend from the usage table (%s: %s); %d budget(s) count "
+                "only what is spent from now on until it can be (retrying)",
                 type(exc).__name__,
                 (str(exc).splitlines() or [""])[0][:200],
                 len(due),
@@ -106,7 +111,7 @@ class BudgetSeeder:
             self._failing = True
             return 0
         if self._failing:
-            log.info("budgets: the usage table can be read again; spend seeded")
+            log.info("budgets: seeding works again")
             self._failing = False
         if count:
             log.info("budgets: seeded this period's spend of %d key(s)/user(s) from the usage table", count)
@@ -142,7 +147,10 @@ class BudgetSeeder:
                 if limits.period.start(self._clock()) != start:
                     continue  # the window turned while reading: the next pass reads the new one
                 if spent.get(name):
+                    errors = self._limiter.stats.errors
                     await self._limiter.seed_spend(subject, limits, spent[name])
+                    if self._limiter.stats.errors != errors:
+                        raise LimiterUnavailable("the limiter's store did not take the spend (see its log)")
                     count += 1
                 self._seeded[subject] = limits.period
         return count
