@@ -268,3 +268,54 @@ async def test_each_release_wakes_one_waiter_not_all() -> None:
         fleet.release(a)
         await asyncio.sleep(0.01)
     assert all(w.done() for w in waiters)
+
+
+async def test_a_woken_waiter_that_loses_the_slot_keeps_its_place_and_wakes_nobody() -> None:
+    a = cold("a")
+    fleet = Fleet([a], cfg(queue_timeout=5, warm_wait=0))
+    await fleet.acquire([t("a")], far(), None)
+    waiters = [asyncio.create_task(fleet.acquire([t("a")], far(), None)) for _ in range(5)]
+    await asyncio.sleep(0.02)
+    newcomer = asyncio.create_task(fleet.acquire([t("a")], far(), None))  # runs before the woken one
+    fleet.release(a)
+    await asyncio.sleep(0.02)
+    assert newcomer.done() and not any(w.done() for w in waiters)
+    assert fleet.wakeups == 1  # the loser went back to sleep without waking the rest of the queue
+    fleet.release(a)  # the newcomer's slot: the first waiter, still first in line, gets it
+    await asyncio.sleep(0.02)
+    assert [w.done() for w in waiters] == [True, False, False, False, False]
+    assert fleet.wakeups == 2
+    for w in waiters:
+        w.cancel()
+
+
+async def test_a_release_wakes_only_waiters_that_can_use_that_deployment() -> None:
+    a, b = cold("a"), cold("b")
+    fleet = Fleet([a, b], cfg(queue_timeout=5, warm_wait=0))
+    await fleet.acquire([t("a")], far(), None)
+    await fleet.acquire([t("b")], far(), None)
+    on_b = asyncio.create_task(fleet.acquire([t("b")], far(), None))
+    on_a = asyncio.create_task(fleet.acquire([t("a")], far(), None))
+    on_both = asyncio.create_task(fleet.acquire([t("b"), t("a")], far(), None))
+    await asyncio.sleep(0.02)
+    fleet.release(a)  # on_b queued first overall, but cannot use a
+    await asyncio.sleep(0.02)
+    assert (on_a.done(), on_b.done(), on_both.done()) == (True, False, False) and fleet.wakeups == 1
+    fleet.release(a)
+    await asyncio.sleep(0.02)
+    assert on_both.done() and on_both.result() == t("a") and not on_b.done()
+    fleet.release(b)
+    assert await asyncio.wait_for(on_b, 1) == t("b")
+
+
+async def test_queues_do_not_keep_dead_waiters_forever() -> None:
+    a, b = cold("a"), cold("b")
+    fleet = Fleet([a, b], cfg(queue_timeout=5, warm_wait=0))
+    await fleet.acquire([t("a")], far(), None)
+    await fleet.acquire([t("b")], far(), None)
+    for _ in range(200):  # each waits on both; b never releases, a serves them one by one
+        waiter = asyncio.create_task(fleet.acquire([t("b"), t("a")], far(), None))
+        await asyncio.sleep(0)
+        fleet.release(a)
+        assert await asyncio.wait_for(waiter, 1) == t("a")
+    assert len(fleet._queues["b"]) <= 64

@@ -3,6 +3,13 @@
 ``acquire`` picks the first target of an ordered pool that has a free slot, waiting briefly
 (bounded) when all are full, and for a short ``warm_wait`` when the best target is warm but
 full and the free ones would have to cold-load the model.
+
+Waiting requests queue per deployment: one future, listed in the queue of every deployment
+of its pool. A release wakes the first live waiter of THAT deployment only, so a freed slot
+never wakes requests that cannot use it. A woken request that finds the slot already taken
+(a newcomer got there first) goes back to the FRONT of its queues, and passes a wake-up on
+only when it leaves a slot free that others could take (warm_wait declined a cold one): a
+lost race costs one wake-up, not a walk through the whole queue.
 """
 
 from __future__ import annotations
@@ -23,19 +30,29 @@ class Fleet:
         self.states: dict[str, DeploymentState] = {s.name: s for s in states}
         self.cfg = cfg
         self.budget = RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._queues: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._waiting = 0  # live waiters, to know when a queue is mostly dead entries
+        self.wakeups = 0  # waiters woken by a release or a hand-on (for tests and tuning)
 
     def release(self, state: DeploymentState, trial: bool = False) -> None:
         state.finish(trial)
-        self._wake_one()
+        self._wake(state.name)
 
-    def _wake_one(self) -> None:
-        """Wake one waiter (not all: a freed slot serves one request; no thundering herd)."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+    def _wake(self, name: str) -> None:
+        """Wake one waiter of deployment ``name`` (not all: a freed slot serves one request)."""
+        queue = self._queues.get(name)
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():  # done: woken through another deployment of its pool, or gone
+                waiter.set_result(True)
+                self.wakeups += 1
                 return
+
+    def _hand_on(self, order: Sequence[Target], now: float, panic: bool) -> None:
+        """A woken waiter is not taking a slot: wake whoever could take the free ones it leaves."""
+        for target in order:
+            if self._free(target, now, panic):
+                self._wake(target.provider)
 
     def _free(self, target: Target, now: float, panic: bool) -> bool:
         state = self.states[target.provider]
@@ -72,26 +89,40 @@ class Fleet:
             if chosen is not None:
                 return chosen, self.states[chosen.provider].start(now)
             if woken:
-                self._wake_one()  # the slot we were woken for is not usable by us: pass it on
+                self._hand_on(order, now, panic)
             if now >= give_up:
                 return None
             wake = min(give_up, warm_until if now < warm_until else give_up, self._next_unbusy(order, now))
-            woken = await self._wait(max(0.001, wake - now))
+            woken = await self._wait(order, max(0.001, wake - now), panic, front=woken)
 
-    async def _wait(self, seconds: float) -> bool:
-        """Queue until a slot is released (True) or ``seconds`` pass (False). A wake-up that
-        meets a cancellation (the client went away) is handed on, never lost."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    async def _wait(self, order: Sequence[Target], seconds: float, panic: bool, front: bool) -> bool:
+        """Queue on every deployment of ``order`` until one wakes us (True) or ``seconds`` pass
+        (False); ``front`` keeps the place of a waiter that was woken but lost the slot. A
+        wake-up that meets a cancellation (the client went away) is handed on, never lost."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        for name in {t.provider: None for t in order}:
+            queue = self._queues.get(name)
+            if queue is None:
+                queue = self._queues[name] = deque()
+            elif len(queue) > 32 and len(queue) > 2 * self._waiting:
+                self._queues[name] = queue = deque(w for w in queue if not w.done())
+            if front:
+                queue.appendleft(waiter)
+            else:
+                queue.append(waiter)
+        self._waiting += 1
+        timer = loop.call_later(seconds, _expire, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout=seconds)
-        except TimeoutError:
-            return False
+            await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._wake_one()
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._hand_on(order, time.monotonic(), panic)
             raise
-        return True
+        finally:
+            timer.cancel()
+            self._waiting -= 1
+        return waiter.result()
 
     def _worth_waiting(self, best: Target, chosen: Target, num_ctx: int | None, now: float) -> bool:
         """Best is warm but full, the free one is cold: a cold load costs more than a short wait."""
@@ -108,3 +139,8 @@ class Fleet:
             self.states[t.provider].busy_until for t in order if self.states[t.provider].busy_until > now
         ]
         return min(times) if times else now + 3600.0
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
