@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
+import random
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -73,7 +73,9 @@ class DemoProvider:
         finish = "stop"
         if isinstance(limit, int) and 0 < limit < len(words):
             words, finish = words[:limit], "length"
-        request_id = ("chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-") + secrets.token_hex(12)
+        request_id = (
+            "chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-"
+        ) + f"{random.getrandbits(96):024x}"
         if call.stream:
             reply = Reply(
                 chunks=self._stream(call, request_id, prompt, words, finish), content_type="text/event-stream"

@@ -10,7 +10,7 @@ clients), so the first-token deadline and stall detection work for every call.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -72,8 +72,12 @@ class OllamaProvider:
         first_by = (
             None if attempt.first_byte_timeout is None else time.monotonic() + attempt.first_byte_timeout
         )
-        resp = await self.post(self._urls[call.endpoint], payload, attempt.first_byte_timeout)
-        request_id = _PREFIX[call.endpoint] + secrets.token_hex(12)
+        # A streamed call's first-token deadline is already enforced around this whole send by
+        # the engine; a second timer here would only cost time.
+        resp = await self.post(
+            self._urls[call.endpoint], payload, None if call.stream else attempt.first_byte_timeout
+        )
+        request_id = _PREFIX[call.endpoint] + f"{random.getrandbits(96):024x}"  # an id, not a secret
         created = int(time.time())
         if call.endpoint is Endpoint.EMBEDDING:
             return self._embedding(call, await self.read(resp))
