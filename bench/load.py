@@ -48,6 +48,7 @@ class Target:
     body: bytes
     headers: dict[str, str] = field(hash=False)
     stream: bool = False
+    pid: int | None = None  # the process serving it, when it is not corral (for CPU per request)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,52 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
         "demo stream",
     ]
     return sorted(cells, key=lambda c: order.index(c.name))
+
+
+FORWARDER_SHAPES = {  # forwarder cell -> (direct path, model) of the mock
+    "forwarder ollama": ("/api/chat", OLLAMA_MODEL),
+    "forwarder openai": ("/v1/chat/completions", OPENAI_MODEL),
+}
+
+
+def forwarder_cells(mock_url: str, forwarder_url: str, forwarder_pid: int | None) -> list[Cell]:
+    """The yardstick rows: the bare forwarder (bench/forwarder.py) against the same direct calls."""
+    headers = {"Content-Type": "application/json"}
+    cells = []
+    for stream in (False, True):
+        suffix = " stream" if stream else ""
+        for name, (path, model) in FORWARDER_SHAPES.items():
+            body = _body(model, stream)
+            direct = Target("direct", mock_url + path, body, headers, stream)
+            via = Target("fwd", forwarder_url + path, body, headers, stream, forwarder_pid)
+            cells.append(Cell(name + suffix, via, direct))
+    return cells
+
+
+def yardstick(cells: Sequence[Cell], throughput: dict[Target, WrkResult]) -> str:
+    """corral's throughput as a share of the bare forwarder's on the same upstream shape."""
+    rps = {c.name: throughput[c.gateway].rps for c in cells if c.gateway and c.gateway in throughput}
+    lines = []
+    for name in sorted(rps):
+        if name.startswith("forwarder") or name.startswith("demo"):
+            continue
+        shape = "openai" if name.startswith("openai") else "ollama"
+        ref = rps.get(f"forwarder {shape}" + (" stream" if name.endswith("stream") else ""))
+        if ref:
+            share = rps[name] / ref
+            lines.append(
+                f"| {name} | {rps[name]:,.0f} | {ref:,.0f} | {share:.2f} | {share * REFERENCE_RPS:,.0f} |"
+            )
+    if not lines:
+        return ""
+    head = (
+        "| corral cell | corral rps | bare forwarder rps | share | at the issue's reference "
+        f"({REFERENCE_RPS:,} req/s forwarder) |\n|---|---|---|---|---|"
+    )
+    return head + "\n" + "\n".join(lines)
+
+
+REFERENCE_RPS = 5000  # the core issue: "a bare 40-line aiohttp forwarder reached about 5,000 req/s"
 
 
 # --------------------------------------------------------------------------- correctness check
@@ -322,7 +369,7 @@ def measure_throughput(
         for target in cell.targets():
             if warmup > 0:
                 run_wrk(target, connections, warmup, threads, cpu)
-            pid = gateway_pid if target.label == "corral" else None
+            pid = target.pid or (gateway_pid if target.label == "corral" else None)
             res = run_wrk(target, connections, seconds, threads, cpu, pid)
             results[target] = res
             if log:
@@ -464,7 +511,9 @@ def run_bench(cells: Sequence[Cell], opts: BenchOptions, gateway_pid: int | None
         throughput = measure_throughput(
             cells, opts.connections, opts.duration, opts.warmup, opts.threads, opts.cpu, gateway_pid
         )
-    return render_table(cells, latency, throughput, opts.connections)
+    table = render_table(cells, latency, throughput, opts.connections)
+    share = yardstick(cells, throughput)
+    return table + ("\n\n" + share if share else "")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -141,6 +141,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short smoke run (3x100 requests, 3 s wrk)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs)")
     parser.add_argument("--master-key", action="store_true", help="send the master key, not a gateway key")
+    parser.add_argument(
+        "--no-forwarder", action="store_true", help="skip the bare aiohttp forwarder rows (the yardstick)"
+    )
     load.add_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -165,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     mock_proc: subprocess.Popen[bytes] | None = None
     gw_proc: subprocess.Popen[bytes] | None = None
+    fwd_proc: subprocess.Popen[bytes] | None = None
     try:
         mock_port = free_port()
         mock_url = f"http://127.0.0.1:{mock_port}"
@@ -198,11 +202,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             rss_idle = load.process_memory_kb(gw_proc.pid)
             print(f"corral: {gateway_url} (pid {gw_proc.pid}, core {gateway_core})", file=sys.stderr)
 
+        extra: list[load.Cell] = []
+        if not args.no_forwarder and not args.direct_only:
+            fwd_port = free_port()
+            fwd_url = f"http://127.0.0.1:{fwd_port}"
+            fwd_cmd = [sys.executable, str(BENCH_DIR / "forwarder.py"), "--port", str(fwd_port)]
+            fwd_proc = subprocess.Popen(
+                pinned([*fwd_cmd, "--upstream", mock_url], gateway_core), stdout=subprocess.DEVNULL
+            )
+            wait_http(fwd_url + "/healthz", fwd_proc, 15)
+            extra = load.forwarder_cells(mock_url, fwd_url, fwd_proc.pid)
+            print(f"bare forwarder: {fwd_url} (pid {fwd_proc.pid}, core {gateway_core})", file=sys.stderr)
+
         key = MASTER_KEY
         if gateway_url is not None and not args.master_key:
             key = gateway_key(gateway_url)  # a real gw_ key, so the key cache is on the hot path
         cells = load.select_cells(
-            load.build_cells(mock_url, gateway_url, key, demo=not args.no_demo), args.cells
+            load.build_cells(mock_url, gateway_url, key, demo=not args.no_demo) + extra, args.cells
         )
         problems = load.run_async(load.check_cells(cells))
         if problems:
@@ -242,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print("note: processes were not pinned to cores (no taskset, one CPU, or --no-pin)")
     finally:
         stop(gw_proc)
+        stop(fwd_proc)
         stop(mock_proc)
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
