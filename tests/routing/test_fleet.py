@@ -319,3 +319,63 @@ async def test_queues_do_not_keep_dead_waiters_forever() -> None:
         fleet.release(a)
         assert await asyncio.wait_for(waiter, 1) == t("a")
     assert len(fleet._queues["b"]) <= 64
+
+
+async def test_a_waiter_that_takes_another_deployment_passes_the_wake_up_on() -> None:
+    x, y = cold("x"), cold("y")
+    fleet = Fleet([x, y], cfg(queue_timeout=2, warm_wait=0))
+    await fleet.acquire([t("x")], far(), None)
+    await fleet.acquire([t("y")], far(), None)
+    first = asyncio.create_task(fleet.acquire([t("y"), t("x")], far(), None))
+    second = asyncio.create_task(fleet.acquire([t("x")], far(), None))
+    await asyncio.sleep(0.02)
+    fleet.release(x)  # wakes `first` (first in x's queue)...
+    fleet.release(y)  # ...which then prefers y: x's slot must reach `second`
+    started = time.monotonic()
+    assert await asyncio.wait_for(first, 1) == t("y")
+    assert await asyncio.wait_for(second, 1) == t("x")
+    assert time.monotonic() - started < 0.2
+
+
+async def test_a_panic_waiter_is_woken_by_a_release_on_an_ejected_deployment() -> None:
+    x, y = cold("x"), cold("y")
+    fleet = Fleet([x, y], cfg(queue_timeout=2, warm_wait=0))
+    await fleet.acquire([t("x")], far(), None)
+    await fleet.acquire([t("y")], far(), None)
+    eject(x)
+    mixed = asyncio.create_task(fleet.acquire([t("x"), t("y")], far(), None))  # y is routable: no panic
+    panicking = asyncio.create_task(fleet.acquire([t("x")], far(), None))  # only x: panic mode
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    fleet.release(x)
+    assert await asyncio.wait_for(panicking, 1) == t("x")
+    assert time.monotonic() - started < 0.2 and not mixed.done()
+    mixed.cancel()
+
+
+async def test_waiters_declining_a_cold_slot_do_not_bounce_wake_ups_during_warm_wait() -> None:
+    hot, fresh = warm("hot", in_flight=1), cold("fresh", in_flight=1)
+    fleet = Fleet([hot, fresh], cfg(queue_timeout=2.0, warm_wait=0.2))
+    waiters = [asyncio.create_task(fleet.acquire([t("hot"), t("fresh")], far(), None)) for _ in range(2)]
+    await asyncio.sleep(0.02)
+    fleet.release(fresh)  # a cold slot frees while both wait for the warm one
+    await asyncio.sleep(0.1)
+    assert fleet.wakeups <= 1 and not any(w.done() for w in waiters)
+    await asyncio.sleep(0.2)  # warm_wait is over: one of them takes the cold slot
+    assert [w.result() for w in waiters if w.done()] == [t("fresh")]
+    fleet.release(hot)  # and the other gets the warm one
+    got = await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    assert sorted(x.provider for x in got) == ["fresh", "hot"]
+
+
+async def test_a_waiter_notices_an_ejection_ending_without_any_release() -> None:
+    x = cold("x")
+    fleet = Fleet([x], cfg(queue_timeout=2, warm_wait=0))
+    y = cold("y")
+    fleet.states["y"] = y
+    await fleet.acquire([t("y")], far(), None)  # y full; x ejected briefly, no release will come
+    x.ejected_until = time.monotonic() + 0.1
+    x.ejections, x.consecutive_failures = 1, 1
+    started = time.monotonic()
+    assert await asyncio.wait_for(fleet.acquire([t("y"), t("x")], far(), None), 1) == t("x")
+    assert 0.08 <= time.monotonic() - started < 0.3

@@ -5,11 +5,14 @@
 full and the free ones would have to cold-load the model.
 
 Waiting requests queue per deployment: one future, listed in the queue of every deployment
-of its pool. A release wakes the first live waiter of THAT deployment only, so a freed slot
-never wakes requests that cannot use it. A woken request that finds the slot already taken
-(a newcomer got there first) goes back to the FRONT of its queues, and passes a wake-up on
-only when it leaves a slot free that others could take (warm_wait declined a cold one): a
-lost race costs one wake-up, not a walk through the whole queue.
+of its pool that it could take a slot on now (routable, or any in panic mode; not a cold one
+it is declining during ``warm_wait``). A release wakes the first live waiter of THAT
+deployment only, and the wake-up names it. A woken request that does not take that
+deployment's slot (a newcomer took it first, or it took another of its pool) passes the
+wake-up on only if the slot is still free; a request that re-queues keeps its place at the
+front. So a lost race costs one wake-up, not a walk through the queue, and two requests
+cannot bounce a wake-up between them: whoever declines a deployment is not queued on it.
+Ejections and busy back-offs end on a timer, so a waiter also wakes when one ends.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Fleet:
         self.states: dict[str, DeploymentState] = {s.name: s for s in states}
         self.cfg = cfg
         self.budget = RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
-        self._queues: dict[str, deque[asyncio.Future[bool]]] = {}
+        self._queues: dict[str, deque[asyncio.Future[str | None]]] = {}
         self._waiting = 0  # live waiters, to know when a queue is mostly dead entries
         self.wakeups = 0  # waiters woken by a release or a hand-on (for tests and tuning)
 
@@ -44,15 +47,15 @@ class Fleet:
         while queue:
             waiter = queue.popleft()
             if not waiter.done():  # done: woken through another deployment of its pool, or gone
-                waiter.set_result(True)
+                waiter.set_result(name)
                 self.wakeups += 1
                 return
 
-    def _hand_on(self, order: Sequence[Target], now: float, panic: bool) -> None:
-        """A woken waiter is not taking a slot: wake whoever could take the free ones it leaves."""
-        for target in order:
-            if self._free(target, now, panic):
-                self._wake(target.provider)
+    def _pass_on(self, name: str) -> None:
+        """We were woken for ``name`` but are not taking its slot: if it is still free, wake the next."""
+        state = self.states.get(name)
+        if state is not None and state.has_capacity():
+            self._wake(name)
 
     def _free(self, target: Target, now: float, panic: bool) -> bool:
         state = self.states[target.provider]
@@ -75,33 +78,48 @@ class Fleet:
         give_up = min(deadline, now + self.cfg.queue_timeout)
         warm_until = min(give_up, now + self.cfg.warm_wait)
         best = order[0]
-        woken = False
+        woken_by: str | None = None
+        queued = False
         while True:
             now = time.monotonic()
+            warming = now < warm_until
             chosen = next((t for t in order if self._free(t, now, panic)), None)
             if (
                 chosen is not None
                 and chosen is not best
-                and now < warm_until
+                and warming
                 and self._worth_waiting(best, chosen, num_ctx, now)
             ):
                 chosen = None
             if chosen is not None:
-                return chosen, self.states[chosen.provider].start(now)
-            if woken:
-                self._hand_on(order, now, panic)
+                trial = self.states[chosen.provider].start(now)
+                if woken_by is not None and woken_by != chosen.provider:
+                    self._pass_on(woken_by)
+                return chosen, trial
+            if woken_by is not None:
+                self._pass_on(woken_by)
             if now >= give_up:
                 return None
-            wake = min(give_up, warm_until if now < warm_until else give_up, self._next_unbusy(order, now))
-            woken = await self._wait(order, max(0.001, wake - now), panic, front=woken)
+            wake = min(give_up, warm_until if warming else give_up, self._next_change(order, now))
+            usable = [t.provider for t in order if self._usable(t, best, num_ctx, now, panic, warming)]
+            woken_by = await self._wait(usable, max(0.001, wake - now), front=queued)
+            queued = True
 
-    async def _wait(self, order: Sequence[Target], seconds: float, panic: bool, front: bool) -> bool:
-        """Queue on every deployment of ``order`` until one wakes us (True) or ``seconds`` pass
-        (False); ``front`` keeps the place of a waiter that was woken but lost the slot. A
-        wake-up that meets a cancellation (the client went away) is handed on, never lost."""
+    def _usable(
+        self, target: Target, best: Target, num_ctx: int | None, now: float, panic: bool, warming: bool
+    ) -> bool:
+        """Could this waiter take a slot on ``target`` if one freed now? (Where it queues.)"""
+        if not (panic or self.states[target.provider].routable(now)):
+            return False
+        return not (warming and target is not best and self._worth_waiting(best, target, num_ctx, now))
+
+    async def _wait(self, names: Sequence[str], seconds: float, front: bool) -> str | None:
+        """Queue on the deployments ``names`` until one wakes us (its name) or ``seconds`` pass
+        (None); ``front`` keeps the place of a waiter that already waited. A wake-up that meets
+        a cancellation (the client went away) is passed on, never lost."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        for name in {t.provider: None for t in order}:
+        waiter: asyncio.Future[str | None] = loop.create_future()
+        for name in dict.fromkeys(names):
             queue = self._queues.get(name)
             if queue is None:
                 queue = self._queues[name] = deque()
@@ -116,8 +134,9 @@ class Fleet:
         try:
             await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.result():
-                self._hand_on(order, time.monotonic(), panic)
+            woken_by = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if woken_by is not None:
+                self._pass_on(woken_by)
             raise
         finally:
             timer.cancel()
@@ -134,13 +153,17 @@ class Fleet:
             and not best_state.is_busy(now)
         )
 
-    def _next_unbusy(self, order: Sequence[Target], now: float) -> float:
+    def _next_change(self, order: Sequence[Target], now: float) -> float:
+        """When the next busy back-off or ejection in ``order`` ends (no release announces it)."""
         times = [
-            self.states[t.provider].busy_until for t in order if self.states[t.provider].busy_until > now
+            t
+            for target in order
+            for t in (self.states[target.provider].busy_until, self.states[target.provider].ejected_until)
+            if t > now
         ]
         return min(times) if times else now + 3600.0
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
+def _expire(waiter: asyncio.Future[str | None]) -> None:
     if not waiter.done():
-        waiter.set_result(False)
+        waiter.set_result(None)
