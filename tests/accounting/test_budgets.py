@@ -185,3 +185,34 @@ async def test_a_seed_the_limiter_could_not_take_is_tried_again(
     limiter.down = False
     assert await seeder.seed_due() == 1
     assert await refused(limiter, f"key:{key}", {"max_budget": 1.0})
+
+
+async def test_a_hung_usage_read_times_out_and_is_retried(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that accepts the query but never answers must not stall the seeder for good."""
+    import corral.accounting.budgets as budgets
+
+    key = (await store.keys.create(actor="t", limits={"max_budget": 1.0})).record.id
+    await spend(store, (key, None, NOW, 2.0))
+    real, hung = budgets.spend_since, asyncio.Event()
+
+    async def hang_once(*args: Any, **kwargs: Any) -> Any:
+        if not hung.is_set():
+            hung.set()
+            await asyncio.sleep(3600)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(budgets, "spend_since", hang_once)
+    monkeypatch.setattr(budgets, "SEED_TIMEOUT", 0.2)
+    limiter = InProcessLimiter(clock=clock)
+    seeder = BudgetSeeder(limiter, store.engine, (await cache_of(store)).records, clock=clock)
+    task = asyncio.create_task(seeder.run(0.05))
+    try:
+        await asyncio.wait_for(seeder.ready.wait(), 2)  # the first pass gave up after 0.2 s
+        assert any("TimeoutError" in r.message for r in caplog.records if r.levelno == logging.WARNING)
+        await until(lambda: refused(limiter, f"key:{key}", {"max_budget": 1.0}))  # a later pass seeded
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

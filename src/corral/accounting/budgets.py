@@ -47,6 +47,9 @@ log = logging.getLogger("corral.accounting")
 Budget = tuple[Who, str, Limits]  # the usage column, the key id or user, the limits
 
 
+SEED_TIMEOUT = 30.0  # seconds for one pass of reads; on timeout it is retried next interval
+
+
 class LimiterUnavailable(Exception):
     """The limiter swallowed an error while seeding (a Redis limiter fails open): try again later."""
 
@@ -98,7 +101,8 @@ class BudgetSeeder:
         if not due:
             return 0
         try:
-            count = await self._seed(due)
+            async with asyncio.timeout(SEED_TIMEOUT):  # a hung database must not stall the seeder
+                count = await self._seed(due)
         except Exception as exc:
             log.log(
                 logging.DEBUG if self._failing else logging.WARNING,

@@ -86,11 +86,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             body = envelope(message, kind, code=code)
         return web.Response(status=exc.status, body=body, content_type="application/json", headers=headers)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        rid = request.get(REQUEST_ID)
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid or "-")
         return web.Response(
             status=500,
             content_type="application/json",
             body=envelope(
-                "corral hit an internal error; it has been logged.", "server_error", code="internal_error"
+                "corral hit an internal error; it has been logged"
+                + (f" under request id {rid}." if rid else "."),
+                "server_error",
+                code="internal_error",
             ),
+            headers=id_headers(rid, request.get(CLIENT_REQUEST_ID)) if rid else None,
         )

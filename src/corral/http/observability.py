@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +40,9 @@ class Accounting(NamedTuple):
     budgets: BudgetSeeder | None  # None without the control plane (no usage table to read)
 
 
+log = logging.getLogger("corral.http")
+
+
 @contextlib.asynccontextmanager
 async def accounting(
     config: Config, env: Mapping[str, str], gateway: Gateway, plane: ControlPlane | None, home: Path | None
@@ -50,14 +54,10 @@ async def accounting(
     limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix)
     writer = None
     budgets = None
-    tasks: list[asyncio.Task[None]] = []
     if plane is not None and home is not None:
         writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
-        tasks.append(asyncio.create_task(writer.run(), name="usage-writer"))
     if plane is not None:
         budgets = BudgetSeeder(limiter, plane.store.engine, plane.keys.records, config.user_limits)
-        plane.store.keys.subscribe(budgets.wake)
-        tasks.append(asyncio.create_task(budgets.run(SYNC_INTERVAL), name="budget-seeder"))
 
     types: dict[str, str] = {}
     seen: list[object] = [None]
@@ -97,16 +97,28 @@ async def accounting(
         metrics.set_limiter(rejected=ls.rejected, fail_open=ls.fail_open, errors=ls.errors)
 
     metrics.on_render(refresh)
+    tasks: list[asyncio.Task[None]] = []
     try:
+        if writer is not None:
+            tasks.append(asyncio.create_task(writer.run(), name="usage-writer"))
+        if budgets is not None and plane is not None:
+            plane.store.keys.subscribe(budgets.wake)
+            tasks.append(asyncio.create_task(budgets.run(SYNC_INTERVAL), name="budget-seeder"))
         yield Accounting(acct, metrics, budgets)
     finally:
+        if budgets is not None and plane is not None:
+            plane.store.keys.unsubscribe(budgets.wake)
         await acct.drain()
         if writer is not None:
             await writer.close()
         for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a task that had died: say so, and still stop the others
+                log.exception("background task %s had failed", task.get_name())
         await limiter.close()
 
 

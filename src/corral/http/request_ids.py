@@ -19,7 +19,7 @@ from aiohttp import web
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_REQUEST_ID = web.RequestKey("client_request_id", str)
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def new_request_id() -> str:
@@ -33,7 +33,7 @@ def request_id(request: web.Request) -> str:
     rid = new_request_id()
     request[REQUEST_ID] = rid
     given = request.headers.get("x-request-id")
-    if given and _CLIENT_ID.match(given):
+    if given and _CLIENT_ID.fullmatch(given):
         request[CLIENT_REQUEST_ID] = given
     return rid
 

@@ -188,6 +188,10 @@ class KeyRepo:
         """Call ``listener(key_id, record_or_None)`` after every committed change."""
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _notify(self, key_id: str, record: KeyRecord | None) -> None:
         for listener in self._listeners:
             listener(key_id, record)
