@@ -238,3 +238,15 @@ async def test_rows_read_back_through_the_table_equal_the_records(store: Store) 
     ]
     assert rows[0]["at"] == at and rows[0]["user"] == "zoë <b>"
     assert in_range == ["req-000001"]
+
+
+async def test_multi_row_statements_stay_idempotent_with_duplicates_inside_one_statement(
+    store: Store,
+) -> None:
+    sink = StoreSink(store.engine)
+    await sink.write(records(100))  # two 43-row statements and a 14-row remainder on SQLite
+    await sink.write([*records(60, start=80), *records(60, start=80)])  # repeats, also within a statement
+    assert await counts(store) == (140, 140)
+    async with store.engine.connect() as conn:
+        ids = (await conn.execute(select(usage.c.request_id).order_by(usage.c.request_id))).scalars().all()
+    assert ids == [f"req-{i:06d}" for i in range(140)]

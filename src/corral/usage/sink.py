@@ -10,7 +10,11 @@ rolled back) so a hung database turns into an error the writer can back off from
 The insert is one prepared statement run with ``executemany`` over plain tuples
 (``UsageRecord.to_values``), not a SQLAlchemy Core insert: this runs on the gateway's own core
 once per request, and SQLAlchemy's per-row bind processing cost more than SQLite's insert
-itself. Timestamps are passed as SQLAlchemy stores them on SQLite (``YYYY-MM-DD
+itself. On SQLite the rows go ``SQLITE_ROWS_PER_STATEMENT`` to a statement: the driver runs in
+aiosqlite's thread and hands the GIL back and forth around every statement it steps, and with
+one row per statement that ping-pong with a busy event loop made 10,000 rows take ~5 s and
+~150-250 us of CPU each; 43 rows a statement take ~0.6 s (``bench/usage_insert.py``).
+Timestamps are passed as SQLAlchemy stores them on SQLite (``YYYY-MM-DD
 HH:MM:SS.ffffff``, UTC) so rows read back through the ``usage`` table are the same; a test
 checks the round trip on both databases.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC
+from itertools import chain
 from typing import Any, Protocol
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -33,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from corral.store.access import Access
 from corral.usage.record import FIELD_NAMES, UsageRecord
 
+# As many rows as fit in 999 parameters, the limit of SQLite builds before 3.32.
+SQLITE_ROWS_PER_STATEMENT = 999 // len(FIELD_NAMES)
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -60,6 +67,7 @@ class StoreSink:
         self._access = Access.of(engine)
         self._sqlite = dialect == "sqlite"
         self._statement = insert_statement(dialect)
+        self._chunk_statement = insert_statement(dialect, SQLITE_ROWS_PER_STATEMENT)
         self._timeout = timeout
 
     def __repr__(self) -> str:
@@ -69,11 +77,21 @@ class StoreSink:
         if not records:
             return
         rows = [record.to_values() for record in records]
+        chunks: list[tuple[Any, ...]] = []
         if self._sqlite:
             rows = [(row[0], _sqlite_time(row[1]), *row[2:]) for row in rows]
+            whole = len(rows) - len(rows) % SQLITE_ROWS_PER_STATEMENT
+            chunks = [
+                tuple(chain.from_iterable(rows[i : i + SQLITE_ROWS_PER_STATEMENT]))
+                for i in range(0, whole, SQLITE_ROWS_PER_STATEMENT)
+            ]
+            rows = rows[whole:]
         try:
             async with asyncio.timeout(self._timeout), self._access.write() as conn:
-                await conn.exec_driver_sql(self._statement, rows)
+                if chunks:
+                    await conn.exec_driver_sql(self._chunk_statement, chunks)
+                if rows:
+                    await conn.exec_driver_sql(self._statement, rows)
         except (DataError, IntegrityError) as exc:
             reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0][:200]
             raise RecordsRefused(
@@ -81,15 +99,19 @@ class StoreSink:
             ) from exc
 
 
-def insert_statement(dialect: str) -> str:
-    """The idempotent batched insert of ``FIELD_NAMES`` columns in the driver's parameter style."""
+def insert_statement(dialect: str, rows: int = 1) -> str:
+    """The idempotent insert of ``rows`` records' ``FIELD_NAMES`` columns, in the driver's
+    parameter style."""
     columns = ", ".join(f'"{name}"' for name in FIELD_NAMES)
+    width = len(FIELD_NAMES)
     if dialect == "sqlite":
-        marks = ", ".join("?" for _ in FIELD_NAMES)
+        values = ", ".join("(" + ", ".join("?" * width) + ")" for _ in range(rows))
     else:  # asyncpg
-        marks = ", ".join(f"${i}" for i in range(1, len(FIELD_NAMES) + 1))
+        values = ", ".join(
+            "(" + ", ".join(f"${r * width + c}" for c in range(1, width + 1)) + ")" for r in range(rows)
+        )
     # Built from the record's own field names, never from input: the values are bound parameters.
-    return f"INSERT INTO usage ({columns}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"  # noqa: S608
+    return f"INSERT INTO usage ({columns}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"  # noqa: S608
 
 
 def _sqlite_time(at: Any) -> str:
