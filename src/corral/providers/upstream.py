@@ -40,6 +40,10 @@ def make_session(cfg: ProviderConfig) -> aiohttp.ClientSession:
         headers["Authorization"] = f"Bearer {cfg.api_key}"
     return aiohttp.ClientSession(
         connector=connector,
+        # Never keep an upstream's cookies: the session is shared by every client of the gateway,
+        # so a stored cookie would be sent on other clients' requests (and filtering the jar costs
+        # time on every request).
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=timeout,
         headers=headers,
         read_bufsize=256 * 1024,
