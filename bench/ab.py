@@ -1,0 +1,104 @@
+"""Compare two corral builds on this machine: CPU per request, interleaved, medians.
+
+A shared machine drifts by tens of percent within minutes, more than most changes to corral
+are worth. This starts build A and build B side by side (both pinned to core 0, each idle while
+the other is measured, one mock upstream on core 1) and alternates short wrk runs between them
+for ``--passes`` passes, swapping the order every pass. It prints each build's median req/s and
+median CPU time per request, and B/A: below 1.00 means B is cheaper.
+
+    python bench/ab.py --a OLD_CORRAL --b NEW_CORRAL --cells "ollama stream,openai"
+
+A build is a ``corral`` executable; for an older commit: ``git worktree add /some/dir COMMIT``
+and a two-line script running ``PYTHONPATH=/some/dir/src python -m corral.cli.main "$@"``
+(corral.cli.main has no ``__main__`` guard, so call ``main()`` from ``-c``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import load
+import run
+
+
+def start(exe: str, mock_url: str, mock_port: int) -> tuple[subprocess.Popen[bytes], str, str]:
+    tmp = Path(tempfile.mkdtemp(prefix="corral-ab-"))
+    (tmp / "home").mkdir()
+    config = tmp / "corral.yaml"
+    config.write_text(run.CONFIG_TEMPLATE.format(port=mock_port))
+    port = run.free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CORRAL_HOME": str(tmp / "home"), "CORRAL_MASTER_KEY": run.MASTER_KEY}
+    cmd = run.pinned([exe, "serve", "--config", str(config), "--port", str(port), "--demo"], run.GATEWAY_CORE)
+    with (tmp / "corral.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    run.wait_http(url + "/healthz", proc, 30, tmp / "corral.log")
+    return proc, url, run.gateway_key(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", required=True, help="corral executable of build A (the baseline)")
+    parser.add_argument("--b", required=True, help="corral executable of build B")
+    parser.add_argument("--cells", default="ollama,ollama stream,openai,demo")
+    parser.add_argument("--passes", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0, help="wrk seconds per run")
+    args = parser.parse_args()
+    if not load.have_wrk():
+        raise SystemExit(load.WRK_INSTALL_HINT)
+    mock_port = run.free_port()
+    mock_url = f"http://127.0.0.1:{mock_port}"
+    mock_cmd = [sys.executable, str(run.BENCH_DIR / "mock_upstream.py"), "--port", str(mock_port)]
+    mock = subprocess.Popen(run.pinned(mock_cmd, run.CLIENT_CORE), stdout=subprocess.DEVNULL)
+    builds: dict[str, tuple[subprocess.Popen[bytes], list[load.Cell]]] = {}
+    try:
+        run.wait_http(mock_url + "/api/version", mock, 15)
+        for name, exe in (("A", args.a), ("B", args.b)):
+            proc, url, key = start(exe, mock_url, mock_port)
+            builds[name] = (proc, load.select_cells(load.build_cells(mock_url, url, key), args.cells))
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for _, cells in builds.values():
+            for cell in cells:
+                assert cell.gateway is not None
+                load.run_wrk(cell.gateway, 32, 1, cpu=run.CLIENT_CORE)  # warm-up
+        for p in range(args.passes):
+            for name in ("A", "B") if p % 2 == 0 else ("B", "A"):
+                proc, cells = builds[name]
+                for cell in cells:
+                    assert cell.gateway is not None
+                    res = load.run_wrk(
+                        cell.gateway, 32, args.seconds, cpu=run.CLIENT_CORE, watch_pid=proc.pid
+                    )
+                    if res.errors:
+                        raise SystemExit(f"{name} {cell.name}: {res.errors} errors; the comparison is void")
+                    cpu_us = 1e6 * (res.cpu_seconds or 0.0) / max(1, res.requests)
+                    samples.setdefault((name, cell.name), []).append((res.rps, cpu_us))
+        print(
+            "| cell | A req/s | A CPU µs/req | B req/s | B CPU µs/req | B/A CPU |\n|---|---|---|---|---|---|"
+        )
+        for cell in builds["A"][1]:
+            a, b = samples[("A", cell.name)], samples[("B", cell.name)]
+            a_cpu, b_cpu = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
+            a_rps, b_rps = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
+            print(
+                f"| {cell.name} | {a_rps:,.0f} | {a_cpu:.0f} | {b_rps:,.0f} | {b_cpu:.0f} "
+                f"| {b_cpu / a_cpu:.2f} |"
+            )
+        for name, (proc, _) in builds.items():
+            print(
+                f"{name}: RSS after the run {load.process_memory_kb(proc.pid).get('VmRSS', 0) / 1024:.1f} MiB"
+            )
+    finally:
+        for proc, _ in builds.values():
+            run.stop(proc)
+        run.stop(mock)
+
+
+if __name__ == "__main__":
+    main()
