@@ -127,3 +127,28 @@ def redis_env() -> Iterator[dict[str, str]]:
 @pytest.mark.redis
 def test_budgets_are_seeded_into_redis_too(tmp_path: Path, redis_env: dict[str, str]) -> None:
     check(restart_and_chat(tmp_path, redis_env))
+
+
+def test_spend_left_in_the_spill_file_by_a_crash_counts_after_the_restart(tmp_path: Path) -> None:
+    """A crash (or an outage) left today's spend in the spill file, not the table: the first
+    seed waits for the writer to replay it."""
+    from corral.http.observability import SPILL_FILE
+    from corral.usage.spill import SpillFile
+
+    env: dict[str, str] = {}
+    with gateway(tmp_path, env) as first:
+
+        async def create() -> tuple[str, str]:
+            issued = await first.app[CONTROL].store.keys.create(actor="test", name="k", limits=DAILY)  # type: ignore[index]
+            return issued.key, issued.record.id
+
+        key, key_id = first.call(create)
+    spill = SpillFile(tmp_path / SPILL_FILE)
+    spill.append([record(1, request_id="spilled-1", key_id=key_id, user=None, at=today(), cost_usd=1.5)])
+    spill.close()
+    with gateway(tmp_path, env) as gw, httpx.Client(timeout=30) as client:
+        gw.call(lambda: gw.app[BUDGETS].ready.wait())  # type: ignore[index]
+        answer = client.post(
+            gw.v1 + "/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"}
+        )
+    assert answer.status_code == 429 and answer.json()["error"]["code"] == "budget_exceeded", answer.text

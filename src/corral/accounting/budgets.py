@@ -19,8 +19,10 @@ warning is logged and the next pass (``interval`` seconds later) tries again; un
 limiter counts spend from the start of the process only, so a budget can be overspent by what
 was spent earlier in the window. Seeding never lowers a count (``seed_spend`` keeps the larger of the two),
 so spend the limiter counted since start is not counted twice, and every replica sharing a
-Redis limiter may seed the same subject. Not included: records still in the usage writer's
-queue or spill file when the sum is read (a spill is replayed within about a second of start).
+Redis limiter may seed the same subject. The first pass waits (at most ``SPILL_WAIT`` seconds)
+until the usage writer has replayed a spill file left by an earlier run (a crash or an
+outage), so that spend is in the table when it is read; if the database stays down it seeds
+without it, and says so.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ Budget = tuple[Who, str, Limits]  # the usage column, the key id or user, the li
 
 
 SEED_TIMEOUT = 30.0  # seconds for one pass of reads; on timeout it is retried next interval
+SPILL_WAIT = 10.0  # seconds the first pass waits for the usage writer to replay its spill file
 
 
 class LimiterUnavailable(Exception):
@@ -65,8 +68,10 @@ class BudgetSeeder:
         user_limits: Mapping[str, Mapping[str, Any]] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        spill_drained: asyncio.Event | None = None,
     ) -> None:
         self._limiter = limiter
+        self._spill_drained = spill_drained
         self._engine = engine
         self._records = records
         self._clock = clock
@@ -86,6 +91,15 @@ class BudgetSeeder:
 
     async def run(self, interval: float) -> None:
         """Seed at once, then again on ``wake`` or every ``interval`` seconds. Cancel to stop."""
+        if self._spill_drained is not None and not self._spill_drained.is_set():
+            try:
+                async with asyncio.timeout(SPILL_WAIT):
+                    await self._spill_drained.wait()
+            except TimeoutError:
+                log.warning(
+                    "budgets: the usage spill file is not replayed yet (is the database down?); seeding "
+                    "without the spend it holds"
+                )
         while True:
             self._wake.clear()
             await self.seed_due()

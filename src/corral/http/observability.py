@@ -57,7 +57,13 @@ async def accounting(
     if plane is not None and home is not None:
         writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
     if plane is not None:
-        budgets = BudgetSeeder(limiter, plane.store.engine, plane.keys.records, config.user_limits)
+        budgets = BudgetSeeder(
+            limiter,
+            plane.store.engine,
+            plane.keys.records,
+            config.user_limits,
+            spill_drained=writer.spill_drained if writer is not None else None,
+        )
 
     types: dict[str, str] = {}
     seen: list[object] = [None]

@@ -94,6 +94,7 @@ class UsageWriter:
         self._failing_since: float | None = None
         self._logged: dict[str, float] = {}
         self.stats = WriterStats()
+        self.spill_drained = asyncio.Event()  # set once the spill file has been replayed (or was empty)
 
     def __repr__(self) -> str:
         return f"UsageWriter({self._sink!r}, {self._spill!r}, queue={len(self._queue)})"
@@ -181,6 +182,7 @@ class UsageWriter:
         except OSError as exc:
             raise _SpillFailed(str(exc)) from exc
         if batch is None:
+            self.spill_drained.set()
             return False
         if batch.rejected:
             self.stats.rejected += batch.rejected
