@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import orjson
 
-from corral.errors import InvalidRequest
+from corral.providers.fields import fail as _fail
+from corral.providers.fields import number as _num
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +118,6 @@ def embed_request(body: dict[str, Any], model: str, *, defaults: OllamaDefaults)
 # -- shared pieces ----------------------------------------------------------------------------
 
 
-def _fail(param: str, message: str) -> NoReturn:
-    raise InvalidRequest(message, param=param)
-
-
 def _common(out: dict[str, Any], body: dict[str, Any], defaults: OllamaDefaults) -> None:
     """Check ``n`` and add ``options`` and ``keep_alive``, the parts every endpoint shares."""
     n = _num(body, "n", integral=True)
@@ -170,20 +167,6 @@ def _options(body: dict[str, Any], defaults: OllamaDefaults) -> dict[str, Any]:
     elif stop is not None:
         _fail("stop", "stop must be a string or a list of strings.")
     return options
-
-
-def _num(body: Mapping[str, Any], name: str, *, integral: bool) -> Any:
-    """The number ``body[name]``, or None when absent/null; InvalidRequest for anything else."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(name, f"{name} must be {'an integer' if integral else 'a number'}, got {value!r}.")
-    if integral and isinstance(value, float):
-        if not value.is_integer():
-            _fail(name, f"{name} must be an integer, got {value!r}.")
-        return int(value)
-    return value
 
 
 # -- chat -------------------------------------------------------------------------------------

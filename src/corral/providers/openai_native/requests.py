@@ -28,12 +28,13 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import orjson
 
 from corral.core.call import Endpoint
-from corral.errors import InvalidRequest
+from corral.providers.fields import fail as _fail
+from corral.providers.fields import number as _num
 
 # Ollama option -> OpenAI field. The first row is OpenAI's own; the second vLLM's extras.
 _SAME_NAME: Final = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
@@ -130,25 +131,6 @@ def embed_to_openai(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 # -- shared pieces ----------------------------------------------------------------------------
-
-
-def _fail(param: str, message: str) -> NoReturn:
-    raise InvalidRequest(message, param=param)
-
-
-def _num(body: Mapping[str, Any], name: str, *, integral: bool, where: str = "") -> Any:
-    """The number ``body[name]``, or None when absent/null; InvalidRequest for anything else."""
-    value = body.get(name)
-    if value is None:
-        return None
-    param = f"{where}{name}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(param, f"{param} must be {'an integer' if integral else 'a number'}, got {value!r}.")
-    if integral and isinstance(value, float):
-        if not value.is_integer():
-            _fail(param, f"{param} must be an integer, got {value!r}.")
-        return int(value)
-    return value
 
 
 def _stream_options(out: dict[str, Any], stream: bool) -> None:
