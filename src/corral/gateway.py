@@ -10,7 +10,6 @@ their in-flight requests have finished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from corral.providers.openai_compat import OpenAIProvider
 from corral.routing.fleet import Fleet
 from corral.routing.health import HealthMonitor
 from corral.routing.state import DeploymentState
+from corral.tasks import stop_tasks
 
 log = logging.getLogger("corral.gateway")
 DRAIN_LIMIT = 600.0  # seconds a replaced provider may keep serving in-flight requests
@@ -150,19 +150,11 @@ class Gateway:
 
     async def _stop_tasks(self) -> None:
         loops = [t for t in self._tasks if t.get_name() in ("corral-discovery", "corral-health")]
-        for task in loops:
-            task.cancel()
-        for task in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(loops)
         self._tasks = [t for t in self._tasks if t not in loops and not t.done()]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
 

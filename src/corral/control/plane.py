@@ -20,6 +20,7 @@ from corral.gateway import Gateway
 from corral.keys.cache import KeyCache
 from corral.security.crypto import load_crypto
 from corral.store import Store, database_url, open_store
+from corral.tasks import stop_tasks
 
 log = logging.getLogger("corral.control")
 SYNC_INTERVAL = 15.0  # seconds between picking up other replicas' changes
@@ -77,11 +78,7 @@ class ControlPlane:
                 log.warning("could not apply the stored configuration: %s", exc)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         with contextlib.suppress(Exception):
             await self.keys.flush_last_used(self.store)
         await self.store.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.limits import make_limiter
 from corral.metrics import Metrics
+from corral.tasks import stop_tasks
 from corral.usage.prices import PriceTable
 from corral.usage.sink import StoreSink
 from corral.usage.writer import UsageWriter
@@ -38,9 +38,6 @@ class Accounting(NamedTuple):
     accountant: Accountant
     metrics: Metrics
     budgets: BudgetSeeder | None  # None without the control plane (no usage table to read)
-
-
-log = logging.getLogger("corral.http")
 
 
 @contextlib.asynccontextmanager
@@ -117,14 +114,7 @@ async def accounting(
         await acct.drain()
         if writer is not None:
             await writer.close()
-        for task in tasks:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # a task that had died: say so, and still stop the others
-                log.exception("background task %s had failed", task.get_name())
+        await stop_tasks(tasks)
         await limiter.close()
 
 
