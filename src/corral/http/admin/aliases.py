@@ -56,7 +56,7 @@ class AliasRoutes:
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
         plane = self._ctx.plane_of(request)
-        base = plane.base if plane is not None else self._ctx.gateway(request).config
+        base = self._ctx.base_config(request)
         rows = [config_view(a) for a in base.models]
         if plane is not None:
             taken = {a.name for a in base.models}
@@ -69,7 +69,7 @@ class AliasRoutes:
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
         plane = self._ctx.plane_of(request)
-        base = plane.base if plane is not None else self._ctx.gateway(request).config
+        base = self._ctx.base_config(request)
         for alias in base.models:
             if alias.name == name:
                 return reply(config_view(alias))

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from corral.config.schema import Config
 from corral.control.plane import ControlPlane
 from corral.errors import CorralError, InvalidRequest
 from corral.gateway import Gateway
@@ -70,6 +71,11 @@ class AdminContext:
 
     def gateway(self, request: web.Request) -> Gateway:
         return self.gateway_of(request)
+
+    def base_config(self, request: web.Request) -> Config:
+        """The YAML configuration: the control plane's base, else the running gateway's."""
+        plane = self.plane_of(request)
+        return plane.base if plane is not None else self.gateway_of(request).config
 
     def plane(self, request: web.Request) -> ControlPlane:
         plane = self.plane_of(request)

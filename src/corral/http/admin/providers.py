@@ -115,7 +115,7 @@ class ProviderRoutes:
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
         plane = self._ctx.plane_of(request)
-        base = plane.base if plane is not None else self._ctx.gateway(request).config
+        base = self._ctx.base_config(request)
         rows = [config_view(p) for p in base.providers]
         if base.demo:
             rows.append(demo_view())
@@ -130,7 +130,7 @@ class ProviderRoutes:
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
         plane = self._ctx.plane_of(request)
-        base = plane.base if plane is not None else self._ctx.gateway(request).config
+        base = self._ctx.base_config(request)
         for cfg in base.providers:
             if cfg.name == name:
                 return reply(config_view(cfg))
@@ -233,7 +233,7 @@ class ProviderRoutes:
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
         plane = self._ctx.plane_of(request)
-        base = plane.base if plane is not None else self._ctx.gateway(request).config
+        base = self._ctx.base_config(request)
         cfg = next((p for p in base.providers if p.name == name), None)
         provider: Provider
         if cfg is None and base.demo and name == "demo":
