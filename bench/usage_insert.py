@@ -20,10 +20,10 @@ from pathlib import Path
 
 import uvloop
 
-import corral.usage.sink as sink_module
 from corral.security.crypto import Crypto, generate_key
 from corral.store import open_store
 from corral.usage import StoreSink, UsageRecord
+from corral.usage.sink import SQLITE_ROWS_PER_STATEMENT
 
 
 def batch(start: int, n: int) -> list[UsageRecord]:
@@ -63,10 +63,8 @@ async def busy(stop: asyncio.Event) -> int:
 async def measure(rows_per_statement: int, total: int) -> tuple[float, int]:
     home = Path(tempfile.mkdtemp(prefix="corral-usage-bench-"))
     store = await open_store(f"sqlite+aiosqlite:///{home / 'corral.db'}", crypto=Crypto([generate_key()]))
-    default = sink_module.SQLITE_ROWS_PER_STATEMENT
-    sink_module.SQLITE_ROWS_PER_STATEMENT = rows_per_statement  # the sink reads it when built
     try:
-        sink = StoreSink(store.engine)
+        sink = StoreSink(store.engine, rows_per_statement=rows_per_statement)
         batches = [batch(i, 500) for i in range(0, total, 500)]
         stop = asyncio.Event()
         loop_task = asyncio.create_task(busy(stop))
@@ -77,7 +75,6 @@ async def measure(rows_per_statement: int, total: int) -> tuple[float, int]:
         stop.set()
         return wall, await loop_task
     finally:
-        sink_module.SQLITE_ROWS_PER_STATEMENT = default
         await store.close()
 
 
@@ -85,7 +82,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
-    default = sink_module.SQLITE_ROWS_PER_STATEMENT
+    default = SQLITE_ROWS_PER_STATEMENT
     print("| rows per statement | wall s | rows/s | loop steps done meanwhile |\n|---|---|---|---|")
     for rows_per_statement in (1, default, 1, default):
         wall, steps = await measure(rows_per_statement, args.rows)

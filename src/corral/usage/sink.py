@@ -60,14 +60,21 @@ class UsageSink(Protocol):
 class StoreSink:
     """The ``usage`` table of the store's database (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: AsyncEngine, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        rows_per_statement: int = SQLITE_ROWS_PER_STATEMENT,
+    ) -> None:
         dialect = engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):
             raise ValueError(f"usage records need PostgreSQL or SQLite, not {dialect!r}")
         self._access = Access.of(engine)
         self._sqlite = dialect == "sqlite"
         self._statement = insert_statement(dialect)
-        self._chunk_statement = insert_statement(dialect, SQLITE_ROWS_PER_STATEMENT)
+        self._chunk = rows_per_statement  # on SQLite; PostgreSQL takes one row a statement
+        self._chunk_statement = insert_statement(dialect, rows_per_statement)
         self._timeout = timeout
 
     def __repr__(self) -> str:
@@ -80,10 +87,9 @@ class StoreSink:
         chunks: list[tuple[Any, ...]] = []
         if self._sqlite:
             rows = [(row[0], _sqlite_time(row[1]), *row[2:]) for row in rows]
-            whole = len(rows) - len(rows) % SQLITE_ROWS_PER_STATEMENT
+            whole = len(rows) - len(rows) % self._chunk
             chunks = [
-                tuple(chain.from_iterable(rows[i : i + SQLITE_ROWS_PER_STATEMENT]))
-                for i in range(0, whole, SQLITE_ROWS_PER_STATEMENT)
+                tuple(chain.from_iterable(rows[i : i + self._chunk])) for i in range(0, whole, self._chunk)
             ]
             rows = rows[whole:]
         try:
