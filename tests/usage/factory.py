@@ -35,6 +35,18 @@ def records(n: int, start: int = 0) -> list[UsageRecord]:
     return [record(i) for i in range(start, start + n)]
 
 
+async def submit_until(writer: Any, stop: asyncio.Event, submitted: list[str], pause_every: int) -> None:
+    """Submit records one after another until ``stop``, noting their ids; yield to the loop
+    between submits and sleep 1 ms every ``pause_every`` of them (a steady stream of requests)."""
+    i = 0
+    while not stop.is_set():
+        r = record(i)
+        writer.submit(r)
+        submitted.append(r.request_id)
+        i += 1
+        await asyncio.sleep(0 if i % pause_every else 0.001)
+
+
 class FakeSink:
     """An idempotent in-memory sink that can fail, refuse records, or hang on command."""
 

@@ -13,7 +13,7 @@ import pytest
 
 from corral.usage import UsageRecord, UsageWriter
 from corral.usage.spill import SpillFile
-from tests.usage.factory import FakeSink, record, records, wait_for
+from tests.usage.factory import FakeSink, record, records, submit_until, wait_for
 
 FAST: dict[str, Any] = {"flush_interval": 0.01, "retry_backoff": 0.02}
 
@@ -125,17 +125,8 @@ async def test_close_during_a_stream_of_submits_loses_nothing(tmp_path: Path) ->
     submitted: list[str] = []
     stop = asyncio.Event()
 
-    async def stream() -> None:
-        i = 0
-        while not stop.is_set():
-            r = record(i)
-            writer.submit(r)
-            submitted.append(r.request_id)
-            i += 1
-            await asyncio.sleep(0 if i % 5 else 0.001)
-
     task = asyncio.create_task(writer.run())
-    producer = asyncio.create_task(stream())
+    producer = asyncio.create_task(submit_until(writer, stop, submitted, pause_every=5))
     await wait_for(lambda: len(sink.rows) > 200)
     await writer.close(timeout=2)  # the stream goes on through close and after it
     await asyncio.sleep(0.02)

@@ -18,7 +18,7 @@ from corral.store.tables import usage
 from corral.usage import StoreSink, UsageRecord, UsageWriter
 from corral.usage.spill import SpillFile
 from tests.support.databases import connect, fetch
-from tests.usage.factory import record, records, wait_for
+from tests.usage.factory import record, records, submit_until, wait_for
 from tests.usage.test_writer import FAST, running, spilled_ids, submit_concurrently
 
 
@@ -139,17 +139,8 @@ async def test_close_during_a_stream_then_the_next_writer_brings_everything_in(
     submitted: list[str] = []
     stop = asyncio.Event()
 
-    async def stream() -> None:
-        i = 0
-        while not stop.is_set():
-            r = record(i)
-            writer.submit(r)
-            submitted.append(r.request_id)
-            i += 1
-            await asyncio.sleep(0 if i % 10 else 0.001)
-
     task = asyncio.create_task(writer.run())
-    producer = asyncio.create_task(stream())
+    producer = asyncio.create_task(submit_until(writer, stop, submitted, pause_every=10))
     await wait_for(lambda: writer.stats.written > 300)
     sink.down = True  # and the database fails just as we shut down
     await writer.close(timeout=1)
