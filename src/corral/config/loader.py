@@ -24,7 +24,9 @@ from corral.config.schema import (
     ServerConfig,
 )
 from corral.errors import ConfigError
+from corral.httpclient.pool import FRAMING
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # used with fullmatch: no trailing newline
 _TOP_KEYS = {
     "master_key",
@@ -245,8 +247,8 @@ def _provider(f: Fields) -> ProviderConfig:
         name=name,
         type=ptype,
         base_url=base_url,
-        api_key=f.string("api_key"),
-        headers=f.string_map("headers"),
+        api_key=_api_key(f),
+        headers=_headers(f),
         verify_ssl=f.boolean("verify_ssl", True),
         timeout=f.duration("timeout", 600.0),
         connect_timeout=f.duration("connect_timeout", 5.0),
@@ -264,6 +266,25 @@ def _provider(f: Fields) -> ProviderConfig:
     )
 
 
+def _api_key(f: Fields) -> str | None:
+    key = f.string("api_key")
+    if key is not None and (not key.isascii() or not key.isprintable() or " " in key):
+        raise f.error("must be printable ASCII with no spaces (it is sent as a Bearer token).", "api_key")
+    return key
+
+
+def _headers(f: Fields) -> dict[str, str]:
+    headers = f.string_map("headers")
+    for name, value in headers.items():
+        if name.lower() in FRAMING:
+            raise f.error(f"'{name}' is set by corral itself; remove it.", "headers")
+        if not _TOKEN.fullmatch(name):
+            raise f.error(f"{name!r} is not a valid header name (letters, digits and -).", "headers")
+        if not value.isascii() or any(c in value for c in "\r\n\0"):
+            raise f.error(f"the value of '{name}' must be one line of plain ASCII.", "headers")
+    return headers
+
+
 def _base_url(f: Fields, ptype: ProviderType) -> str:
     url = cast(str, f.string("base_url", required=True)).rstrip("/")
     try:
@@ -275,6 +296,12 @@ def _base_url(f: Fields, ptype: ProviderType) -> str:
         ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise f.error(f"must be an http:// or https:// URL with a host, got {url!r}.", "base_url")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise f.error(f"has a host name that is not valid: {parts.hostname!r}.", "base_url") from None
+    if not parts.path.isascii() or any(c in parts.path for c in " \r\n\0"):
+        raise f.error("has a path with spaces or non-ASCII characters; percent-encode them.", "base_url")
     if parts.query or parts.fragment:
         raise f.error("must not have a query string or fragment.", "base_url")
     if ptype == "ollama" and url.endswith("/api"):

@@ -21,6 +21,7 @@ from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.http.openai_routes import read_json
 from corral.http.request_ids import request_id
+from corral.httpclient import TransportError
 from corral.providers.ollama.provider import OllamaProvider, ndjson_batches
 from corral.providers.upstream import error_detail
 
@@ -174,9 +175,9 @@ async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Q
         resp = await p.manage("POST", "/api/pull", payload)
         try:
             if resp.status >= 400:
-                error = f"HTTP {resp.status}: {error_detail(await resp.content.read(65536))}"
+                error = f"HTTP {resp.status}: {error_detail(await resp.read(65536))}"
                 return
-            async for lines in ndjson_batches(resp.content):
+            async for lines in ndjson_batches(resp.chunks()):
                 for raw in lines:
                     line = orjson.loads(raw)
                     if isinstance(line, dict) and isinstance(line.get("error"), str):
@@ -188,6 +189,8 @@ async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Q
             resp.release()
     except UpstreamError as exc:
         error = exc.message
+    except TransportError as exc:
+        error = f"the connection broke during the pull ({exc})"
     except (orjson.JSONDecodeError, ValueError):
         error = "sent progress corral cannot read"
     finally:
@@ -200,7 +203,9 @@ async def _call_one(p: OllamaProvider, method: str, path: str, payload: dict[str
     except UpstreamError as exc:
         return 502, exc.message
     try:
-        raw = await resp.content.read(65536)
+        raw = await resp.read(65536)
         return resp.status, error_detail(raw) if resp.status != 200 else ""
+    except TransportError as exc:
+        return 502, f"the connection broke before the answer was complete ({exc})"
     finally:
         resp.release()

@@ -9,18 +9,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from corral.config.schema import ProviderConfig
 from corral.core.body import sse_error, with_model
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError
+from corral.httpclient import Pool, Response, TransportError
 from corral.providers.openai_native import bridge
-from corral.providers.upstream import error_detail, health_get, make_session, rejected, upstream_errors
+from corral.providers.upstream import (
+    JSON_BODY,
+    error_detail,
+    health_get,
+    make_pool,
+    rejected,
+    upstream_errors,
+)
 
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
-_JSON = {"Content-Type": "application/json"}
 _ERROR_EVENT = b'data: {"error"'
 
 
@@ -34,11 +40,11 @@ def _event(chunk: bytes) -> bytes:
 class OpenAIProvider:
     type = "openai"
 
-    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, cfg: ProviderConfig, pool: Pool | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self._session = session or make_session(cfg)
-        self._urls = {ep: cfg.base_url + cfg.path(key) for ep, key in _PATH_KEYS.items()}
+        self._pool = pool or make_pool(cfg)
+        self._paths = {ep: cfg.path(key) for ep, key in _PATH_KEYS.items()}
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
         if call.surface is Surface.OLLAMA:
@@ -48,13 +54,13 @@ class OpenAIProvider:
             )
         data = with_model(call.raw, call.body, attempt.model)
         async with upstream_errors(self.cfg):
-            resp = await self._session.post(self._urls[call.endpoint], data=data, headers=_JSON)
+            resp = await self._pool.request("POST", self._paths[call.endpoint], data, JSON_BODY)
         if resp.status >= 400:
             try:
                 raise await rejected(self.cfg, resp)
             finally:
                 resp.release()
-        content_type = resp.headers.get("Content-Type", "application/json")
+        content_type = resp.headers.get("content-type", "application/json")
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")
             reply.chunks = self._relay(resp, reply.outcome)
@@ -68,12 +74,11 @@ class OpenAIProvider:
         reply.outcome.tail = body
         return reply
 
-    async def _relay(self, resp: aiohttp.ClientResponse, outcome: Outcome) -> AsyncIterator[bytes]:
-        complete = False
+    async def _relay(self, resp: Response, outcome: Outcome) -> AsyncIterator[bytes]:
         first = True
         try:
             try:
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.chunks():
                     if _ERROR_EVENT in chunk:
                         if first:  # nothing reached the client yet: let the engine fail over
                             raise UpstreamError(
@@ -85,8 +90,7 @@ class OpenAIProvider:
                     first = False
                     outcome.tail = (outcome.tail + chunk)[-4096:]
                     yield chunk
-                complete = True
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (TransportError, TimeoutError) as exc:
                 detail = "timed out" if isinstance(exc, TimeoutError) else "broke the connection"
                 if first:  # nothing reached the client: fail over instead
                     raise UpstreamError(
@@ -95,14 +99,10 @@ class OpenAIProvider:
                 outcome.error = f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete."
                 yield b"\n\n" + sse_error(outcome.error, code="upstream_stream_interrupted")
         finally:
-            if complete:
-                resp.release()
-            else:
-                resp.close()
+            resp.close()  # read to its end: a no-op; cut short (client gone): the connection goes
 
     async def list_models(self) -> list[ModelInfo]:
-        url = self.cfg.base_url + self.cfg.path("models")
-        async with upstream_errors(self.cfg), self._session.get(url) as resp:
+        async with upstream_errors(self.cfg), self._pool.get(self.cfg.path("models")) as resp:
             if resp.status >= 400:
                 raise await rejected(self.cfg, resp)
             raw = await resp.read()
@@ -123,8 +123,8 @@ class OpenAIProvider:
             ) from None
 
     async def probe(self) -> Probe:
-        got = await health_get(self.cfg, self._session, self.cfg.base_url + self.cfg.path("health"))
+        got = await health_get(self.cfg, self._pool, self.cfg.path("health"))
         return got if isinstance(got, Probe) else Probe(ok=True, latency_ms=got[1])
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()

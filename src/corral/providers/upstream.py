@@ -1,7 +1,8 @@
 """The one place that builds upstream HTTP clients and maps their failures to corral errors.
 
-Each provider owns one pooled ``aiohttp.ClientSession``. Every timeout is explicit. Error
-messages name the provider and how it failed, never its key or the full URL's credentials.
+Each provider owns one bounded keep-alive pool (``corral.httpclient.Pool``). Every timeout is
+explicit. Error messages name the provider and how it failed, never its key or the full URL's
+credentials.
 """
 
 from __future__ import annotations
@@ -13,44 +14,43 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
+from corral import __version__
 from corral.config.schema import ProviderConfig
 from corral.core.call import Probe
 from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from corral.httpclient import (
+    BadResponse,
+    ConnectFailed,
+    ConnectTimeout,
+    Disconnected,
+    Pool,
+    Response,
+    TLSFailed,
+    TransportError,
+)
+from corral.httpclient.pool import encode_headers
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_LINE = 8 * 1024 * 1024
+JSON_BODY = encode_headers({"Content-Type": "application/json"})
+KEEPALIVE = 30.0  # seconds an unused upstream connection stays open
 
 
-def make_session(cfg: ProviderConfig) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=cfg.max_connections,
-        limit_per_host=0,
-        ssl=cfg.verify_ssl,
-        ttl_dns_cache=300,
-        keepalive_timeout=30,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=cfg.connect_timeout, sock_connect=cfg.connect_timeout, sock_read=cfg.timeout
-    )
+def make_pool(cfg: ProviderConfig) -> Pool:
     headers = dict(cfg.headers)
     if cfg.api_key:
         headers["Authorization"] = f"Bearer {cfg.api_key}"
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Never keep an upstream's cookies: the session is shared by every client of the gateway,
-        # so a stored cookie would be sent on other clients' requests (and filtering the jar costs
-        # time on every request).
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=timeout,
+    return Pool(
+        cfg.base_url,
+        max_connections=cfg.max_connections,
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.timeout,
         headers=headers,
-        read_bufsize=256 * 1024,
-        max_line_size=MAX_LINE,
-        max_field_size=64 * 1024,
-        raise_for_status=False,
-        trust_env=False,
+        verify_ssl=cfg.verify_ssl,
+        keepalive=KEEPALIVE,
+        user_agent=f"corral/{__version__}",
     )
 
 
@@ -68,43 +68,53 @@ async def upstream_errors(cfg: ProviderConfig) -> AsyncIterator[None]:
         yield
     except UpstreamError:
         raise
-    except aiohttp.ClientConnectorCertificateError:
+    except TLSFailed as exc:
         raise UpstreamError(
             cfg.name,
-            f"failed TLS verification at {where(cfg.base_url)}. Fix the "
+            f"failed TLS verification at {where(cfg.base_url)} ({exc.reason}). Fix the "
             "certificate, or set verify_ssl: false only for a host you trust.",
             code="upstream_tls",
         ) from None
-    except aiohttp.ClientConnectorError as exc:
-        reason = exc.strerror or exc.__class__.__name__
+    except ConnectFailed as exc:
         raise UpstreamUnavailable(
             cfg.name,
-            f"is unreachable at {where(cfg.base_url)} ({reason}). "
+            f"is unreachable at {where(cfg.base_url)} ({exc.reason}). "
             "Check that it is running and that base_url is right.",
             code="upstream_unreachable",
         ) from None
-    except (aiohttp.ServerTimeoutError, TimeoutError):
+    except ConnectTimeout:
+        raise UpstreamUnavailable(
+            cfg.name,
+            f"could not be connected to at {where(cfg.base_url)} within {cfg.connect_timeout:g} s "
+            "(connect_timeout), or all its max_connections were busy that long.",
+            code="upstream_unreachable",
+        ) from None
+    except TimeoutError:
         raise UpstreamTimeout(
             cfg.name,
             f"did not answer within {cfg.timeout:g} s (timeout). Raise "
             "the provider's timeout if it is loading a large model.",
             code="upstream_timeout",
         ) from None
-    except aiohttp.ServerDisconnectedError:
+    except Disconnected as exc:
+        raise UpstreamError(cfg.name, f"{_closed(exc)}.", code="upstream_disconnected") from None
+    except BadResponse as exc:
         raise UpstreamError(
-            cfg.name, "closed the connection before answering.", code="upstream_disconnected"
+            cfg.name, f"sent a broken response ({exc}).", code="upstream_bad_response"
         ) from None
-    except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-        raise UpstreamError(
-            cfg.name, f"sent a broken response ({exc.__class__.__name__}).", code="upstream_bad_response"
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(
-            cfg.name, f"request failed ({exc.__class__.__name__}).", code="upstream_error"
-        ) from None
+    except TransportError as exc:
+        raise UpstreamError(cfg.name, f"request failed ({exc}).", code="upstream_error") from None
 
 
-async def rejected(cfg: ProviderConfig, resp: aiohttp.ClientResponse) -> UpstreamRejected:
+def _closed(exc: Disconnected) -> str:
+    return (
+        "closed the connection before answering"
+        if exc.before_response
+        else "closed the connection mid-answer"
+    )
+
+
+async def rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
     """Build the error for a non-2xx upstream answer, reading a bounded part of its body."""
     if resp.status in (401, 403):
         return UpstreamRejected(
@@ -114,9 +124,11 @@ async def rejected(cfg: ProviderConfig, resp: aiohttp.ClientResponse) -> Upstrea
             "Check this provider's api_key in corral's configuration.",
         )
     try:
-        raw = await asyncio.wait_for(resp.content.read(MAX_ERROR_BODY), timeout=5)
-    except (aiohttp.ClientError, TimeoutError):
+        raw = await asyncio.wait_for(resp.read(MAX_ERROR_BODY), timeout=5)
+    except (TransportError, TimeoutError):
         raw = b""
+    finally:
+        resp.release()
     return UpstreamRejected(cfg.name, resp.status, scrub(cfg, error_detail(raw)))
 
 
@@ -145,13 +157,11 @@ def scrub(cfg: ProviderConfig, text: str) -> str:
     return text
 
 
-async def health_get(
-    cfg: ProviderConfig, session: aiohttp.ClientSession, url: str
-) -> Probe | tuple[bytes, float]:
-    """GET ``url`` for an active health check: (body, latency in ms), or the failed Probe."""
+async def health_get(cfg: ProviderConfig, pool: Pool, path: str) -> Probe | tuple[bytes, float]:
+    """GET ``path`` for an active health check: (body, latency in ms), or the failed Probe."""
     started = time.monotonic()
     try:
-        async with upstream_errors(cfg), session.get(url) as resp:
+        async with upstream_errors(cfg), pool.get(path) as resp:
             raw = await resp.read()
             status = resp.status
     except UpstreamError as exc:

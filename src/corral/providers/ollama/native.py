@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from corral.core.body import with_model
 from corral.core.call import Attempt, Call, Endpoint, Outcome, Reply
 from corral.errors import UpstreamError
+from corral.httpclient import Response, TransportError
 
 if TYPE_CHECKING:
     from corral.providers.ollama.provider import OllamaProvider
@@ -63,11 +63,11 @@ def payload(p: OllamaProvider, call: Call, attempt: Attempt, *, upstream_stream:
 
 
 async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
-    url = p.cfg.base_url + p.cfg.path(_PATHS[call.endpoint])
+    path = p.cfg.path(_PATHS[call.endpoint])
     generating = call.endpoint in (Endpoint.CHAT, Endpoint.COMPLETION)
     started = time.monotonic()
     resp = await p.post(
-        url, payload(p, call, attempt, upstream_stream=generating), attempt.first_byte_timeout
+        path, payload(p, call, attempt, upstream_stream=generating), attempt.first_byte_timeout
     )
     if not generating:
         reply = Reply(body=await p.read(resp))
@@ -86,15 +86,14 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     return reply
 
 
-async def relay(p: OllamaProvider, resp: aiohttp.ClientResponse, outcome: Outcome) -> AsyncIterator[bytes]:
+async def relay(p: OllamaProvider, resp: Response, outcome: Outcome) -> AsyncIterator[bytes]:
     """Pass Ollama's NDJSON through unchanged, watching for its final line and error lines."""
     sent = False
     done = False
-    complete = False
     tail = b"\n"
     try:
         try:
-            async for data in resp.content.iter_any():
+            async for data in resp.chunks():
                 window = tail + data
                 if not sent and data.lstrip().startswith(b'{"error"'):
                     p.parse(data.split(b"\n", 1)[0])  # raises: nothing reached the client, fail over
@@ -105,8 +104,7 @@ async def relay(p: OllamaProvider, resp: aiohttp.ClientResponse, outcome: Outcom
                 outcome.tail = (outcome.tail + data)[-TAIL:]
                 sent = True
                 yield data
-            complete = True
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (TransportError, TimeoutError) as exc:
             detail = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc.__class__.__name__})"
             if not sent:
                 raise UpstreamError(
@@ -123,7 +121,4 @@ async def relay(p: OllamaProvider, resp: aiohttp.ClientResponse, outcome: Outcom
             outcome.error = f"Upstream '{p.name}' ended the stream early; the answer is incomplete."
             yield error_line(outcome.error)
     finally:
-        if complete:
-            resp.release()
-        else:
-            resp.close()
+        resp.close()  # read to its end: a no-op; cut short (client gone): the connection goes

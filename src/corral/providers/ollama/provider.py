@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from corral.config.schema import ProviderConfig
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError, UpstreamTimeout
+from corral.httpclient import Pool, Response, TransportError
 from corral.providers.ollama import native, responses, translate
 from corral.providers.ollama.aggregate import Aggregator
-from corral.providers.upstream import health_get, make_session, rejected, upstream_errors
+from corral.providers.upstream import JSON_BODY, health_get, make_pool, rejected, upstream_errors
 
-_JSON = {"Content-Type": "application/json"}
 _PREFIX = {Endpoint.CHAT: "chatcmpl-", Endpoint.COMPLETION: "cmpl-", Endpoint.EMBEDDING: "embd-"}
 
 
@@ -40,22 +39,20 @@ class _StreamTranslator(Protocol):
 class OllamaProvider:
     type = "ollama"
 
-    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, cfg: ProviderConfig, pool: Pool | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self._session = session or make_session(cfg)
+        self._pool = pool or make_pool(cfg)
         self._defaults = translate.OllamaDefaults(
             keep_alive=cfg.keep_alive, num_ctx=cfg.num_ctx, options=dict(cfg.options)
         )
         # Embedding models have their own context size: only keep_alive carries over to them.
         self._embed_defaults = translate.OllamaDefaults(keep_alive=cfg.keep_alive)
-        base = cfg.base_url
-        self._urls = {
-            Endpoint.CHAT: base + cfg.path("chat"),
-            Endpoint.COMPLETION: base + cfg.path("generate"),
-            Endpoint.EMBEDDING: base + cfg.path("embed"),
+        self._paths = {
+            Endpoint.CHAT: cfg.path("chat"),
+            Endpoint.COMPLETION: cfg.path("generate"),
+            Endpoint.EMBEDDING: cfg.path("embed"),
         }
-        self._tags_url = base + cfg.path("models")
 
     def _request(self, call: Call, attempt: Attempt) -> dict[str, Any]:
         body = call.body if attempt.num_ctx is None else {**call.body, "num_ctx": attempt.num_ctx}
@@ -75,7 +72,7 @@ class OllamaProvider:
         # A streamed call's first-token deadline is already enforced around this whole send by
         # the engine; a second timer here would only cost time.
         resp = await self.post(
-            self._urls[call.endpoint], payload, None if call.stream else attempt.first_byte_timeout
+            self._paths[call.endpoint], payload, None if call.stream else attempt.first_byte_timeout
         )
         request_id = _PREFIX[call.endpoint] + f"{random.getrandbits(96):024x}"  # an id, not a secret
         created = int(time.time())
@@ -107,14 +104,12 @@ class OllamaProvider:
         reply.outcome.usage = usage
         return reply
 
-    async def post(
-        self, url: str, payload: bytes, first_byte_timeout: float | None
-    ) -> aiohttp.ClientResponse:
+    async def post(self, path: str, payload: bytes, first_byte_timeout: float | None) -> Response:
         """POST; a non-2xx answer raises. Ollama streams, so its headers come at once: the
         first-token deadline covers them too."""
         try:
             async with asyncio.timeout(first_byte_timeout), upstream_errors(self.cfg):
-                resp = await self._session.post(url, data=payload, headers=_JSON)
+                resp = await self._pool.request("POST", path, payload, JSON_BODY)
         except TimeoutError:
             raise self._no_first_token(first_byte_timeout) from None
         if resp.status >= 400:
@@ -124,26 +119,18 @@ class OllamaProvider:
                 resp.release()
         return resp
 
-    async def manage(self, method: str, path: str, payload: Any = None) -> aiohttp.ClientResponse:
+    async def manage(self, method: str, path: str, payload: Any = None) -> Response:
         """A management call (show, pull, delete, copy) on this instance; the caller releases it."""
         data = None if payload is None else orjson.dumps(payload)
         async with upstream_errors(self.cfg):
-            return await self._session.request(
-                method,
-                self.cfg.base_url + path,
-                data=data,
-                headers=_JSON,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.cfg.connect_timeout, sock_read=self.cfg.timeout
-                ),
-            )
+            return await self._pool.request(method, path, data, JSON_BODY if data is not None else b"")
 
     def _no_first_token(self, seconds: float | None) -> UpstreamTimeout:
         return UpstreamTimeout(
             self.name, f"sent no first token within {seconds or 0:g} s.", code="first_token_timeout"
         )
 
-    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def read(self, resp: Response) -> bytes:
         try:
             async with upstream_errors(self.cfg):
                 return await resp.read()
@@ -158,14 +145,11 @@ class OllamaProvider:
         )
         return Reply(body=orjson.dumps(out))
 
-    async def aggregate(
-        self, resp: aiohttp.ClientResponse, first_timeout: float | None, chat: bool
-    ) -> dict[str, Any]:
+    async def aggregate(self, resp: Response, first_timeout: float | None, chat: bool) -> dict[str, Any]:
         agg = Aggregator()
-        complete = False
         try:
             async with upstream_errors(self.cfg):
-                batches = ndjson_batches(resp.content)
+                batches = ndjson_batches(resp.chunks())
                 try:
                     async with asyncio.timeout(first_timeout):
                         lines: list[bytes] = await anext(batches, [])
@@ -173,9 +157,8 @@ class OllamaProvider:
                     raise self._no_first_token(first_timeout) from None
                 while lines and not self._fold(agg, lines):
                     lines = await anext(batches, [])
-            complete = True
         finally:
-            if complete:
+            if agg.done:
                 resp.release()
             else:
                 resp.close()
@@ -209,33 +192,32 @@ class OllamaProvider:
         return data
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, translator: _StreamTranslator, outcome: Outcome
+        self, resp: Response, translator: _StreamTranslator, outcome: Outcome
     ) -> AsyncIterator[bytes]:
-        complete = False
         sent = False
         try:
             try:
                 # One write per network read, not per token: a fast upstream's burst of lines
-                # becomes one SSE write; a real model's tokens still go out as they arrive.
-                async for lines in ndjson_batches(resp.content):
+                # becomes one SSE write (with the closing events, when the answer ends in it);
+                # a real model's tokens still go out as they arrive.
+                async for lines in ndjson_batches(resp.chunks()):
                     parts: list[bytes] = []
                     for line in lines:
                         if not sent and not parts and line.startswith(b'{"error"'):
-                            self.parse(
-                                line
-                            )  # raises: nothing reached the client, so the engine may fail over
+                            # Raises: nothing reached the client, so the engine may fail over.
+                            self.parse(line)
                         out = translator.feed(line)
                         if out:
                             parts.append(out)
                         if translator.done:
+                            parts.append(self._finish(translator, outcome))
                             break
                     if parts:
                         sent = True
                         yield b"".join(parts)
                     if translator.done:
-                        break
-                complete = True
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                        return
+            except (TransportError, TimeoutError, ValueError) as exc:
                 detail = (
                     "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc.__class__.__name__})"
                 )
@@ -250,24 +232,26 @@ class OllamaProvider:
                 raise UpstreamError(
                     self.name, "ended the stream before its first token.", code="upstream_stream_interrupted"
                 )
-            if not translator.done:
-                outcome.error = f"Upstream '{self.name}' ended the stream early; the answer is incomplete."
-                yield translator.error(outcome.error, "upstream_stream_interrupted")
-                return
-            outcome.usage = getattr(translator, "usage", None)
-            tail = translator.finish()
-            if b'"error"' in tail[:16]:
-                outcome.error = f"Upstream '{self.name}' reported an error mid-stream."
-            if tail:
-                yield tail
+            outcome.error = f"Upstream '{self.name}' ended the stream early; the answer is incomplete."
+            yield translator.error(outcome.error, "upstream_stream_interrupted")
         finally:
-            if complete:
+            # Ended well: the connection is kept once the rest of the body (its final chunk
+            # marker) arrives. Cut short (client gone, error): the connection is closed.
+            if translator.done:
                 resp.release()
             else:
                 resp.close()
 
+    def _finish(self, translator: _StreamTranslator, outcome: Outcome) -> bytes:
+        """The closing events of a stream that ended well; notes its usage (or final error)."""
+        outcome.usage = getattr(translator, "usage", None)
+        tail = translator.finish()
+        if b'"error"' in tail[:16]:
+            outcome.error = f"Upstream '{self.name}' reported an error mid-stream."
+        return tail
+
     async def list_models(self) -> list[ModelInfo]:
-        async with upstream_errors(self.cfg), self._session.get(self._tags_url) as resp:
+        async with upstream_errors(self.cfg), self._pool.get(self.cfg.path("models")) as resp:
             if resp.status >= 400:
                 raise await rejected(self.cfg, resp)
             raw = await resp.read()
@@ -283,7 +267,7 @@ class OllamaProvider:
 
     async def probe(self) -> Probe:
         """GET the version (alive) and /api/ps (which models are loaded, at which context)."""
-        got = await health_get(self.cfg, self._session, self.cfg.base_url + self.cfg.path("health"))
+        got = await health_get(self.cfg, self._pool, self.cfg.path("health"))
         if isinstance(got, Probe):
             return got
         raw, latency = got
@@ -296,7 +280,7 @@ class OllamaProvider:
         return Probe(ok=True, latency_ms=latency, loaded=loaded, running=running, version=_version(raw))
 
     async def _running(self) -> tuple[dict[str, Any], ...] | None:
-        async with self._session.get(self.cfg.base_url + self.cfg.path("loaded")) as resp:
+        async with self._pool.get(self.cfg.path("loaded")) as resp:
             if resp.status != 200:
                 return None  # Ollama Cloud and old servers may not list loaded models
             raw = await resp.read()
@@ -307,15 +291,15 @@ class OllamaProvider:
             return None
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()
 
 
 async def ndjson_batches(
-    content: aiohttp.StreamReader, max_line: int = 8 * 1024 * 1024
+    content: AsyncIterable[bytes], max_line: int = 8 * 1024 * 1024
 ) -> AsyncIterator[list[bytes]]:
     """The complete, non-empty lines of each network read; a partial line waits for the next."""
     pending = b""
-    async for data in content.iter_any():
+    async for data in content:
         pending += data
         if b"\n" not in data:
             if len(pending) > max_line:

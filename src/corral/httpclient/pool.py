@@ -1,0 +1,252 @@
+"""A bounded keep-alive pool of connections to one upstream origin, and its request method.
+
+At most ``max_connections`` connections exist at once (open, idle or being opened); a request
+that finds none free waits its turn, in order, for at most ``connect_timeout``, which also
+bounds opening a new connection. Idle connections are reused newest first and closed after
+``keepalive`` seconds unused. A request that fails on a reused connection before one byte of
+answer arrived (the server had closed it while idle) is sent once more on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Coroutine, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from corral.httpclient.connection import Connection
+from corral.httpclient.errors import ConnectFailed, ConnectTimeout, Disconnected, TLSFailed
+from corral.httpclient.response import Response
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers that frame the request: configuring them would corrupt the exchange.
+FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"})
+
+
+class Pool:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float | None,
+        headers: Mapping[str, str] | None = None,
+        verify_ssl: bool = True,
+        keepalive: float = 30.0,
+        user_agent: str = "corral",
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an http:// or https:// URL with a host: {base_url!r}")
+        self.host = parts.hostname.encode("idna").decode("ascii")  # raises UnicodeError if invalid
+        self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self.prefix = parts.path.rstrip("/")
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl.create_default_context()
+            if not verify_ssl:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        authority = host if parts.port is None else f"{host}:{self.port}"
+        given = dict(headers or {})
+        framing = sorted(FRAMING & {name.lower() for name in given})
+        if framing:
+            raise ValueError(f"header {framing[0]!r} is set by corral itself and cannot be configured")
+        fixed = {"Host": authority, "User-Agent": user_agent, "Accept-Encoding": "identity"}
+        own = {name.lower() for name in given}
+        merged = {name: value for name, value in fixed.items() if name.lower() not in own} | given
+        self._head = encode_headers(merged)
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalive = keepalive
+        self._idle: list[Connection] = []
+        self._open = 0  # connections that exist or are being opened
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def in_use(self) -> int:
+        return self._open - len(self._idle)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        extra_headers: bytes = b"",
+    ) -> Response:
+        """Send ``method`` to ``prefix + path``; returns once the answer's headers are in.
+        ``extra_headers`` are header lines already encoded (``encode_headers``), so a constant
+        set costs nothing per request. The caller reads the body, then calls ``release()`` (or
+        uses ``async with``)."""
+        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._head + extra_headers
+        if body is None:
+            data = (
+                [head, b"\r\n"]
+                if method in ("GET", "HEAD", "DELETE")
+                else [head, b"Content-Length: 0\r\n\r\n"]
+            )
+        else:
+            data = [head, b"Content-Length: %d\r\n\r\n" % len(body), body]
+        for attempt in (1, 2):
+            conn = await self._acquire()
+            reused = conn.requests > 0
+            try:
+                return await conn.send(data, self.read_timeout)
+            except Disconnected as exc:
+                if not (reused and exc.before_response and attempt == 1):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, path: str) -> _Pending:
+        return _Pending(self.request("GET", path))
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _acquire(self) -> Connection:
+        if self._closed:
+            raise ConnectFailed("the client is closed")
+        idle = self._idle
+        loop = asyncio.get_running_loop()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
+                return conn
+            self._drop(conn)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while self._open >= self.max_connections:
+                    await self._wait_turn(loop)
+                    while idle:
+                        conn = idle.pop()
+                        if not conn.closed:
+                            return conn
+                        self._drop(conn)
+                self._open += 1
+                try:
+                    return await self._connect(loop)
+                except BaseException:
+                    self._open -= 1
+                    self._pass_turn()
+                    raise
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
+            ) from None
+
+    async def _wait_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        turn: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._pass_turn()  # woken, then gave up: the wake-up goes to the next waiter
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    def _pass_turn(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        try:
+            _, conn = await loop.create_connection(
+                lambda: Connection(self, loop),
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self._ssl is not None else None,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise TLSFailed(exc.verify_message or "certificate verify failed") from None
+        except ssl.SSLError as exc:
+            raise TLSFailed(exc.reason or exc.__class__.__name__) from None
+        except OSError as exc:
+            raise ConnectFailed(exc.strerror or exc.__class__.__name__) from None
+        return conn
+
+    def put_back(self, conn: Connection) -> None:
+        """A connection finished an answer and may carry another request."""
+        if self._closed:
+            conn.abandon()
+            return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._waiters:
+            self._pass_turn()
+        elif self._sweeper is None:
+            self._sweeper = loop.call_later(self.keepalive, self._sweep)
+
+    def forget(self, conn: Connection) -> None:
+        """A connection closed (either side): free its slot."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._open -= 1
+        self._pass_turn()
+
+    def _drop(self, conn: Connection) -> None:
+        conn.abandon()  # its connection_lost calls forget(), which frees the slot
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        if not self._idle:
+            return
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self.keepalive
+        for conn in [c for c in self._idle if c.idle_since <= cutoff]:
+            self._idle.remove(conn)
+            conn.abandon()
+        if self._idle:
+            self._sweeper = loop.call_later(self.keepalive, self._sweep)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.abandon()
+        while self._waiters:
+            self._waiters.popleft().cancel()
+        await asyncio.sleep(0)  # let the transports' connection_lost run
+
+
+class _Pending:
+    """``async with pool.get(path) as response``: released on the way out."""
+
+    __slots__ = ("_coro", "_response")
+
+    def __init__(self, coro: Coroutine[Any, Any, Response]) -> None:
+        self._coro = coro
+        self._response: Response | None = None
+
+    async def __aenter__(self) -> Response:
+        self._response = await self._coro
+        return self._response
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._response is not None:
+            self._response.release()
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """Header lines, refusing names or values that could split the request."""
+    lines = []
+    for name, value in headers.items():
+        if not name or any(c in name for c in ":\r\n\0 ") or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name!r} has a character not allowed in an HTTP header")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
