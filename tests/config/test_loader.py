@@ -180,3 +180,36 @@ def test_provider_names_cannot_end_in_a_newline(tmp_path: Path) -> None:
     text = 'providers:\n  - {name: "abc\\n", type: ollama, base_url: "http://x"}\n'
     with pytest.raises(ConfigError, match="not a valid provider name"):
         load_config(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("headers: {'X-Team': \"a\\r\\nEvil: 1\"}", "one line of plain ASCII"),
+        ("headers: {'X-Team': 'zespół'}", "one line of plain ASCII"),
+        ("headers: {'Bad Name': 'x'}", "not a valid header name"),
+        ("headers: {'Content-Length': '5'}", "set by corral itself"),
+        ("headers: {'transfer-encoding': 'chunked'}", "set by corral itself"),
+        ("api_key: \"sk-\\r\\nX-Evil: 1\"", "printable ASCII"),
+        ("base_url: 'http://h/ścieżka'", "percent-encode"),
+    ],
+)
+def test_values_that_cannot_go_on_the_wire_are_config_errors(
+    tmp_path: Path, entry: str, fragment: str
+) -> None:
+    base = "" if entry.startswith("base_url") else "base_url: 'http://x', "
+    text = f"providers:\n  - {{name: a, type: openai, {base}{entry}}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert fragment in str(info.value)
+    assert "sk-" not in str(info.value)  # a key is never echoed, even a malformed one
+
+
+def test_header_and_key_values_that_can_go_on_the_wire_load(tmp_path: Path) -> None:
+    text = (
+        "providers:\n  - {name: a, type: openai, base_url: 'http://x/v1', api_key: 'sk-abc_123.=',"
+        " headers: {'X-Team': 'ml platform', 'OpenAI-Organization': 'org-1'}}\n"
+    )
+    provider = load_config(write(tmp_path, text), env={}).providers[0]
+    assert provider.api_key == "sk-abc_123.="
+    assert provider.headers == {"X-Team": "ml platform", "OpenAI-Organization": "org-1"}

@@ -70,6 +70,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any | None
     query: dict[str, str]
+    peer: Any = None  # the client's (host, port): which connection carried the request
 
 
 def select_fault(
@@ -114,6 +115,7 @@ class Recorder:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 json=body,
                 query=dict(request.query),
+                peer=request.transport.get_extra_info("peername") if request.transport else None,
             )
         )
         self.in_flight += 1

@@ -32,6 +32,8 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
+        self._head_received = 0  # bytes received while waiting for the end of the headers
+        self._error: TransportError | None = None  # raised inside a parser callback
         self._waiter: asyncio.Future[Response] | None = None  # waiting for the headers
         self._response: Response | None = None  # receiving its body
         self._read_timeout: float | None = None
@@ -54,11 +56,16 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(BadResponse(f"the upstream sent malformed HTTP ({exc})"))
+            # httptools wraps what a callback raised; such an error says more than its wrapper.
+            error, self._error = self._error, None
+            self._fail(error or BadResponse(f"the upstream sent malformed HTTP ({exc})"))
             self.abandon()
-        except TransportError as exc:  # raised by a callback below
-            self._fail(exc)
-            self.abandon()
+            return
+        if self._waiter is not None:  # the headers are still incomplete
+            self._head_received += len(data)
+            if self._head_received > MAX_HEADER_BYTES:
+                self._fail(BadResponse(f"the upstream's headers are larger than {MAX_HEADER_BYTES} bytes"))
+                self.abandon()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -87,7 +94,8 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
-            raise BadResponse(f"the upstream's headers are larger than {MAX_HEADER_BYTES} bytes")
+            self._error = BadResponse(f"the upstream's headers are larger than {MAX_HEADER_BYTES} bytes")
+            raise self._error
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
@@ -102,7 +110,8 @@ class Connection(asyncio.Protocol):
         waiter = self._waiter
         self._waiter = None
         if waiter is None or waiter.done():  # an answer nobody asked for, or asked and gave up
-            raise BadResponse("the upstream answered a request that was not pending")
+            self._error = BadResponse("the upstream answered a request that was not pending")
+            raise self._error
         self._response = Response(status, headers, self, self._read_timeout, self._loop)
         waiter.set_result(self._response)
 
@@ -141,6 +150,7 @@ class Connection(asyncio.Protocol):
         if transport is None or self.closed or transport.is_closing():
             raise Disconnected("the pooled connection had closed", before_response=True)
         self.requests += 1
+        self._head_received = 0
         self._read_timeout = read_timeout
         waiter = self._waiter = self._loop.create_future()
         transport.writelines(data)

@@ -82,20 +82,19 @@ class Pool:
         extra_headers: bytes = b"",
     ) -> Response:
         """Send ``method`` to ``prefix + path``; returns once the answer's headers are in.
+        HEAD is not offered: the parser would wait for the body a HEAD answer announces.
         ``extra_headers`` are header lines already encoded (``encode_headers``), so a constant
         set costs nothing per request. The caller reads the body, then calls ``release()`` (or
         uses ``async with``)."""
+        if method == "HEAD":
+            raise ValueError("HEAD requests are not supported by this client")
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._head + extra_headers
         if body is None:
-            data = (
-                [head, b"\r\n"]
-                if method in ("GET", "HEAD", "DELETE")
-                else [head, b"Content-Length: 0\r\n\r\n"]
-            )
+            data = [head, b"\r\n"] if method in ("GET", "DELETE") else [head, b"Content-Length: 0\r\n\r\n"]
         else:
             data = [head, b"Content-Length: %d\r\n\r\n" % len(body), body]
         for attempt in (1, 2):
-            conn = await self._acquire()
+            conn = await self._acquire(fresh=attempt == 2)
             reused = conn.requests > 0
             try:
                 return await conn.send(data, self.read_timeout)
@@ -109,11 +108,15 @@ class Pool:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _acquire(self) -> Connection:
+    async def _acquire(self, fresh: bool = False) -> Connection:
+        """A connection to send on: the newest idle one, else a new one (``fresh``: always new,
+        for the retry after a stale one)."""
         if self._closed:
             raise ConnectFailed("the client is closed")
-        idle = self._idle
+        idle: list[Connection] = [] if fresh else self._idle
         loop = asyncio.get_running_loop()
+        if fresh and self._idle and self._open >= self.max_connections:
+            self._drop(self._idle.pop(0))  # make room: its slot frees as it closes
         while idle:
             conn = idle.pop()
             if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
@@ -148,7 +151,7 @@ class Pool:
         except BaseException:
             if turn.done() and not turn.cancelled():
                 self._pass_turn()  # woken, then gave up: the wake-up goes to the next waiter
-            else:
+            elif turn in self._waiters:
                 self._waiters.remove(turn)
             raise
 
@@ -220,7 +223,9 @@ class Pool:
         for conn in idle:
             conn.abandon()
         while self._waiters:
-            self._waiters.popleft().cancel()
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_exception(ConnectFailed("the client is closed"))
         await asyncio.sleep(0)  # let the transports' connection_lost run
 
 
