@@ -213,3 +213,12 @@ def test_header_and_key_values_that_can_go_on_the_wire_load(tmp_path: Path) -> N
     provider = load_config(write(tmp_path, text), env={}).providers[0]
     assert provider.api_key == "sk-abc_123.="
     assert provider.headers == {"X-Team": "ml platform", "OpenAI-Organization": "org-1"}
+
+
+def test_a_path_that_could_split_the_request_line_is_a_config_error(tmp_path: Path) -> None:
+    text = (
+        "providers:\n  - {name: a, type: openai, base_url: 'http://x',"
+        ' paths: {chat: "/chat HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /admin"}}\n'
+    )
+    with pytest.raises(ConfigError, match="printable ASCII with no spaces"):
+        load_config(write(tmp_path, text), env={})

@@ -26,6 +26,7 @@ from corral.config.schema import (
 from corral.errors import ConfigError
 from corral.httpclient.pool import FRAMING
 
+_PATH = re.compile(r"/[\x21-\x7e]*")  # what can go in a request line as it is
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # used with fullmatch: no trailing newline
 _TOP_KEYS = {
@@ -234,6 +235,10 @@ def _provider(f: Fields) -> ProviderConfig:
             )
         if not value.startswith("/"):
             raise f.error(f"'{key}' must start with '/', got {value!r}.", "paths")
+        if not _PATH.fullmatch(value):
+            raise f.error(
+                f"'{key}' must be printable ASCII with no spaces; percent-encode the rest.", "paths"
+            )
     keep_alive = f.raw("keep_alive")
     if keep_alive is not None and (isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int)):
         raise f.error(

@@ -23,6 +23,7 @@ from corral.http.ollama_manage import Management
 from corral.http.openai_routes import read_json
 from corral.http.request_ids import request_id
 from corral.providers.ollama.provider import OllamaProvider
+from corral.providers.upstream import upstream_errors
 
 RUNNING = b"Ollama is running"
 DEFAULT_VERSION = "0.12.0"
@@ -131,7 +132,8 @@ class FleetRoutes:
                     "POST", provider.cfg.path("show"), {**body, "model": target.model}
                 )
                 try:
-                    raw = await resp.read()
+                    async with upstream_errors(provider.cfg):
+                        raw = await resp.read()
                     if resp.status == 200:
                         return web.Response(body=raw, content_type="application/json")
                     if resp.status != 404:

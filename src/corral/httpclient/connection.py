@@ -43,6 +43,8 @@ class Connection(asyncio.Protocol):
         self._draining: asyncio.TimerHandle | None = None
         self._drained = 0
         self.closed = False
+        self.counted = True  # holds one of the pool's slots until forgotten
+        self._in_head = False  # between the start of an answer and the end of its headers
         self.requests = 0  # sent on this connection so far
         self.idle_since = 0.0
 
@@ -55,6 +57,10 @@ class Connection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(BadResponse("the upstream switched protocols (HTTP 101), which corral does not speak"))
+            self.abandon()
+            return
         except httptools.HttpParserError as exc:
             # httptools wraps what a callback raised; such an error says more than its wrapper.
             error, self._error = self._error, None
@@ -70,7 +76,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self._response
-        if response is not None and not response.complete and self._ends_at_close():
+        if exc is None and response is not None and not response.complete and self._ends_at_close():
             # No Content-Length and not chunked: the body ends when the connection does.
             self._response = None
             response.finish()
@@ -91,7 +97,14 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._headers = {}
+        self._header_bytes = 0
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer: not part of the answer's headers
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             self._error = BadResponse(f"the upstream's headers are larger than {MAX_HEADER_BYTES} bytes")
@@ -102,6 +115,7 @@ class Connection(asyncio.Protocol):
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         status = self._parser.get_status_code()
         headers, self._headers, self._header_bytes = self._headers, {}, 0
         if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): skip it

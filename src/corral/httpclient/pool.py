@@ -10,6 +10,7 @@ answer arrived (the server had closed it while idle) is sent once more on a fres
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -21,6 +22,7 @@ from corral.httpclient.errors import ConnectFailed, ConnectTimeout, Disconnected
 from corral.httpclient.response import Response
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: nothing can split the request line
 # Headers that frame the request: configuring them would corrupt the exchange.
 FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"})
 
@@ -66,7 +68,8 @@ class Pool:
         self.keepalive = keepalive
         self._idle: list[Connection] = []
         self._open = 0  # connections that exist or are being opened
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -88,6 +91,8 @@ class Pool:
         uses ``async with``)."""
         if method == "HEAD":
             raise ValueError("HEAD requests are not supported by this client")
+        if not _PATH.fullmatch(path):
+            raise ValueError(f"not a request path this client sends: {path[:100]!r}")
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._head + extra_headers
         if body is None:
             data = [head, b"\r\n"] if method in ("GET", "DELETE") else [head, b"Content-Length: 0\r\n\r\n"]
@@ -107,76 +112,115 @@ class Pool:
         return _Pending(self.request("GET", path))
 
     # -- connections -----------------------------------------------------------------------
+    #
+    # A slot is counted in ``_open`` from the moment it is reserved until its connection is
+    # forgotten (closed), or the connect fails. A finished connection, or the slot of a closed
+    # one, goes straight to the first waiter, so waiters are served in order and a busy
+    # client cannot take a connection from under one.
 
     async def _acquire(self, fresh: bool = False) -> Connection:
-        """A connection to send on: the newest idle one, else a new one (``fresh``: always new,
-        for the retry after a stale one)."""
+        """A connection to send on: the newest idle one, else a new one (``fresh``: never an
+        idle one, for the retry after a stale one)."""
         if self._closed:
             raise ConnectFailed("the client is closed")
-        idle: list[Connection] = [] if fresh else self._idle
-        loop = asyncio.get_running_loop()
-        if fresh and self._idle and self._open >= self.max_connections:
-            self._drop(self._idle.pop(0))  # make room: its slot frees as it closes
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
-                return conn
-            self._drop(conn)
+        loop = self._loop or self._bind(asyncio.get_running_loop())
+        idle = self._idle
         try:
             async with asyncio.timeout(self.connect_timeout):
-                while self._open >= self.max_connections:
-                    await self._wait_turn(loop)
-                    while idle:
+                reserved = False
+                if not self._waiters:
+                    while idle and not fresh:
                         conn = idle.pop()
-                        if not conn.closed:
+                        if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
                             return conn
-                        self._drop(conn)
-                self._open += 1
+                        self._retire(conn)
+                        reserved = True
+                        break
+                    if not reserved and self._open < self.max_connections:
+                        self._open += 1
+                        reserved = True
+                    if not reserved and fresh and idle:
+                        self._retire(idle.pop(0))  # its slot, for the fresh connection
+                        reserved = True
+                if not reserved:
+                    handed = await self._wait_turn(loop)
+                    if handed is not None:
+                        return handed  # just finished an answer: not stale, so fine for `fresh`
                 try:
                     return await self._connect(loop)
                 except BaseException:
-                    self._open -= 1
-                    self._pass_turn()
+                    self._free_slot()
                     raise
         except TimeoutError:
             raise ConnectTimeout(
                 f"no connection to {self.host}:{self.port} within {self.connect_timeout:g} s"
             ) from None
 
-    async def _wait_turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        turn: asyncio.Future[None] = loop.create_future()
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        self._loop = loop
+        return loop
+
+    async def _wait_turn(self, loop: asyncio.AbstractEventLoop) -> Connection | None:
+        """Queue for a connection (returned) or a free slot (None: it is ours to connect on)."""
+        turn: asyncio.Future[Connection | None] = loop.create_future()
         self._waiters.append(turn)
         try:
-            await turn
+            return await turn
         except BaseException:
-            if turn.done() and not turn.cancelled():
-                self._pass_turn()  # woken, then gave up: the wake-up goes to the next waiter
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                handed = turn.result()  # given to us, then we gave up: pass it on
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self.put_back(handed)
             elif turn in self._waiters:
                 self._waiters.remove(turn)
             raise
 
-    def _pass_turn(self) -> None:
+    def _hand_over(self, handed: Connection | None) -> bool:
+        """Give a connection (or, with None, a slot) to the first request still waiting."""
         while self._waiters:
             turn = self._waiters.popleft()
             if not turn.done():
-                turn.set_result(None)
-                return
+                turn.set_result(handed)
+                return True
+        return False
+
+    def _free_slot(self) -> None:
+        if not self._hand_over(None):
+            self._open -= 1
+
+    def _retire(self, conn: Connection) -> None:
+        """Close an idle connection, keeping its slot for the caller."""
+        conn.counted = False
+        conn.abandon()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        """Open a connection on a slot already reserved; on failure the caller frees the slot."""
+        made: list[Connection] = []
+
+        def protocol() -> Connection:
+            made.append(Connection(self, loop))
+            return made[-1]
+
         try:
             _, conn = await loop.create_connection(
-                lambda: Connection(self, loop),
+                protocol,
                 self.host,
                 self.port,
                 ssl=self._ssl,
                 server_hostname=self.host if self._ssl is not None else None,
             )
-        except ssl.SSLCertVerificationError as exc:
-            raise TLSFailed(exc.verify_message or "certificate verify failed") from None
-        except ssl.SSLError as exc:
-            raise TLSFailed(exc.reason or exc.__class__.__name__) from None
-        except OSError as exc:
-            raise ConnectFailed(exc.strerror or exc.__class__.__name__) from None
+        except BaseException as exc:
+            for half in made:  # a connection cut short mid-setup must not free the slot again
+                self._retire(half)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise TLSFailed(exc.verify_message or "certificate verify failed") from None
+            if isinstance(exc, ssl.SSLError):
+                raise TLSFailed(exc.reason or exc.__class__.__name__) from None
+            if isinstance(exc, OSError):
+                raise ConnectFailed(exc.strerror or str(exc)[:300] or exc.__class__.__name__) from None
+            raise
         return conn
 
     def put_back(self, conn: Connection) -> None:
@@ -184,33 +228,34 @@ class Pool:
         if self._closed:
             conn.abandon()
             return
-        loop = asyncio.get_running_loop()
+        if conn.closed:
+            return  # its forget() frees the slot
+        if self._hand_over(conn):
+            return
+        loop = self._loop or self._bind(asyncio.get_running_loop())
         conn.idle_since = loop.time()
         self._idle.append(conn)
-        if self._waiters:
-            self._pass_turn()
-        elif self._sweeper is None:
+        if self._sweeper is None:
             self._sweeper = loop.call_later(self.keepalive, self._sweep)
 
     def forget(self, conn: Connection) -> None:
-        """A connection closed (either side): free its slot."""
+        """A connection closed (either side): its slot goes to a waiter, or is freed."""
+        if not conn.counted:
+            return
+        conn.counted = False
         if conn in self._idle:
             self._idle.remove(conn)
-        self._open -= 1
-        self._pass_turn()
-
-    def _drop(self, conn: Connection) -> None:
-        conn.abandon()  # its connection_lost calls forget(), which frees the slot
+        self._free_slot()
 
     def _sweep(self) -> None:
         self._sweeper = None
         if not self._idle:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind(asyncio.get_running_loop())
         cutoff = loop.time() - self.keepalive
         for conn in [c for c in self._idle if c.idle_since <= cutoff]:
             self._idle.remove(conn)
-            conn.abandon()
+            conn.abandon()  # its forget() frees the slot
         if self._idle:
             self._sweeper = loop.call_later(self.keepalive, self._sweep)
 

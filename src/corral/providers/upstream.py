@@ -40,7 +40,8 @@ KEEPALIVE = 30.0  # seconds an unused upstream connection stays open
 
 def make_pool(cfg: ProviderConfig) -> Pool:
     headers = dict(cfg.headers)
-    if cfg.api_key:
+    if cfg.api_key:  # the key wins over an Authorization header set by hand, in any case
+        headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
         headers["Authorization"] = f"Bearer {cfg.api_key}"
     return Pool(
         cfg.base_url,
