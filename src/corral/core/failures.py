@@ -48,7 +48,7 @@ def classify(
         if code in _CLIENT_ERRORS:
             attempts.append(AttemptRecord(route, target, exc.message, status, error=exc))
             return False
-        if code in (401, 403):
+        if code in (401, 403) or 300 <= code < 400:  # bad key, or base_url points at a redirect
             state.record_misconfigured(exc.message)
         elif code == 404:
             refresh(target.provider)

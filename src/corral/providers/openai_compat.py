@@ -55,7 +55,7 @@ class OpenAIProvider:
         data = with_model(call.raw, call.body, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self._pool.request("POST", self._paths[call.endpoint], data, JSON_BODY)
-        if resp.status >= 400:
+        if resp.status >= 300:
             try:
                 raise await rejected(self.cfg, resp)
             finally:
@@ -103,7 +103,7 @@ class OpenAIProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         async with upstream_errors(self.cfg), self._pool.get(self.cfg.path("models")) as resp:
-            if resp.status >= 400:
+            if resp.status >= 300:
                 raise await rejected(self.cfg, resp)
             raw = await resp.read()
         try:

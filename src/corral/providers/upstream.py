@@ -117,6 +117,21 @@ def _closed(exc: Disconnected) -> str:
 
 async def rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
     """Build the error for a non-2xx upstream answer, reading a bounded part of its body."""
+    if 300 <= resp.status < 400:
+        resp.close()
+        try:
+            target = urlsplit(resp.headers.get("location", ""))
+            port = f":{target.port}" if target.port else ""
+        except ValueError:
+            target, port = urlsplit(""), ""
+        # Scheme, host and path only: no credentials or query string from the upstream's answer.
+        to = f" to {target.scheme}://{target.hostname}{port}{target.path}" if target.hostname else ""
+        return UpstreamRejected(
+            cfg.name,
+            resp.status,
+            f"redirected{to}; corral does not follow redirects. Set this provider's base_url "
+            "to the address it redirects to.",
+        )
     if resp.status in (401, 403):
         return UpstreamRejected(
             cfg.name,
@@ -175,7 +190,7 @@ async def health_get(cfg: ProviderConfig, pool: Pool, path: str) -> Probe | tupl
             misconfigured=True,
             error=f"Upstream '{cfg.name}' rejected corral's credentials (HTTP {status}).",
         )
-    if status >= 400:
+    if status >= 300:
         return Probe(
             ok=False, latency_ms=latency, error=f"Upstream '{cfg.name}' health check got HTTP {status}."
         )

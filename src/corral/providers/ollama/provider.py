@@ -112,7 +112,7 @@ class OllamaProvider:
                 resp = await self._pool.request("POST", path, payload, JSON_BODY)
         except TimeoutError:
             raise self._no_first_token(first_byte_timeout) from None
-        if resp.status >= 400:
+        if resp.status >= 300:
             try:
                 raise await rejected(self.cfg, resp)
             finally:
@@ -252,7 +252,7 @@ class OllamaProvider:
 
     async def list_models(self) -> list[ModelInfo]:
         async with upstream_errors(self.cfg), self._pool.get(self.cfg.path("models")) as resp:
-            if resp.status >= 400:
+            if resp.status >= 300:
                 raise await rejected(self.cfg, resp)
             raw = await resp.read()
         try:
