@@ -190,7 +190,7 @@ def test_provider_names_cannot_end_in_a_newline(tmp_path: Path) -> None:
         ("headers: {'Bad Name': 'x'}", "not a valid header name"),
         ("headers: {'Content-Length': '5'}", "set by corral itself"),
         ("headers: {'transfer-encoding': 'chunked'}", "set by corral itself"),
-        ("api_key: \"sk-\\r\\nX-Evil: 1\"", "printable ASCII"),
+        ('api_key: "sk-\\r\\nX-Evil: 1"', "printable ASCII"),
         ("base_url: 'http://h/ścieżka'", "percent-encode"),
     ],
 )
