@@ -236,22 +236,34 @@ def provider(base_url: str, **fields) -> ProviderConfig:
     return ProviderConfig(name="up", type="openai", base_url=base_url, api_key="sk-secret-123", **fields)
 
 
-async def test_connect_refused_is_connect_failed_and_upstream_unreachable() -> None:
-    port = free_port()  # bound, then closed: nothing listens there
-    cfg = provider(f"http://127.0.0.1:{port}/v1", max_connections=1, connect_timeout=2.0)
+async def fails_twice_then_maps(
+    base_url: str, raw: type[Exception], mapped: type[UpstreamError], code: str, where: str
+) -> None:
+    """A connect failure raises ``raw`` and frees its slot (so the second try fails the same way,
+    not with ConnectTimeout); through upstream_errors it is ``mapped`` with ``code``, naming
+    ``where`` and never the key."""
+    cfg = provider(base_url, max_connections=1, connect_timeout=2.0)
     client = make_pool(cfg)
     try:
-        with pytest.raises(ConnectFailed):
+        with pytest.raises(raw):
             await client.request("GET", "/models")
         assert client.in_use == 0
-        with pytest.raises(UpstreamUnavailable) as caught:
+        with pytest.raises(mapped) as caught:
             async with upstream_errors(cfg):
-                await client.request("GET", "/models")  # the slot was freed: not a ConnectTimeout
+                await client.request("GET", "/models")
     finally:
         await client.close()
-    assert caught.value.code == "upstream_unreachable"
-    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert caught.value.code == code
+    assert where in str(caught.value)
     assert "sk-secret" not in str(caught.value)
+
+
+async def test_connect_refused_is_connect_failed_and_upstream_unreachable() -> None:
+    port = free_port()  # bound, then closed: nothing listens there
+    where = f"127.0.0.1:{port}"
+    await fails_twice_then_maps(
+        f"http://{where}/v1", ConnectFailed, UpstreamUnavailable, "upstream_unreachable", where
+    )
 
 
 # -- the request on the wire -------------------------------------------------------------------
@@ -355,18 +367,8 @@ async def test_tls_verifies_against_trusted_roots(tls_server, pool, certificate,
 
 
 async def test_untrusted_certificate_is_tls_failed_and_upstream_tls(tls_server) -> None:
-    cfg = provider(tls_server.url(scheme="https"), max_connections=1, connect_timeout=2.0)
-    client = make_pool(cfg)
-    try:
-        with pytest.raises(TLSFailed):
-            await client.request("GET", "/")
-        assert client.in_use == 0
-        with pytest.raises(UpstreamError) as caught:
-            async with upstream_errors(cfg):
-                await client.request("GET", "/")  # the slot was freed: TLS fails again
-    finally:
-        await client.close()
-    assert caught.value.code == "upstream_tls"
-    assert f"127.0.0.1:{tls_server.port}" in str(caught.value)
-    assert "sk-secret" not in str(caught.value)
+    where = f"127.0.0.1:{tls_server.port}"
+    await fails_twice_then_maps(
+        tls_server.url(scheme="https"), TLSFailed, UpstreamError, "upstream_tls", where
+    )
     assert tls_server.requests == []
