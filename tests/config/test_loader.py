@@ -222,3 +222,8 @@ def test_a_path_that_could_split_the_request_line_is_a_config_error(tmp_path: Pa
     )
     with pytest.raises(ConfigError, match="printable ASCII with no spaces"):
         load_config(write(tmp_path, text), env={})
+
+
+def test_a_fractional_request_limit_for_a_user_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"user_limits\.alice.*whole number"):
+        load_config(write(tmp_path, "user_limits:\n  alice: {rpm: 2.5}\n"), env={})

@@ -40,7 +40,17 @@ def test_budget_without_period_is_monthly() -> None:
     assert limits.period is not None and limits.period.months == 1
 
 
-@pytest.mark.parametrize("bad", [{"rpm": -1}, {"tpm": "many"}, {"max_budget": float("nan")}, {"rpm": True}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rpm": -1},
+        {"tpm": "many"},
+        {"max_budget": float("nan")},
+        {"rpm": True},
+        {"rpm": 2.5},
+        {"max_parallel": 0.5},
+    ],
+)
 def test_bad_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest, match="ask an admin"):
         Limits.from_mapping(bad)
@@ -147,3 +157,9 @@ def test_rate_limited_is_a_429_naming_the_limit_and_the_fix() -> None:
     assert budget.message.startswith("The user who owns this key is over its max_budget (25 per 30d period)")
     assert "retry in 3 days" in budget.message and "alice" not in budget.message
     assert RateLimited("key:x", "max_parallel", 2, 0.0).retry_after == 1
+
+
+def test_whole_floats_and_fractional_budgets_are_read() -> None:
+    limits = Limits.from_mapping({"rpm": 60.0, "max_budget": 2.5})
+    assert limits.rpm == 60 and isinstance(limits.rpm, int)
+    assert limits.max_budget == 2.5

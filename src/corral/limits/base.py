@@ -66,6 +66,11 @@ def _number(m: Mapping[str, Any], name: str, kind: type[int] | type[float]) -> A
             f"This key's limit '{name}' is {value!r}, not a non-negative number; ask an admin to fix it.",
             param=f"limits.{name}",
         )
+    if kind is int and not float(value).is_integer():  # rpm 2.5 is not silently 2
+        raise InvalidRequest(
+            f"This key's limit '{name}' is {value!r}, not a whole number; ask an admin to fix it.",
+            param=f"limits.{name}",
+        )
     return kind(value)
 
 
