@@ -216,3 +216,23 @@ async def test_a_hung_usage_read_times_out_and_is_retried(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_limiter_that_lost_its_counts_gets_them_back_at_the_next_full_read(store: Store) -> None:
+    daily = {"max_budget": 1.0, "budget_period": "1d"}
+    key = (await store.keys.create(actor="t", limits=daily)).record.id
+    await spend(store, (key, None, TODAY + timedelta(hours=1), 1.5))
+    now = [NOW.timestamp()]
+    limiter = InProcessLimiter(clock=lambda: now[0])
+    cache = await cache_of(store)
+    seeder = BudgetSeeder(limiter, store.engine, cache.records, clock=lambda: now[0], reseed_every=300.0)
+    assert await seeder.seed_due() == 1
+    assert await refused(limiter, f"key:{key}", daily)
+
+    limiter.__init__(clock=lambda: now[0])  # type: ignore[misc]  # its store lost every count (a Redis flush)
+    assert not await refused(limiter, f"key:{key}", daily)
+    now[0] += 299.0
+    assert await seeder.seed_due() == 0  # not yet: budgets already read are not read again
+    now[0] += 1.0
+    assert await seeder.seed_due() == 1
+    assert await refused(limiter, f"key:{key}", daily)

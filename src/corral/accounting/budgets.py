@@ -11,7 +11,10 @@ restarts, but not across a Redis restart or flush). ``BudgetSeeder.run`` is a ba
   ``Limiter.seed_spend`` under the subject the Accountant uses ("key:<id>", "user:<name>");
 * afterwards, a key whose budget period appears or changes is seeded again: at once for
   changes made through this process (``wake`` listens to the key repository), within one
-  interval for changes made through another replica (each pass looks at the key cache).
+  interval for changes made through another replica (each pass looks at the key cache);
+* and every budget is read again every ``reseed_every`` seconds (5 minutes by default), so a
+  shared limiter that lost its counts mid-window (Redis restarted or flushed) has them back
+  within that time instead of at the next window.
 
 It fails open: serving never waits for it. When the usage table cannot be read, or the limiter
 cannot take the sum (a Redis limiter counts that in ``stats.errors`` instead of raising), a
@@ -51,6 +54,7 @@ Budget = tuple[Who, str, Limits]  # the usage column, the key id or user, the li
 
 SEED_TIMEOUT = 30.0  # seconds for one pass of reads; on timeout it is retried next interval
 SPILL_WAIT = 10.0  # seconds the first pass waits for the usage writer to replay its spill file
+RESEED_EVERY = 300.0  # seconds between full re-reads (a flushed Redis gets its counts back)
 
 
 class LimiterUnavailable(Exception):
@@ -69,12 +73,15 @@ class BudgetSeeder:
         *,
         clock: Callable[[], float] = time.time,
         spill_drained: asyncio.Event | None = None,
+        reseed_every: float = RESEED_EVERY,
     ) -> None:
         self._limiter = limiter
         self._spill_drained = spill_drained
         self._engine = engine
         self._records = records
         self._clock = clock
+        self._reseed_every = reseed_every
+        self._last_full = clock()
         self._users: dict[str, Budget] = {}
         for user, mapping in (user_limits or {}).items():
             limits = Limits.from_mapping(mapping)  # checked by the config loader
@@ -111,6 +118,10 @@ class BudgetSeeder:
     async def seed_due(self) -> int:
         """Seed every subject whose budget was not read yet for its current period; return how
         many had spent something. Never raises: a failure is logged and retried next pass."""
+        now = self._clock()
+        if now - self._last_full >= self._reseed_every:
+            self._seeded.clear()  # read everything again: seeding keeps the larger count, so it is safe
+            self._last_full = now
         due = self._due()
         if not due:
             return 0
