@@ -27,7 +27,7 @@ import load
 import run
 
 
-def start(exe: str, mock_url: str, mock_port: int) -> tuple[subprocess.Popen[bytes], str, str]:
+def start(exe: str, mock_port: int) -> tuple[subprocess.Popen[bytes], str, str]:
     tmp = Path(tempfile.mkdtemp(prefix="corral-ab-"))
     (tmp / "home").mkdir()
     config = tmp / "corral.yaml"
@@ -60,7 +60,7 @@ def main() -> None:
     try:
         run.wait_http(mock_url + "/api/version", mock, 15)
         for name, exe in (("A", args.a), ("B", args.b)):
-            proc, url, key = start(exe, mock_url, mock_port)
+            proc, url, key = start(exe, mock_port)
             builds[name] = (proc, load.select_cells(load.build_cells(mock_url, url, key), args.cells))
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _, cells in builds.values():

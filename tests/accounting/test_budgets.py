@@ -161,15 +161,12 @@ async def rename(store: Store, old: str, new: str) -> None:
 
 
 class DownLimiter(InProcessLimiter):
-    """A limiter whose store is down: like the Redis limiter, seed_spend counts an error, not raises."""
+    """A limiter whose store is down: like the Redis limiter, seed_spend says so, not raises."""
 
     down = True
 
-    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> None:
-        if self.down:
-            self.stats.errors += 1
-            return
-        await super().seed_spend(subject, limits, spent)
+    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> bool:
+        return not self.down and await super().seed_spend(subject, limits, spent)
 
 
 async def test_a_seed_the_limiter_could_not_take_is_tried_again(

@@ -161,11 +161,17 @@ def held_answers(release: asyncio.Event):
     return handler
 
 
-async def test_second_request_waits_for_the_only_connection(serve, pool) -> None:
+async def one_held_connection(serve, pool, connect_timeout: float):
+    """A pool of one connection, busy with an answer whose end waits for ``release.set()``."""
     release = asyncio.Event()
     server = await serve(held_answers(release))
-    client = pool(server.url(), max_connections=1, connect_timeout=5.0)
+    client = pool(server.url(), max_connections=1, connect_timeout=connect_timeout)
     first = await client.request("GET", "/held")
+    return release, server, client, first
+
+
+async def test_second_request_waits_for_the_only_connection(serve, pool) -> None:
+    release, server, client, first = await one_held_connection(serve, pool, 5.0)
     second = asyncio.create_task(client.request("GET", "/next"))
     await asyncio.sleep(0.2)
     assert not second.done()
@@ -178,10 +184,7 @@ async def test_second_request_waits_for_the_only_connection(serve, pool) -> None
 
 
 async def test_waiting_longer_than_connect_timeout_is_connect_timeout(serve, pool) -> None:
-    release = asyncio.Event()
-    server = await serve(held_answers(release))
-    client = pool(server.url(), max_connections=1, connect_timeout=0.3)
-    first = await client.request("GET", "/held")
+    release, server, client, first = await one_held_connection(serve, pool, 0.3)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(ConnectTimeout) as caught:
@@ -195,10 +198,7 @@ async def test_waiting_longer_than_connect_timeout_is_connect_timeout(serve, poo
 
 
 async def test_cancelled_waiter_leaks_no_slot(serve, pool) -> None:
-    release = asyncio.Event()
-    server = await serve(held_answers(release))
-    client = pool(server.url(), max_connections=1, connect_timeout=5.0)
-    first = await client.request("GET", "/held")
+    release, server, client, first = await one_held_connection(serve, pool, 5.0)
     waiter = asyncio.create_task(client.request("GET", "/never"))
     await asyncio.sleep(0.05)
     waiter.cancel()
@@ -217,10 +217,7 @@ async def test_cancelled_waiter_leaks_no_slot(serve, pool) -> None:
 
 
 async def test_close_with_a_waiting_request_fails_it_cleanly(serve, pool) -> None:
-    release = asyncio.Event()
-    server = await serve(held_answers(release))
-    client = pool(server.url(), max_connections=1, connect_timeout=5.0)
-    first = await client.request("GET", "/held")
+    _release, _server, client, first = await one_held_connection(serve, pool, 5.0)
     waiter = asyncio.create_task(client.request("GET", "/next"))
     await asyncio.sleep(0.05)
     await client.close()

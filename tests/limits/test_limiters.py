@@ -208,7 +208,7 @@ async def test_admit_many_is_all_or_nothing(make_limiter: MakeLimiter) -> None:
 async def test_seed_spend_restores_a_budget(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter()
     limits = Limits(max_budget=5.0, budget_period="monthly")
-    await limiter.seed_spend(KEY, limits, 4.5)
+    assert await limiter.seed_spend(KEY, limits, 4.5)
     await limiter.seed_spend(KEY, limits, 1.0)  # never lowers it
     (lease,) = await admit_n(limiter, 1, limits)
     await lease.done(tokens=0, cost=0.5)

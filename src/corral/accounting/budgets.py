@@ -17,7 +17,7 @@ restarts, but not across a Redis restart or flush). ``BudgetSeeder.run`` is a ba
   within that time instead of at the next window.
 
 It fails open: serving never waits for it. When the usage table cannot be read, or the limiter
-cannot take the sum (a Redis limiter counts that in ``stats.errors`` instead of raising), a
+cannot take the sum (``seed_spend`` returns False: a Redis limiter fails open), a
 warning is logged and the next pass (``interval`` seconds later) tries again; until then the
 limiter counts spend from the start of the process only, so a budget can be overspent by what
 was spent earlier in the window. Seeding never lowers a count (``seed_spend`` keeps the larger of the two),
@@ -176,9 +176,7 @@ class BudgetSeeder:
                 if limits.period.start(self._clock()) != start:
                     continue  # the window turned while reading: the next pass reads the new one
                 if spent.get(name):
-                    errors = self._limiter.stats.errors
-                    await self._limiter.seed_spend(subject, limits, spent[name])
-                    if self._limiter.stats.errors != errors:
+                    if not await self._limiter.seed_spend(subject, limits, spent[name]):
                         raise LimiterUnavailable("the limiter's store did not take the spend (see its log)")
                     count += 1
                 self._seeded[subject] = limits.period

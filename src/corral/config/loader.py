@@ -24,10 +24,8 @@ from corral.config.schema import (
     ServerConfig,
 )
 from corral.errors import ConfigError
-from corral.httpclient.pool import FRAMING
+from corral.httpclient.pool import FRAMING, HEADER_NAME, REQUEST_PATH
 
-_PATH = re.compile(r"/[\x21-\x7e]*")  # what can go in a request line as it is
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # used with fullmatch: no trailing newline
 _TOP_KEYS = {
     "master_key",
@@ -235,7 +233,7 @@ def _provider(f: Fields) -> ProviderConfig:
             )
         if not value.startswith("/"):
             raise f.error(f"'{key}' must start with '/', got {value!r}.", "paths")
-        if not _PATH.fullmatch(value):
+        if not REQUEST_PATH.fullmatch(value):
             raise f.error(
                 f"'{key}' must be printable ASCII with no spaces; percent-encode the rest.", "paths"
             )
@@ -283,7 +281,7 @@ def _headers(f: Fields) -> dict[str, str]:
     for name, value in headers.items():
         if name.lower() in FRAMING:
             raise f.error(f"'{name}' is set by corral itself; remove it.", "headers")
-        if not _TOKEN.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             raise f.error(f"{name!r} is not a valid header name (letters, digits and -).", "headers")
         if not value.isascii() or any(c in value for c in "\r\n\0"):
             raise f.error(f"the value of '{name}' must be one line of plain ASCII.", "headers")

@@ -62,16 +62,10 @@ async def accounting(
             spill_drained=writer.spill_drained if writer is not None else None,
         )
 
-    types: dict[str, str] = {}
-    seen: list[object] = [None]
-
     def provider_type(name: str) -> str | None:
-        """The provider's type; the map is rebuilt only when the gateway's config changes."""
-        if seen[0] is not gateway.config:
-            types.clear()
-            types.update({p.name: p.type for p in gateway.config.providers})
-            seen[0] = gateway.config
-        return types.get(name)
+        """The provider's type, from its deployment state (swapped with the config)."""
+        state = gateway.fleet.states.get(name)
+        return state.type if state is not None else None
 
     acct = Accountant(
         writer=writer,

@@ -8,7 +8,6 @@ instance's progress lines merged, each tagged with ``"instance"``, then one summ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from corral.http.request_ids import request_id
 from corral.httpclient import TransportError
 from corral.providers.ollama.provider import OllamaProvider, ndjson_batches
 from corral.providers.upstream import error_detail
+from corral.tasks import stop_tasks
 
 NDJSON = "application/x-ndjson"
 Event = tuple[str, dict[str, Any] | None, str | None, bool]  # instance, progress line, error, finished
@@ -96,11 +96,7 @@ class Management:
                 elif line is not None and response is not None:
                     await response.write(orjson.dumps({**line, "instance": name}) + b"\n")
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
             gw = self._gateway(request)
             for p in targets:
                 gw.refresh_soon(p.name)

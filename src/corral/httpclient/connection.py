@@ -148,8 +148,7 @@ class Connection(asyncio.Protocol):
         keep = self._parser.should_keep_alive() and not self.closed
         if response is not None:
             response.finish()
-        if self._paused:
-            self.resume()
+        self.resume()
         if keep:
             self._got_bytes = False
             self._pool.put_back(self)

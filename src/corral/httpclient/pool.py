@@ -22,7 +22,9 @@ from corral.httpclient.errors import ConnectFailed, ConnectTimeout, Disconnected
 from corral.httpclient.response import Response
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: nothing can split the request line
+# What may go on the wire as it is (config validation uses the same two patterns):
+REQUEST_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: cannot split the request line
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 # Headers that frame the request: configuring them would corrupt the exchange.
 FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"})
 
@@ -88,10 +90,10 @@ class Pool:
         HEAD is not offered: the parser would wait for the body a HEAD answer announces.
         ``extra_headers`` are header lines already encoded (``encode_headers``), so a constant
         set costs nothing per request. The caller reads the body, then calls ``release()`` (or
-        uses ``async with``)."""
+        ``close()`` to cut it short); ``get`` does that for a GET."""
         if method == "HEAD":
             raise ValueError("HEAD requests are not supported by this client")
-        if not _PATH.fullmatch(path):
+        if not REQUEST_PATH.fullmatch(path):
             raise ValueError(f"not a request path this client sends: {path[:100]!r}")
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1") + self._head + extra_headers
         if body is None:
@@ -125,23 +127,22 @@ class Pool:
             raise ConnectFailed("the client is closed")
         loop = self._loop or self._bind(asyncio.get_running_loop())
         idle = self._idle
+        reserved = False
+        if not self._waiters:
+            if idle and not fresh:  # the usual case: no timer, no await
+                conn = idle.pop()
+                if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
+                    return conn
+                self._retire(conn)  # the newest is stale, so are the older ones: keep its slot
+                reserved = True
+            elif self._open < self.max_connections:
+                self._open += 1
+                reserved = True
+            elif fresh and idle:
+                self._retire(idle.pop(0))  # its slot, for the fresh connection
+                reserved = True
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reserved = False
-                if not self._waiters:
-                    while idle and not fresh:
-                        conn = idle.pop()
-                        if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
-                            return conn
-                        self._retire(conn)
-                        reserved = True
-                        break
-                    if not reserved and self._open < self.max_connections:
-                        self._open += 1
-                        reserved = True
-                    if not reserved and fresh and idle:
-                        self._retire(idle.pop(0))  # its slot, for the fresh connection
-                        reserved = True
                 if not reserved:
                     handed = await self._wait_turn(loop)
                     if handed is not None:
@@ -296,7 +297,7 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
     """Header lines, refusing names or values that could split the request."""
     lines = []
     for name, value in headers.items():
-        if not name or any(c in name for c in ":\r\n\0 ") or any(c in value for c in "\r\n\0"):
+        if not HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
             raise ValueError(f"header {name!r} has a character not allowed in an HTTP header")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("latin-1")

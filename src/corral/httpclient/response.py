@@ -38,13 +38,15 @@ class Response:
         self,
         status: int,
         headers: Mapping[str, str],
-        conn: Connection | None,
+        conn: Connection,
         read_timeout: float | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.status = status
         self.headers = headers  # names in lower case
-        self._conn = conn  # None once the body is complete (the connection is back in its pool)
+        self._conn: Connection | None = (
+            conn  # None once the body is complete (the connection is back in its pool)
+        )
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._done = False
@@ -156,9 +158,3 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.abandon()
-
-    async def __aenter__(self) -> Response:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()

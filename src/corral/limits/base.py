@@ -176,9 +176,10 @@ class Limiter(Protocol):
         any of them takes nothing from the others. One lease covers them all."""
         ...
 
-    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> None:
+    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> bool:
         """Raise the current period's recorded spend to at least ``spent`` (e.g. from the usage
-        store at start, so a restart does not reset budgets)."""
+        store at start, so a restart does not reset budgets). False if the limiter's store did
+        not take it (it fails open: it does not raise)."""
         ...
 
     async def close(self) -> None: ...

@@ -173,12 +173,13 @@ class InProcessLimiter:
                 state.roll_budget(limits, now)
                 state.spent += cost
 
-    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> None:
+    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> bool:
         if limits.max_budget is None:
-            return
+            return True
         state = self._state(subject)
         state.roll_budget(limits, self._clock())
         state.spent = max(state.spent, spent)
+        return True
 
     def _sweep(self, minute: int, now: float) -> None:
         for subject in [s for s, state in self._subjects.items() if state.idle(minute, now)]:

@@ -280,9 +280,9 @@ class RedisLimiter:
                         pipe.zrem(self._key(subject, "par"), member)
                 await pipe.execute()
 
-    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> None:
+    async def seed_spend(self, subject: str, limits: Limits, spent: float) -> bool:
         if limits.period is None:
-            return
+            return True
         now = self._clock()
         window, end = limits.period.window(now)
         key = self._key(subject, "spend", limits.period.text, window)
@@ -290,6 +290,8 @@ class RedisLimiter:
             await self._seed_script(keys=[key], args=[repr(float(spent)), math.ceil(end - now) + 60])
         except STORE_ERRORS as exc:
             self._failed(exc)
+            return False
+        return True
 
     def _unavailable(self, exc: BaseException | None) -> Lease:
         if exc is not None:

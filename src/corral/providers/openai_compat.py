@@ -56,10 +56,7 @@ class OpenAIProvider:
         async with upstream_errors(self.cfg):
             resp = await self._pool.request("POST", self._paths[call.endpoint], data, JSON_BODY)
         if resp.status >= 300:
-            try:
-                raise await rejected(self.cfg, resp)
-            finally:
-                resp.release()
+            raise await rejected(self.cfg, resp)
         content_type = resp.headers.get("content-type", "application/json")
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")

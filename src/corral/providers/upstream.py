@@ -33,7 +33,6 @@ from corral.httpclient import (
 from corral.httpclient.pool import encode_headers
 
 MAX_ERROR_BODY = 64 * 1024
-MAX_LINE = 8 * 1024 * 1024
 JSON_BODY = encode_headers({"Content-Type": "application/json"})
 KEEPALIVE = 30.0  # seconds an unused upstream connection stays open
 
@@ -116,9 +115,16 @@ def _closed(exc: Disconnected) -> str:
 
 
 async def rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
-    """Build the error for a non-2xx upstream answer, reading a bounded part of its body."""
+    """Build the error for a non-2xx upstream answer, reading a bounded part of its body.
+    The answer is released here: callers only raise what this returns."""
+    try:
+        return await _rejected(cfg, resp)
+    finally:
+        resp.release()
+
+
+async def _rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
     if 300 <= resp.status < 400:
-        resp.close()
         try:
             target = urlsplit(resp.headers.get("location", ""))
             port = f":{target.port}" if target.port else ""
@@ -143,8 +149,6 @@ async def rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
         raw = await asyncio.wait_for(resp.read(MAX_ERROR_BODY), timeout=5)
     except (TransportError, TimeoutError):
         raw = b""
-    finally:
-        resp.release()
     return UpstreamRejected(cfg.name, resp.status, scrub(cfg, error_detail(raw)))
 
 

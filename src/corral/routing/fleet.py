@@ -84,13 +84,8 @@ class Fleet:
             now = time.monotonic()
             warming = now < warm_until
             chosen = next((t for t in order if self._free(t, now, panic)), None)
-            if (
-                chosen is not None
-                and chosen is not best
-                and warming
-                and self._worth_waiting(best, chosen, num_ctx, now)
-            ):
-                chosen = None
+            if chosen is not None and not self._usable(chosen, best, num_ctx, now, panic, warming):
+                chosen = None  # free but cold while the warm best may free up: wait for it
             if chosen is not None:
                 trial = self.states[chosen.provider].start(now)
                 if woken_by is not None and woken_by != chosen.provider:

@@ -113,10 +113,7 @@ class OllamaProvider:
         except TimeoutError:
             raise self._no_first_token(first_byte_timeout) from None
         if resp.status >= 300:
-            try:
-                raise await rejected(self.cfg, resp)
-            finally:
-                resp.release()
+            raise await rejected(self.cfg, resp)
         return resp
 
     async def manage(self, method: str, path: str, payload: Any = None) -> Response:
