@@ -85,6 +85,9 @@ class Outcome:
         b""  # else: the body, or the last bytes of a stream, to read usage from later (off the hot path)
     )
     first_byte_at: float | None = None  # monotonic time the first byte went to the client
+    # Set by the provider just before it yields a stream's last chunk, so the writer can send
+    # that chunk and the end marker in one write instead of two.
+    ended: bool = False
 
 
 @dataclass(slots=True)

@@ -7,8 +7,9 @@ discovery) is built on startup inside the event loop and closed on cleanup.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,6 +21,7 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
+from corral.http.exchange import Exchange
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
@@ -27,6 +29,8 @@ from corral.http.openai_routes import OpenAIRoutes
 from corral.http.serving import ACCOUNTANT
 
 GATEWAY = web.AppKey("gateway", Gateway)
+# POST path -> handler of the routes the lean server (corral.edge) serves itself
+HOT_ROUTES = web.AppKey("hot_routes", dict[str, Callable[[Exchange], Awaitable[None]]])
 CONTROL = web.AppKey("control", ControlPlane)
 
 
@@ -73,13 +77,17 @@ def create_app(
             if plane is not None:
                 await plane.close()
 
-    def engine(request: web.Request) -> Engine:
-        return request.app[GATEWAY].engine
+    def engine(parts: Mapping[Any, Any]) -> Engine:
+        gateway: Gateway = parts[GATEWAY]
+        return gateway.engine
 
     app.cleanup_ctx.append(lifecycle)
-    OpenAIRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
+    openai = OpenAIRoutes(engine, auth, config.server.max_request_bytes)
+    openai.add_to(app)
     add_admin_routes(app, auth)
-    OllamaRoutes(engine, auth, config.server.max_request_bytes).add_to(app)
+    ollama = OllamaRoutes(engine, auth, config.server.max_request_bytes)
+    ollama.add_to(app)
+    app[HOT_ROUTES] = {**openai.hot_routes(), **ollama.hot_routes()}
     FleetRoutes(lambda request: request.app[GATEWAY], auth, config.server.max_request_bytes).add_to(app)
     app.router.add_get("/metrics", metrics_route(auth, config.server.metrics_auth))
     app.router.add_get("/healthz", healthz)

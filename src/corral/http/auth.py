@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-
-from aiohttp import web
+from collections.abc import Mapping
+from typing import Protocol
 
 from corral.errors import AuthenticationFailed, PermissionDenied
 from corral.keys.cache import KeyCache
@@ -23,17 +23,21 @@ _MISSING = (
 )
 _WRONG = "The API key is not valid. Check the key you are sending; it is not shown here."
 MAX_KEY = 512
-PRINCIPAL = web.RequestKey("principal", Principal)
 
 
-def presented_key(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization")
+class HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def presented_key(request: HasHeaders) -> str | None:
+    header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
-    key = request.headers.get("X-API-Key")
+    key = request.headers.get("x-api-key")
     return key.strip() if key else None
 
 
@@ -43,7 +47,7 @@ class Authenticator:
         self.keys = keys
         self._master_principal = Principal.master()
 
-    def principal(self, request: web.Request) -> Principal:
+    def principal(self, request: HasHeaders) -> Principal:
         key = presented_key(request)
         if key is None:
             raise AuthenticationFailed(_MISSING, code="missing_api_key")
@@ -56,14 +60,13 @@ class Authenticator:
             who = Principal.from_key(self.keys.verify(key, time.time()))
         else:
             raise AuthenticationFailed(_WRONG, code="invalid_api_key")
-        request[PRINCIPAL] = who
         return who
 
-    def check(self, request: web.Request) -> Principal:
+    def check(self, request: HasHeaders) -> Principal:
         """Any valid key."""
         return self.principal(request)
 
-    def admin(self, request: web.Request) -> Principal:
+    def admin(self, request: HasHeaders) -> Principal:
         """A key with admin scope (the master key is one)."""
         who = self.principal(request)
         if not who.is_admin:

@@ -7,7 +7,7 @@ parsed once, size-limited, and streamed as NDJSON (``stream`` defaults to true, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,8 +16,8 @@ from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.openai_routes import read_json
-from corral.http.request_ids import client_request_id, request_id
+from corral.http.exchange import AiohttpExchange, Exchange
+from corral.http.openai_routes import parse_json
 from corral.http.serving import run_call
 
 _ENDPOINTS = {
@@ -44,22 +44,31 @@ def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
 
 class OllamaRoutes:
     def __init__(
-        self, engine: Callable[[web.Request], Engine], auth: Authenticator, max_request_bytes: int
+        self, engine: Callable[[Mapping[Any, Any]], Engine], auth: Authenticator, max_request_bytes: int
     ) -> None:
-        self._engine = engine
+        self._engine = engine  # of the app's parts
         self._auth = auth
         self._limit = max_request_bytes
 
     def add_to(self, app: web.Application) -> None:
         for path in _ENDPOINTS:
-            app.router.add_post(path, self.serve)
+            app.router.add_post(path, self._aiohttp)
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    def hot_routes(self) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
+        """POST path -> handler, for the lean server."""
+        return dict.fromkeys(_ENDPOINTS, self.serve)
+
+    async def _aiohttp(self, request: web.Request) -> web.StreamResponse:
+        ex = AiohttpExchange(request)
+        await self.serve(ex)
+        return ex.answer()
+
+    async def serve(self, ex: Exchange) -> None:
         started = time.monotonic()
-        rid = request_id(request)
-        who = self._auth.check(request)
-        endpoint = _ENDPOINTS[request.path]
-        raw, body = await read_json(request, self._limit)
+        who = self._auth.check(ex)
+        endpoint = _ENDPOINTS[ex.path]
+        raw = await ex.body(self._limit)
+        body = parse_json(raw)
         model, stream = _check(endpoint, body)
         require_model(who, model)
         call = Call(
@@ -68,8 +77,8 @@ class OllamaRoutes:
             raw=raw,
             model=model,
             stream=stream,
-            request_id=rid,
+            request_id=ex.request_id,
             surface=Surface.OLLAMA,
-            client_request_id=client_request_id(request),
+            client_request_id=ex.client_request_id,
         )
-        return await run_call(request, self._engine(request), call, who, started)
+        await run_call(ex, self._engine(ex.app), call, who, started)

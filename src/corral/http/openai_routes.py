@@ -7,7 +7,8 @@ no validation framework), hands a ``Call`` to the engine and writes the ``Reply`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -17,34 +18,26 @@ from corral.config.routing import POWER_LEVELS
 from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
-from corral.errors import BodyTooLarge, InvalidRequest
+from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.request_ids import client_request_id, request_id
+from corral.http.exchange import AiohttpExchange, Exchange, read_body
+from corral.http.request_ids import request_id
 from corral.http.serving import run_call
 
 
 async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise BodyTooLarge(
-            f"The request body is {length} bytes; this gateway accepts at most {limit}. "
-            "Send less, or raise server.max_request_bytes.",
-            code="body_too_large",
-        )
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(
-            f"The request body is over {limit} bytes. Send less, or raise server.max_request_bytes.",
-            code="body_too_large",
-        ) from None
+    raw = await read_body(request, limit)
+    return raw, parse_json(raw)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return raw, body
+    return body
 
 
 def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
@@ -84,9 +77,9 @@ class OpenAIRoutes:
     build the engine at startup (inside the event loop) after the routes exist."""
 
     def __init__(
-        self, engine: Callable[[web.Request], Engine], keys: Authenticator, max_request_bytes: int
+        self, engine: Callable[[Mapping[Any, Any]], Engine], keys: Authenticator, max_request_bytes: int
     ) -> None:
-        self._engine = engine
+        self._engine = engine  # of the app's parts
         self._keys = keys
         self._limit = max_request_bytes
 
@@ -98,15 +91,24 @@ class OpenAIRoutes:
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_get("/v1/models/{model:.+}", self.get_model)
 
-    def _catalog(self, request: web.Request) -> Catalog:
-        return self._engine(request).catalog
+    def hot_routes(self) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
+        """POST path -> handler, for the lean server."""
+        routes: dict[str, Callable[[Exchange], Awaitable[None]]] = {}
+        for prefix in ("/v1", ""):
+            routes[f"{prefix}/chat/completions"] = partial(self.serve, endpoint=Endpoint.CHAT)
+            routes[f"{prefix}/completions"] = partial(self.serve, endpoint=Endpoint.COMPLETION)
+            routes[f"{prefix}/embeddings"] = partial(self.serve, endpoint=Endpoint.EMBEDDING)
+        return routes
 
-    async def _serve(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    def _catalog(self, request: web.Request) -> Catalog:
+        return self._engine(request.app).catalog
+
+    async def serve(self, ex: Exchange, endpoint: Endpoint) -> None:
         started = time.monotonic()
-        rid = request_id(request)
-        who = self._keys.check(request)
-        raw, body = await read_json(request, self._limit)
-        power = request.headers.get("x-corral-power")
+        who = self._keys.check(ex)
+        raw = await ex.body(self._limit)
+        body = parse_json(raw)
+        power = ex.headers.get("x-corral-power")
         if power is not None:
             if power not in POWER_LEVELS:
                 raise InvalidRequest(
@@ -118,19 +120,24 @@ class OpenAIRoutes:
         if endpoint is Endpoint.EMBEDDING:
             stream = False
         call = Call(
-            endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=rid,
-            client_request_id=client_request_id(request),
+            endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=ex.request_id,
+            client_request_id=ex.client_request_id,
         )  # fmt: skip
-        return await run_call(request, self._engine(request), call, who, started, power)
+        await run_call(ex, self._engine(ex.app), call, who, started, power)
+
+    async def _aiohttp(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        ex = AiohttpExchange(request)
+        await self.serve(ex, endpoint)
+        return ex.answer()
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, Endpoint.CHAT)
+        return await self._aiohttp(request, Endpoint.CHAT)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, Endpoint.COMPLETION)
+        return await self._aiohttp(request, Endpoint.COMPLETION)
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, Endpoint.EMBEDDING)
+        return await self._aiohttp(request, Endpoint.EMBEDDING)
 
     async def list_models(self, request: web.Request) -> web.Response:
         request_id(request)

@@ -30,10 +30,16 @@ async def write_reply(
         await response.prepare(request)
         first = True
         async for chunk in chunks:
-            await response.write(chunk)
+            last = reply.outcome.ended
+            if last:  # the chunk and the end marker go out in one write
+                await response.write_eof(chunk)
+            else:
+                await response.write(chunk)
             if first:
                 reply.outcome.first_byte_at = time.monotonic()
                 first = False
+            if last:
+                break
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away; closing the iterator below releases the upstream

@@ -32,10 +32,15 @@ def request_id(request: web.Request) -> str:
     """Give ``request`` corral's id (and note the client's, if valid); return corral's id."""
     rid = new_request_id()
     request[REQUEST_ID] = rid
-    given = request.headers.get("x-request-id")
-    if given and _CLIENT_ID.fullmatch(given):
+    given = client_id_of(request.headers.get("x-request-id"))
+    if given is not None:
         request[CLIENT_REQUEST_ID] = given
     return rid
+
+
+def client_id_of(given: str | None) -> str | None:
+    """The client's ``X-Request-Id`` if it is short and plain (it is echoed in a header), else None."""
+    return given if given and _CLIENT_ID.fullmatch(given) else None
 
 
 def client_request_id(request: web.Request) -> str | None:

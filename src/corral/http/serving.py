@@ -12,19 +12,19 @@ from corral.core.call import Call
 from corral.core.engine import Engine
 from corral.core.streams import Relay
 from corral.errors import CorralError
-from corral.http.replies import write_reply
+from corral.http.exchange import Exchange
 from corral.keys.principal import Principal
 
 ACCOUNTANT = web.AppKey("accountant", Accountant)
 
 
 async def run_call(
-    request: web.Request, engine: Engine, call: Call, who: Principal, started: float, power: str | None = None
-) -> web.StreamResponse:
-    acct = request.app.get(ACCOUNTANT)
+    ex: Exchange, engine: Engine, call: Call, who: Principal, started: float, power: str | None = None
+) -> None:
+    acct = ex.app.get(ACCOUNTANT)
     if acct is None:
-        reply = await engine.handle(call, power)
-        return await write_reply(request, reply, call.request_id, call.client_request_id)
+        await ex.write(await engine.handle(call, power))
+        return
     ticket = await acct.admit(who, call, started)
     ticket.engine_started = time.monotonic()
     try:
@@ -42,9 +42,10 @@ async def run_call(
             acct.finish(ticket, call, reply, None)
 
         reply.chunks.then(over)
-        return await write_reply(request, reply, call.request_id, call.client_request_id)
+        await ex.write(reply)
+        return
     ticket.engine_done = time.monotonic()
     try:
-        return await write_reply(request, reply, call.request_id, call.client_request_id)
+        await ex.write(reply)
     finally:
         acct.finish(ticket, call, reply, None)

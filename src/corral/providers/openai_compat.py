@@ -86,6 +86,7 @@ class OpenAIProvider:
                         outcome.error = f"Upstream '{self.name}' sent an error event mid-stream."
                     first = False
                     outcome.tail = (outcome.tail + chunk)[-4096:]
+                    outcome.ended = resp.complete
                     yield chunk
             except (TransportError, TimeoutError) as exc:
                 detail = "timed out" if isinstance(exc, TimeoutError) else "broke the connection"

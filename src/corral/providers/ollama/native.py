@@ -103,6 +103,7 @@ async def relay(p: OllamaProvider, resp: Response, outcome: Outcome) -> AsyncIte
                 tail = window[-32:]
                 outcome.tail = (outcome.tail + data)[-TAIL:]
                 sent = True
+                outcome.ended = resp.complete and (done or outcome.error is not None)
                 yield data
         except (TransportError, TimeoutError) as exc:
             detail = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc.__class__.__name__})"

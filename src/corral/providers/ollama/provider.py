@@ -211,6 +211,7 @@ class OllamaProvider:
                             break
                     if parts:
                         sent = True
+                        outcome.ended = translator.done
                         yield b"".join(parts)
                     if translator.done:
                         return
