@@ -6,7 +6,8 @@ wrong and how to fix it, and never carry a secret.
 
     CorralError                      status  type
     ├── InvalidRequest               400     invalid_request_error
-    │   └── BodyTooLarge             413     invalid_request_error
+    │   ├── BodyTooLarge             413     invalid_request_error
+    │   └── HeadTooLarge             431     invalid_request_error
     ├── AuthenticationFailed         401     authentication_error
     ├── PermissionDenied             403     permission_error
     ├── ModelNotFound                404     not_found_error
@@ -48,6 +49,12 @@ class InvalidRequest(CorralError):
 
 class BodyTooLarge(InvalidRequest):
     status = 413
+
+
+class HeadTooLarge(InvalidRequest):
+    """The request line and headers are over the server's limits."""
+
+    status = 431
 
 
 class AuthenticationFailed(CorralError):

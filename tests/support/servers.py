@@ -1,7 +1,8 @@
 """Run an aiohttp application as a real HTTP server on loopback, in its own thread and loop.
 
 Emulators and the gateway under test both run this way, so sync clients (the official
-``openai`` and ``ollama`` libraries) talk to them over real sockets.
+``openai`` and ``ollama`` libraries) talk to them over real sockets. A gateway app is served
+as ``corral serve`` serves it: corral's lean server in front, aiohttp behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from corral.http.app import HOT_ROUTES
+from corral.server import Listener
 
 AppFactory = Callable[[], web.Application | Awaitable[web.Application]]
 
@@ -35,6 +39,7 @@ class ServerThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self.app: web.Application | None = None
 
     @property
@@ -67,12 +72,17 @@ class ServerThread:
         if not isinstance(app, web.Application):
             app = await app
         self.app = app
+        if HOT_ROUTES in app:  # a gateway: served the way `corral serve` serves it
+            self._listener = await Listener.open(app, "127.0.0.1", self.port, self._shutdown_timeout)
+            return
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
 
     async def _cleanup(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

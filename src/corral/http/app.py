@@ -31,6 +31,7 @@ from corral.http.serving import ACCOUNTANT
 GATEWAY = web.AppKey("gateway", Gateway)
 # POST path -> handler of the routes the lean server (corral.edge) serves itself
 HOT_ROUTES = web.AppKey("hot_routes", dict[str, Callable[[Exchange], Awaitable[None]]])
+MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 CONTROL = web.AppKey("control", ControlPlane)
 
 
@@ -88,6 +89,7 @@ def create_app(
     ollama = OllamaRoutes(engine, auth, config.server.max_request_bytes)
     ollama.add_to(app)
     app[HOT_ROUTES] = {**openai.hot_routes(), **ollama.hot_routes()}
+    app[MAX_REQUEST_BYTES] = config.server.max_request_bytes
     FleetRoutes(lambda request: request.app[GATEWAY], auth, config.server.max_request_bytes).add_to(app)
     app.router.add_get("/metrics", metrics_route(auth, config.server.metrics_auth))
     app.router.add_get("/healthz", healthz)

@@ -23,6 +23,26 @@ def ollama_envelope(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+def error_parts(
+    exc: CorralError,
+    request_id: str | None = None,
+    *,
+    ollama: bool = False,
+    client_request_id: str | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and headers of the answer to ``exc`` (either server writes them)."""
+    headers = id_headers(request_id, client_request_id) if request_id else {}
+    extra = getattr(exc, "headers", None)  # e.g. Retry-After on a 429 from the limits
+    if isinstance(extra, dict) and extra:
+        headers.update(extra)
+    if ollama:
+        return exc.http_status, ollama_envelope(exc.message), headers
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="corral"'
+    error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
+    return exc.http_status, envelope(exc.message, error_type, code=exc.code, param=exc.param), headers
+
+
 def error_response(
     exc: CorralError,
     request_id: str | None = None,
@@ -30,25 +50,16 @@ def error_response(
     ollama: bool = False,
     client_request_id: str | None = None,
 ) -> web.Response:
-    error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type
-    headers = id_headers(request_id, client_request_id) if request_id else None
-    extra = getattr(exc, "headers", None)  # e.g. Retry-After on a 429 from the limits
-    if isinstance(extra, dict) and extra:
-        headers = {**(headers or {}), **extra}
-    if ollama:
-        return web.Response(
-            status=exc.http_status,
-            body=ollama_envelope(exc.message),
-            content_type="application/json",
-            headers=headers,
-        )
-    if exc.http_status == 401:
-        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="corral"'}
-    return web.Response(
-        status=exc.http_status,
-        body=envelope(exc.message, error_type, code=exc.code, param=exc.param),
-        content_type="application/json",
-        headers=headers,
+    status, body, headers = error_parts(exc, request_id, ollama=ollama, client_request_id=client_request_id)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def internal_error(request_id: str | None) -> bytes:
+    return envelope(
+        "corral hit an internal error; it has been logged"
+        + (f" under request id {request_id}." if request_id else "."),
+        "server_error",
+        code="internal_error",
     )
 
 
@@ -91,11 +102,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(
             status=500,
             content_type="application/json",
-            body=envelope(
-                "corral hit an internal error; it has been logged"
-                + (f" under request id {rid}." if rid else "."),
-                "server_error",
-                code="internal_error",
-            ),
+            body=internal_error(rid),
             headers=id_headers(rid, request.get(CLIENT_REQUEST_ID)) if rid else None,
         )

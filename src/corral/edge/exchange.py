@@ -1,0 +1,99 @@
+"""A hot request received by the lean server, and the writing of its answer.
+
+A whole answer is one write (head and body). A stream is chunked: the head goes with the first
+chunk, and the last chunk (``Outcome.ended``) with the end marker, so a burst that arrives at
+once leaves in one write. Writes wait while the client's socket buffer is full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from corral.core.call import Reply
+from corral.edge import wire
+from corral.http.exchange import Exchange
+from corral.http.request_ids import id_headers
+
+if TYPE_CHECKING:
+    from corral.edge.protocol import EdgeProtocol
+
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class EdgeExchange(Exchange):
+    __slots__ = ("_body", "_proto", "keep_alive", "started")
+
+    def __init__(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        app: Mapping[Any, Any],
+        proto: EdgeProtocol,
+        keep_alive: bool,
+    ) -> None:
+        super().__init__(path, headers, app)
+        self._body = body
+        self._proto = proto
+        self.keep_alive = keep_alive
+        self.started = False  # the head went out: an error now can only close the connection
+
+    async def body(self, limit: int) -> bytes:
+        return self._body  # the protocol refused anything over the server's limit already
+
+    def answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """A whole JSON answer (errors use this too)."""
+        self.started = True
+        keep = self.keep_alive and not self._proto.closing
+        try:
+            self._proto.send(
+                wire.head(status, "application/json", headers, self._proto.date(), len(body), keep) + body
+            )
+        except ConnectionError:
+            self.keep_alive = False  # the client left before its answer
+
+    async def write(self, reply: Reply) -> None:
+        headers = reply.headers
+        headers.update(id_headers(self.request_id, self.client_request_id))
+        proto = self._proto
+        keep = self.keep_alive and not proto.closing
+        if reply.chunks is None:
+            body = reply.body or b""
+            self.started = True
+            try:
+                proto.send(
+                    wire.head(reply.status, reply.content_type, headers, proto.date(), len(body), keep) + body
+                )
+            except ConnectionError:
+                self.keep_alive = False  # the client left before its answer
+            return
+        headers.update(_STREAM_HEADERS)
+        pending = wire.head(reply.status, reply.content_type, headers, proto.date(), None, keep)
+        chunks = reply.chunks
+        outcome = reply.outcome
+        try:
+            async for data in chunks:
+                last = outcome.ended
+                out = pending + wire.chunk(data) if data else pending
+                pending = b""
+                if last:
+                    out += wire.LAST_CHUNK
+                if out:
+                    self.started = True
+                    proto.send(out)
+                    if outcome.first_byte_at is None:
+                        outcome.first_byte_at = time.monotonic()
+                    await proto.drain()
+                if last:
+                    break
+            else:
+                self.started = True
+                proto.send(pending + wire.LAST_CHUNK)
+        except ConnectionError:
+            self.keep_alive = False  # the client went away; closing the iterator releases the upstream
+        finally:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]

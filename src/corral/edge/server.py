@@ -1,0 +1,104 @@
+"""The lean server: corral's listener. Hot routes are served by ``EdgeProtocol``; every other
+request is handed, with its connection, to the aiohttp app (admin API, console, model lists,
+Ollama management, metrics, health).
+
+One sweeper, not a timer per request, enforces the time limits: a request head must arrive
+within ``HEAD_TIMEOUT`` seconds of its first byte, a body may not stall for more than
+``BODY_TIMEOUT``, and an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT``.
+``close`` stops accepting, closes idle connections, lets answers in progress (streams included)
+finish for up to the shutdown timeout, then cuts what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from corral.edge.protocol import EdgeProtocol, Handler
+from corral.edge.wire import Clock
+
+log = logging.getLogger("corral.edge")
+
+HEAD_TIMEOUT = 30.0
+BODY_TIMEOUT = 60.0
+KEEPALIVE_TIMEOUT = 75.0
+SWEEP_EVERY = 1.0
+
+
+class EdgeServer:
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        app: Mapping[Any, Any],
+        aiohttp_protocol: Callable[[], asyncio.Protocol],
+        max_body: int,
+    ) -> None:
+        self.routes = routes
+        self.app = app
+        self.aiohttp_protocol = aiohttp_protocol
+        self.max_body = max_body
+        self.clock = Clock()
+        self.connections: set[EdgeProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.now = time.monotonic
+
+    async def start(self, host: str, port: int, backlog: int = 2048) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: EdgeProtocol(self), host, port, backlog=backlog, reuse_address=True
+        )
+        self._sweeper = loop.create_task(self._sweep())
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None
+        port: int = self._listener.sockets[0].getsockname()[1]
+        return port
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            self.sweep(self.now())
+
+    def sweep(self, now: float) -> None:
+        for conn in list(self.connections):
+            if conn.in_head:
+                late = now - conn.message_started > HEAD_TIMEOUT
+            elif conn.in_message:
+                late = now - conn.last_io > BODY_TIMEOUT
+            else:
+                late = conn.idle and now - conn.last_io > KEEPALIVE_TIMEOUT
+            if late:
+                conn.close()
+
+    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a drain bound, not a call timeout
+        """Stop accepting; wait up to ``timeout`` s for answers in progress; close the rest."""
+        if self._listener is not None:
+            self._listener.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for conn in list(self.connections):
+            conn.shut()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            if pending:
+                log.warning(
+                    "shutdown: %d answers still in progress after %.0f s; cutting them", len(pending), timeout
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=1.0)
+        for conn in list(self.connections):
+            conn.close()
