@@ -300,6 +300,8 @@ class EdgeProtocol(asyncio.Protocol):
     async def _run(self, handler: Handler, ex: EdgeExchange) -> None:
         try:
             await handler(ex)
+            if not ex.started:  # a handler that wrote nothing: never leave the client waiting
+                raise RuntimeError(f"the handler of {ex.path} wrote no answer")
         except CorralError as exc:
             self._fail(ex, exc)
         except Exception:

@@ -91,14 +91,19 @@ class EdgeServer:
                 await self._sweeper
         for conn in list(self.connections):
             conn.shut()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # A request that was still arriving when the server began to stop is answered too: its
+        # task starts while we wait, so wait again until none is left (or time is up).
+        while self._tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=remaining)
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            if pending:
-                log.warning(
-                    "shutdown: %d answers still in progress after %.0f s; cutting them", len(pending), timeout
-                )
-                for task in pending:
-                    task.cancel()
-                await asyncio.wait(pending, timeout=1.0)
+            pending = set(self._tasks)
+            log.warning(
+                "shutdown: %d answers still in progress after %.0f s; cutting them", len(pending), timeout
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
         for conn in list(self.connections):
             conn.close()
