@@ -46,12 +46,11 @@ class EdgeExchange(Exchange):
 
     def answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         """A whole JSON answer (errors use this too)."""
-        self.started = True
         keep = self.keep_alive and not self._proto.closing
+        data = wire.head(status, "application/json", headers, self._proto.date(), len(body), keep) + body
+        self.started = True
         try:
-            self._proto.send(
-                wire.head(status, "application/json", headers, self._proto.date(), len(body), keep) + body
-            )
+            self._proto.send(data)
         except ConnectionError:
             self.keep_alive = False  # the client left before its answer
 
@@ -62,11 +61,10 @@ class EdgeExchange(Exchange):
         keep = self.keep_alive and not proto.closing
         if reply.chunks is None:
             body = reply.body or b""
+            data = wire.head(reply.status, reply.content_type, headers, proto.date(), len(body), keep) + body
             self.started = True
             try:
-                proto.send(
-                    wire.head(reply.status, reply.content_type, headers, proto.date(), len(body), keep) + body
-                )
+                proto.send(data)
             except ConnectionError:
                 self.keep_alive = False  # the client left before its answer
             return

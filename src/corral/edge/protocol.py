@@ -82,6 +82,8 @@ class EdgeProtocol(asyncio.Protocol):
         self._chunk = b""
         self._raw: list[bytes] | None = None
         self._head_bytes = 0
+        self._head_size = 0
+        self._fields = 0
         self._url: list[bytes] = []
         self._headers: dict[str, str] = {}
         self._handler: Handler | None = None
@@ -131,9 +133,7 @@ class EdgeProtocol(asyncio.Protocol):
             self._stash.append(data)
             self._pause_reading()
             return
-        if not self.in_message:
-            self._head_bytes = len(data)
-        else:
+        if self.in_message:
             if self._raw is not None:
                 self._raw.append(data)
             if self.in_head:
@@ -169,6 +169,11 @@ class EdgeProtocol(asyncio.Protocol):
         self.in_head = True
         self.message_started = self.last_io
         self._raw = [self._chunk] if self._fresh else None
+        # a head that began inside this read holds at most the read; one that began after an
+        # earlier message in it is counted from the next read on (bounded by one read more)
+        self._head_bytes = len(self._chunk) if self._fresh else 0
+        self._head_size = 0
+        self._fields = 0
         self._url = []
         self._headers = {}
         self._handler = None
@@ -179,11 +184,14 @@ class EdgeProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         if not self._stop_parsing:
             self._url.append(url)
+            self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._stop_parsing:
             return
-        if len(self._headers) >= MAX_HEADERS:
+        self._fields += 1
+        self._head_size += len(name) + len(value) + 4
+        if self._fields > MAX_HEADERS or self._head_size > MAX_HEAD:
             self._discard = True
             return
         key = name.decode("latin-1").lower()
@@ -196,7 +204,9 @@ class EdgeProtocol(asyncio.Protocol):
         if self._stop_parsing:
             return
         if self._discard:
-            self._refuse_queued(431, "The request has too many header fields.", close=True)
+            self._refuse_queued(
+                431, f"The request head is over {MAX_HEAD} bytes or {MAX_HEADERS} fields.", close=True
+            )
             return
         path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
         handler = self._server.routes.get(path) if self._parser.get_method() == b"POST" else None
@@ -213,6 +223,9 @@ class EdgeProtocol(asyncio.Protocol):
                 self._stop_parsing = True
             return
         self._raw = None
+        if self._parser.should_upgrade():
+            self._refuse_queued(400, "Upgrade is not supported on this path.", close=True)
+            return
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._server.max_body:
             self._refuse_queued(413, "", close=True, length=int(length))
@@ -232,6 +245,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._body.append(data)
 
     def on_message_complete(self) -> None:
+        self._fresh = False  # a message that begins after this one in the same read is not at its start
         if self._stop_parsing and self._handler is None:
             return
         self.in_message = False
@@ -303,19 +317,26 @@ class EdgeProtocol(asyncio.Protocol):
             if not ex.started:  # a handler that wrote nothing: never leave the client waiting
                 raise RuntimeError(f"the handler of {ex.path} wrote no answer")
         except CorralError as exc:
-            self._fail(ex, exc)
+            try:
+                self._fail(ex, exc)
+            except Exception:
+                self._internal(ex)
         except Exception:
-            log.exception("unhandled error on POST %s (request %s)", ex.path, ex.request_id)
-            if not ex.started:
-                ex.answer(500, internal_error(ex.request_id), id_headers(ex.request_id, ex.client_request_id))
-            ex.keep_alive = False
+            self._internal(ex)
         finally:
             self._busy = False
-            if not ex.keep_alive:
+            self.last_io = self._server.now()  # keep-alive idle time counts from the answer's end
+            if not ex.keep_alive or self.closing:  # the answer said Connection: close
                 self._close_after = True
                 self._queue.clear()
             if self._transport is not None:
                 self._next()
+
+    def _internal(self, ex: EdgeExchange) -> None:
+        log.exception("unhandled error on POST %s (request %s)", ex.path, ex.request_id)
+        ex.keep_alive = False
+        if not ex.started:
+            ex.answer(500, internal_error(ex.request_id), id_headers(ex.request_id, ex.client_request_id))
 
     def _fail(self, ex: EdgeExchange, exc: CorralError) -> None:
         if ex.started:  # the head is out: all that is left is to end the connection
@@ -358,6 +379,11 @@ class EdgeProtocol(asyncio.Protocol):
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_future()
         await self._drain
+
+    @property
+    def busy(self) -> bool:
+        """An answer is being made or written."""
+        return self._busy
 
     @property
     def idle(self) -> bool:

@@ -72,6 +72,8 @@ class EdgeServer:
 
     def sweep(self, now: float) -> None:
         for conn in list(self.connections):
+            if conn.busy:  # an answer in progress is the handler's to time, not the sweeper's
+                continue
             if conn.in_head:
                 late = now - conn.message_started > HEAD_TIMEOUT
             elif conn.in_message:
