@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from corral.httpclient import Pool
 from tests.httpclient.rawserver import Handler, RawServer, keep_answering
+from tests.support.loops import pytest_asyncio_loop_factories  # noqa: F401 - the hook, shared
 
 
 @pytest.fixture
@@ -46,17 +46,6 @@ async def pool() -> AsyncIterator[Callable[..., Pool]]:
     yield make
     for created in pools:
         await created.close()
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Every test runs on asyncio's own loop and on uvloop, which the gateway runs on."""
-    factories: dict[str, Callable[[], Any]] = {"asyncio": asyncio.new_event_loop}
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return factories
-    factories["uvloop"] = uvloop.new_event_loop
-    return factories
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from corral.core.call import Reply
 from corral.edge import wire
 from corral.http.exchange import Exchange
+from corral.http.replies import STREAM_HEADERS
 from corral.http.request_ids import id_headers
 
 if TYPE_CHECKING:
     from corral.edge.protocol import EdgeProtocol
-
-_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class EdgeExchange(Exchange):
@@ -44,10 +43,12 @@ class EdgeExchange(Exchange):
     async def body(self, limit: int) -> bytes:
         return self._body  # the protocol refused anything over the server's limit already
 
-    def answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        """A whole JSON answer (errors use this too)."""
+    def answer(
+        self, status: int, body: bytes, headers: dict[str, str], content_type: str = "application/json"
+    ) -> None:
+        """A whole answer in one write (errors use this too)."""
         keep = self.keep_alive and not self._proto.closing
-        data = wire.head(status, "application/json", headers, self._proto.date(), len(body), keep) + body
+        data = wire.head(status, content_type, headers, self._proto.date(), len(body), keep) + body
         self.started = True
         try:
             self._proto.send(data)
@@ -57,18 +58,12 @@ class EdgeExchange(Exchange):
     async def write(self, reply: Reply) -> None:
         headers = reply.headers
         headers.update(id_headers(self.request_id, self.client_request_id))
+        if reply.chunks is None:
+            self.answer(reply.status, reply.body or b"", headers, reply.content_type)
+            return
         proto = self._proto
         keep = self.keep_alive and not proto.closing
-        if reply.chunks is None:
-            body = reply.body or b""
-            data = wire.head(reply.status, reply.content_type, headers, proto.date(), len(body), keep) + body
-            self.started = True
-            try:
-                proto.send(data)
-            except ConnectionError:
-                self.keep_alive = False  # the client left before its answer
-            return
-        headers.update(_STREAM_HEADERS)
+        headers.update(STREAM_HEADERS)
         pending = wire.head(reply.status, reply.content_type, headers, proto.date(), None, keep)
         chunks = reply.chunks
         outcome = reply.outcome

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -29,8 +28,8 @@ import httptools
 from corral.edge import wire
 from corral.edge.exchange import EdgeExchange
 from corral.errors import CorralError, HeadTooLarge, InvalidRequest
-from corral.http.errors import envelope, error_parts, internal_error
-from corral.http.exchange import Exchange, too_large
+from corral.http.errors import error_parts, internal_error
+from corral.http.exchange import HotRoute, too_large
 from corral.http.request_ids import id_headers
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.edge")
 
-Handler = Callable[[Exchange], Awaitable[None]]
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 128
 MAX_QUEUED = 4  # complete pipelined requests held; past that, reading pauses
@@ -65,7 +63,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._server = server
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
-        self._queue: deque[tuple[Handler | _Refused, EdgeExchange]] = deque()
+        self._queue: deque[tuple[HotRoute | _Refused, EdgeExchange]] = deque()
         self._busy = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -85,8 +83,9 @@ class EdgeProtocol(asyncio.Protocol):
         self._head_size = 0
         self._fields = 0
         self._url: list[bytes] = []
+        self._path = ""  # the URL's path, once the head is complete
         self._headers: dict[str, str] = {}
-        self._handler: Handler | None = None
+        self._handler: HotRoute | None = None
         self._body: list[bytes] = []
         self._body_size = 0
         self._discard = False
@@ -175,6 +174,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._head_size = 0
         self._fields = 0
         self._url = []
+        self._path = ""
         self._headers = {}
         self._handler = None
         self._body = []
@@ -203,12 +203,12 @@ class EdgeProtocol(asyncio.Protocol):
         self.in_head = False
         if self._stop_parsing:
             return
+        path = self._path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
         if self._discard:
             self._refuse_queued(
                 431, f"The request head is over {MAX_HEAD} bytes or {MAX_HEADERS} fields.", close=True
             )
             return
-        path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
         handler = self._server.routes.get(path) if self._parser.get_method() == b"POST" else None
         if handler is None:
             if self._raw is None:
@@ -254,9 +254,8 @@ class EdgeProtocol(asyncio.Protocol):
             return
         self._handler = None
         keep = self._parser.should_keep_alive()
-        path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        ex = EdgeExchange(path, self._headers, body, self._server.app, self, keep)
+        ex = EdgeExchange(self._path, self._headers, body, self._server.app, self, keep)
         self._queue.append((handler, ex))
         if not keep:
             self._stop_parsing = True
@@ -266,10 +265,9 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _refuse_queued(self, status: int, message: str, *, close: bool, length: int | None = None) -> None:
         """Answer the current request with an error, in its turn; stop reading if ``close``."""
-        path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
         exc = too_large(self._server.max_body, length) if status == 413 else _error(status, message)
-        ex = EdgeExchange(path, self._headers, b"", self._server.app, self, keep_alive=not close)
-        _, body, _ = error_parts(exc, ollama=path.startswith("/api/"))
+        ex = EdgeExchange(self._path, self._headers, b"", self._server.app, self, keep_alive=not close)
+        _, body, _ = error_parts(exc, ollama=self._path.startswith("/api/"))
         self._queue.append((_Refused(status, body), ex))
         self._handler = None
         self._raw = None
@@ -285,7 +283,7 @@ class EdgeProtocol(asyncio.Protocol):
         if self._busy or self._queue:
             return
         exc = _error(status, message)
-        body = envelope(exc.message, exc.error_type, code=exc.code)
+        _, body, _ = error_parts(exc)
         self.send(wire.head(status, "application/json", {}, self.date(), len(body), False) + body)
         self.close()
 
@@ -311,7 +309,7 @@ class EdgeProtocol(asyncio.Protocol):
             for data in stash:
                 self.data_received(data)
 
-    async def _run(self, handler: Handler, ex: EdgeExchange) -> None:
+    async def _run(self, handler: HotRoute, ex: EdgeExchange) -> None:
         try:
             await handler(ex)
             if not ex.started:  # a handler that wrote nothing: never leave the client waiting

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.edge.protocol import EdgeProtocol, Handler
+from corral.edge.protocol import EdgeProtocol
 from corral.edge.wire import Clock
+from corral.http.exchange import HotRoute
 
 log = logging.getLogger("corral.edge")
 
@@ -32,7 +33,7 @@ SWEEP_EVERY = 1.0
 class EdgeServer:
     def __init__(
         self,
-        routes: Mapping[str, Handler],
+        routes: Mapping[str, HotRoute],
         app: Mapping[Any, Any],
         aiohttp_protocol: Callable[[], asyncio.Protocol],
         max_body: int,

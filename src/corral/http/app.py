@@ -7,7 +7,7 @@ discovery) is built on startup inside the event loop and closed on cleanup.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
 from corral.http.errors import error_middleware
-from corral.http.exchange import Exchange
+from corral.http.exchange import HotRoute
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
@@ -30,7 +30,7 @@ from corral.http.serving import ACCOUNTANT
 
 GATEWAY = web.AppKey("gateway", Gateway)
 # POST path -> handler of the routes the lean server (corral.edge) serves itself
-HOT_ROUTES = web.AppKey("hot_routes", dict[str, Callable[[Exchange], Awaitable[None]]])
+HOT_ROUTES = web.AppKey("hot_routes", dict[str, HotRoute])
 MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
 CONTROL = web.AppKey("control", ControlPlane)
 

@@ -8,7 +8,7 @@ app, and every route that is not hot); ``corral.edge`` has its own for the lean 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +37,9 @@ class Exchange:
 
     async def write(self, reply: Reply) -> None:
         raise NotImplementedError
+
+
+HotRoute = Callable[[Exchange], Awaitable[None]]  # a hot route's handler, served by either server
 
 
 class AiohttpExchange(Exchange):

@@ -7,7 +7,7 @@ parsed once, size-limited, and streamed as NDJSON (``stream`` defaults to true, 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.exchange import AiohttpExchange, Exchange
+from corral.http.exchange import AiohttpExchange, Exchange, HotRoute
 from corral.http.openai_routes import parse_json
 from corral.http.serving import run_call
 
@@ -54,7 +54,7 @@ class OllamaRoutes:
         for path in _ENDPOINTS:
             app.router.add_post(path, self._aiohttp)
 
-    def hot_routes(self) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
+    def hot_routes(self) -> dict[str, HotRoute]:
         """POST path -> handler, for the lean server."""
         return dict.fromkeys(_ENDPOINTS, self.serve)
 

@@ -7,7 +7,7 @@ no validation framework), hands a ``Call`` to the engine and writes the ``Reply`
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -20,7 +20,7 @@ from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.exchange import AiohttpExchange, Exchange, read_body
+from corral.http.exchange import AiohttpExchange, Exchange, HotRoute, read_body
 from corral.http.request_ids import request_id
 from corral.http.serving import run_call
 
@@ -91,9 +91,9 @@ class OpenAIRoutes:
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_get("/v1/models/{model:.+}", self.get_model)
 
-    def hot_routes(self) -> dict[str, Callable[[Exchange], Awaitable[None]]]:
+    def hot_routes(self) -> dict[str, HotRoute]:
         """POST path -> handler, for the lean server."""
-        routes: dict[str, Callable[[Exchange], Awaitable[None]]] = {}
+        routes: dict[str, HotRoute] = {}
         for prefix in ("/v1", ""):
             routes[f"{prefix}/chat/completions"] = partial(self.serve, endpoint=Endpoint.CHAT)
             routes[f"{prefix}/completions"] = partial(self.serve, endpoint=Endpoint.COMPLETION)

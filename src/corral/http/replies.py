@@ -10,7 +10,7 @@ from aiohttp import web
 from corral.core.call import Reply
 from corral.http.request_ids import id_headers
 
-_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def write_reply(
@@ -22,7 +22,7 @@ async def write_reply(
         return web.Response(
             status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
         )
-    headers.update(_STREAM_HEADERS)
+    headers.update(STREAM_HEADERS)
     headers["Content-Type"] = reply.content_type
     response = web.StreamResponse(status=reply.status, headers=headers)
     chunks = reply.chunks

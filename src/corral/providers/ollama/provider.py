@@ -211,7 +211,11 @@ class OllamaProvider:
                             break
                     if parts:
                         sent = True
-                        outcome.ended = translator.done
+                        if translator.done:
+                            # The client may send its next request as soon as it has this last
+                            # chunk: hand the connection back (to drain its end marker) first.
+                            outcome.ended = True
+                            resp.release()
                         yield b"".join(parts)
                     if translator.done:
                         return
