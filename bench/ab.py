@@ -35,11 +35,13 @@ def start(exe: str, mock_port: int) -> tuple[subprocess.Popen[bytes], str, str]:
     port = run.free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CORRAL_HOME": str(tmp / "home"), "CORRAL_MASTER_KEY": run.MASTER_KEY}
-    cmd = run.pinned([exe, "serve", "--config", str(config), "--port", str(port), "--demo"], run.GATEWAY_CORE)
+    admin_args, admin_url = run.control_plane(exe)
+    serve = [exe, "serve", "--config", str(config), "--port", str(port), "--demo", *admin_args]
+    cmd = run.pinned(serve, run.GATEWAY_CORE)
     with (tmp / "corral.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     run.wait_http(url + "/healthz", proc, 30, tmp / "corral.log")
-    return proc, url, run.gateway_key(url)
+    return proc, url, run.gateway_key(admin_url or url)
 
 
 def main() -> None:

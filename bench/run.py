@@ -110,6 +110,16 @@ def gateway_key(gateway_url: str) -> str:
     return key
 
 
+def control_plane(exe: str) -> tuple[list[str], str | None]:
+    """``corral serve`` arguments that put the control plane (admin API) on a free port, and its
+    URL; builds from before the two listeners serve the admin API on the data port: ([], None)."""
+    helptext = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
+    if "--admin-port" not in helptext:
+        return [], None
+    port = free_port()
+    return ["--admin-port", str(port)], f"http://127.0.0.1:{port}"
+
+
 def find_corral(explicit: str | None) -> str | None:
     if explicit:
         return explicit
@@ -181,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(mock_ceiling(mock_url, opts) + "\n")
 
         gateway_url = None
+        admin_url: str | None = None
         rss_idle: dict[str, int] = {}
         if corral is not None:
             config = tmp / "corral.yaml"
@@ -189,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             gw_port = free_port()
             gateway_url = f"http://127.0.0.1:{gw_port}"
             env = {**os.environ, "CORRAL_HOME": str(tmp / "home"), "CORRAL_MASTER_KEY": MASTER_KEY}
-            gw_cmd = [corral, "serve", "--config", str(config), "--port", str(gw_port), "--demo"]
+            admin_args, admin_url = control_plane(corral)
+            gw_cmd = [corral, "serve", "--config", str(config), "--port", str(gw_port), "--demo", *admin_args]
             gw_log = tmp / "corral.log"
             with gw_log.open("wb") as log_file:
                 gw_proc = subprocess.Popen(
@@ -216,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         key = MASTER_KEY
         if gateway_url is not None and not args.master_key:
-            key = gateway_key(gateway_url)  # a real gw_ key, so the key cache is on the hot path
+            key = gateway_key(admin_url or gateway_url)  # a real gw_ key, so the key cache is on the hot path
         cells = load.select_cells(
             load.build_cells(mock_url, gateway_url, key, demo=not args.no_demo) + extra, args.cells
         )

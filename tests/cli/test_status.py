@@ -34,9 +34,9 @@ def test_status_shows_each_deployment_and_its_state() -> None:
         )
         with GatewayServer(config) as gw:
             gw.call(lambda: gw.gateway.health.check_all())
-            table = status("--url", gw.url, "--key", gw.key)
-            raw = status("--url", gw.url, "--key", gw.key, "--json")
-            wrong = status("--url", gw.url, "--key", "nope")
+            table = status("--url", gw.admin_url, "--key", gw.key)
+            raw = status("--url", gw.admin_url, "--key", gw.key, "--json")
+            wrong = status("--url", gw.admin_url, "--key", "nope")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["NAME", "TYPE", "STATE"]

@@ -89,7 +89,7 @@ def test_every_request_makes_exactly_one_record_with_tokens(upstream: ServerThre
         )
         assert missing.status_code == 404
         got = wait_rows(gw, 42)
-        metrics = client.get(gw.url + "/metrics", headers=gw.headers()).text
+        metrics = client.get(gw.admin_url + "/metrics", headers=gw.headers()).text
     assert len(got) == 42 and len({r["request_id"] for r in got}) == 42
     served = [r for r in got if r["status"] == 200]
     assert len(served) == 41
@@ -278,7 +278,7 @@ def test_writer_spills_and_replays_and_metrics_show_its_stats(upstream: ServerTh
         assert (failing["spilled"], failing["written"], failing["queue_depth"]) == (5, 0, 0)
         rename("usage_away", "usage")
         final = stats_when(lambda s: s["replayed"] == 7)
-        text_metrics = client.get(gw.url + "/metrics", headers=gw.headers()).text
+        text_metrics = client.get(gw.admin_url + "/metrics", headers=gw.headers()).text
         assert len(wait_rows(gw, 7)) == 7
     assert final["replayed"] == 7 and final["rejected"] == 1 and final["sink_errors"] >= 1
     assert final["dropped"] == 0

@@ -17,7 +17,7 @@ BODY = {"model": "gpu/llama3.2", "stream": True, "messages": [{"role": "user", "
 
 
 def in_flight(gw: GatewayServer) -> int:
-    rows = httpx.get(gw.url + "/admin/health", headers=gw.headers()).json()["deployments"]
+    rows = httpx.get(gw.admin_url + "/admin/health", headers=gw.headers()).json()["deployments"]
     return int(next(r["in_flight"] for r in rows if r["name"] == "gpu"))
 
 

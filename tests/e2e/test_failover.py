@@ -234,7 +234,7 @@ def test_pool_fails_over_on_refused_and_on_wrong_credentials() -> None:
     a, b = OllamaEmulator(api_key="right-key-000000"), OllamaEmulator()
     with ServerThread(a.app) as sa, ServerThread(b.app) as sb, pool_gateway(sa.url, sb.url) as gw:
         assert chat(gw, "m").headers["x-corral-provider"] == "b"
-        health = httpx.get(gw.url + "/admin/health", headers=gw.headers()).json()["deployments"]
+        health = httpx.get(gw.admin_url + "/admin/health", headers=gw.headers()).json()["deployments"]
         assert {d["name"]: d["state"] for d in health}["a"] == "misconfigured"
         assert chat(gw, "m").headers["x-corral-attempts"] == "1"  # a is skipped now
 
@@ -251,7 +251,7 @@ def test_repeated_failures_eject_and_a_passing_check_restores() -> None:
             assert chat(gw, "m").headers["x-corral-attempts"] == "2"
         states = {
             d["name"]: d
-            for d in httpx.get(gw.url + "/admin/health", headers=gw.headers()).json()["deployments"]
+            for d in httpx.get(gw.admin_url + "/admin/health", headers=gw.headers()).json()["deployments"]
         }
         assert states["a"]["state"] == "ejected" and states["a"]["ejected_for_s"] > 0
         before = len(a.requests_to("/api/chat"))

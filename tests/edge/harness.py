@@ -5,24 +5,25 @@ Hot routes (POST): ``/echo`` and ``/api/chat`` answer the request as JSON; ``/st
 ``/stream-ended``, ``/stream-forever`` and ``/stream-fails`` answer chunked; ``/invalid``,
 ``/auth``, ``/api/invalid`` raise a ``CorralError``; ``/boom`` raises ``RuntimeError``;
 ``/silent`` writes nothing; ``/wait`` waits for ``release``; ``/bad-header`` and
-``/bad-header-stream`` answer with a CR/LF in a header value. aiohttp serves ``GET /cold``.
+``/bad-header-stream`` answer with a CR/LF in a header value; ``GET /cold`` answers "cold";
+``/keyed`` (POST) needs ``Authorization: Bearer good``, checked from the head.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
-
 from corral.core.call import Reply
 from corral.edge.server import EdgeServer
 from corral.errors import AuthenticationFailed, InvalidRequest
 from corral.http.exchange import Exchange
+from corral.http.routes import Route, RouteTable
+from corral.keys.principal import Principal
 
 MAX_BODY = 1000
 TIMEOUT = 2.0
@@ -133,7 +134,6 @@ class Edge:
 
     max_body: int = MAX_BODY
     server: EdgeServer = field(init=False)
-    runner: web.AppRunner = field(init=False)
     entered: asyncio.Event = field(default_factory=asyncio.Event)  # /wait started
     release: asyncio.Event = field(default_factory=asyncio.Event)  # /wait may answer
     finished: list[str] = field(default_factory=list)  # streams whose iterator was closed
@@ -142,15 +142,13 @@ class Edge:
     port: int = 0  # kept: the server's own ``port`` is gone once it closed
 
     async def start(self) -> Edge:
-        app = web.Application()
+        async def cold(ex: Exchange) -> None:
+            self.calls.append(ex.path)
+            await ex.write(Reply(body=b"cold", content_type="text/plain"))
 
-        async def cold(request: web.Request) -> web.Response:
-            return web.Response(text="cold")
-
-        app.router.add_get("/cold", cold)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        assert self.runner.server is not None
+        table = RouteTable(gate)
+        table.add(["GET"], "/cold", Route(cold, access="open"))
+        table.add(["POST"], "/keyed", Route(self.echo))
         routes: dict[str, Callable[[Exchange], Any]] = {
             "/echo": self.echo,
             "/api/chat": self.echo,
@@ -167,7 +165,9 @@ class Edge:
             "/bad-header": self.bad_header,
             "/bad-header-stream": self.bad_header_stream,
         }
-        self.server = EdgeServer(routes, {}, self.runner.server, self.max_body)
+        for path, handler in routes.items():
+            table.add(["POST"], path, Route(handler, access="open", ollama=path.startswith("/api/")))
+        self.server = EdgeServer(table, {}, self.max_body)
         await self.server.start("127.0.0.1", 0)
         self.port = self.server.port
         return self
@@ -176,7 +176,6 @@ class Edge:
         for client in self.clients:
             client.close()
         await self.server.close(1.0)
-        await self.runner.cleanup()
 
     async def connect(self) -> Client:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -264,6 +263,13 @@ class Edge:
             yield b"one"
 
         await ex.write(Reply(chunks=chunks(), headers={"X-Model": "evil\r\nSet-Cookie: x=1"}))
+
+
+def gate(headers: Mapping[str, str], admin: bool) -> Principal:
+    """The test key check: ``Authorization: Bearer good``."""
+    if headers.get("authorization") != "Bearer good":
+        raise AuthenticationFailed("No key.", code="missing_api_key")
+    return Principal.master()
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from corral.errors import InvalidRequest
 from corral.http.exchange import Exchange
+from corral.http.routes import Route
 from tests.edge.harness import Edge, chunked_post, eventually, get, post
 
 
@@ -87,22 +88,35 @@ async def test_hot_then_cold_then_hot_on_one_connection(edge: Edge) -> None:
     assert hot.status == 200 and hot.json()["body"] == "a"
     cold = await client.request(get("/cold"))
     assert cold.status == 200 and cold.body == b"cold"
-    # aiohttp keeps the connection from now on; its app has no /echo, so it says 404
+    # one server keeps the connection throughout: no hand-over, every route on every request
     later = await client.request(post("/echo", b"b"))
-    assert later.status == 404
-    assert edge.calls == ["/echo"]
+    assert later.status == 200 and later.json()["body"] == "b"
+    assert edge.calls == ["/echo", "/cold", "/echo"]
     still = await client.request(get("/cold"))
     assert still.status == 200 and still.body == b"cold"
 
 
-async def test_get_on_a_hot_path_goes_to_aiohttp(edge: Edge) -> None:
+async def test_wrong_method_is_405_naming_the_allowed_ones_and_keeps_the_connection(edge: Edge) -> None:
     client = await edge.connect()
     response = await client.request(get("/echo"))
-    assert response.status == 404
+    assert response.status == 405 and response.headers["allow"] == "POST"
+    assert_envelope(response.body, "invalid_request_error", "method_not_allowed")
     assert edge.calls == []
+    assert (await client.request(post("/echo", b"x"))).status == 200
 
 
-async def test_cold_request_sent_during_a_hot_answer_is_handed_over_after_it(edge: Edge) -> None:
+async def test_unknown_path_is_404_in_the_envelope_of_its_surface(edge: Edge) -> None:
+    client = await edge.connect()
+    openai = await client.request(get("/nowhere"))
+    assert openai.status == 404
+    assert_envelope(openai.body, "not_found_error", "not_found")
+    ollama = await client.request(get("/api/nowhere"))
+    assert ollama.status == 404 and set(ollama.json()) == {"error"}
+    star = await client.request(b"OPTIONS * HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert star.status == 404  # the asterisk form: no route, answered like any other miss
+
+
+async def test_cold_request_sent_during_a_hot_answer_is_answered_after_it(edge: Edge) -> None:
     client = await edge.connect()
     await client.send(post("/wait"))
     await edge.entered.wait()
@@ -115,7 +129,7 @@ async def test_cold_request_sent_during_a_hot_answer_is_handed_over_after_it(edg
     assert cold.status == 200 and cold.body == b"cold"
 
 
-async def test_cold_request_split_across_reads_is_handed_over_whole(edge: Edge) -> None:
+async def test_cold_request_split_across_reads_is_answered_whole(edge: Edge) -> None:
     client = await edge.connect()
     await client.send(b"GET /co")
     await asyncio.sleep(0.01)
@@ -162,7 +176,7 @@ async def test_more_pipelined_requests_than_the_queue_holds(edge: Edge) -> None:
     assert (await client.request(post("/echo", b"after"))).json()["body"] == "after"
 
 
-async def test_pipelined_cold_request_mid_read_is_refused(edge: Edge) -> None:
+async def test_pipelined_cold_request_mid_read_is_served_in_order(edge: Edge) -> None:
     client = await edge.connect()
     data = post("/echo", b"0123456789")
     await client.send(data[:-4])
@@ -170,10 +184,9 @@ async def test_pipelined_cold_request_mid_read_is_refused(edge: Edge) -> None:
     await client.send(data[-4:] + get("/cold"))  # the GET starts in the middle of a read
     hot = await client.response()
     assert hot.status == 200 and hot.json()["body"] == "0123456789"
-    refused = await client.response()
-    assert refused.status == 400 and refused.headers["connection"] == "close"
-    assert_envelope(refused.body, "invalid_request_error", "bad_request")
-    assert await client.closed()
+    cold = await client.response()
+    assert cold.status == 200 and cold.body == b"cold"
+    assert edge.calls == ["/echo", "/cold"]
 
 
 async def test_hot_and_cold_pipelined_in_one_write(edge: Edge) -> None:
@@ -181,9 +194,9 @@ async def test_hot_and_cold_pipelined_in_one_write(edge: Edge) -> None:
     await client.send(post("/echo", b"once") + get("/cold"))
     hot = await client.response()
     assert hot.status == 200 and hot.json()["body"] == "once"
-    refused = await client.response()
-    assert refused.status == 400 and refused.headers["connection"] == "close"
-    assert await client.closed()
+    cold = await client.response()
+    assert cold.status == 200 and cold.body == b"cold"
+    assert edge.calls == ["/echo", "/cold"]  # the POST ran once: nothing was replayed
 
 
 async def test_garbage_pipelined_after_a_hot_request_closes_after_its_answer(edge: Edge) -> None:
@@ -508,7 +521,7 @@ async def test_error_with_a_line_break_in_its_headers_is_500(edge: Edge) -> None
         error.headers = {"Retry-After": "1\r\nSet-Cookie: x=1"}  # type: ignore[attr-defined]
         raise error
 
-    edge.server.routes["/bad-error"] = bad_error  # type: ignore[index]
+    edge.server.routes.add(["POST"], "/bad-error", Route(bad_error, access="open"))
     client = await edge.connect()
     await client.send(post("/bad-error"))
     async with asyncio.timeout(0.3):

@@ -120,12 +120,12 @@ async def test_keep_alive_time_starts_when_the_answer_is_done(edge: Edge, clock:
     assert (await client.request(post("/echo", b"next"))).status == 200
 
 
-async def test_pending_hand_over_does_not_cut_a_long_answer(edge: Edge, clock: Clock) -> None:
+async def test_a_request_queued_behind_a_long_answer_does_not_cut_it(edge: Edge, clock: Clock) -> None:
     client = await edge.connect()
     await client.send(post("/wait"))
     await edge.entered.wait()
     await client.send(get("/cold"))
-    await eventually(lambda: any(conn.in_message for conn in edge.server.connections))
+    await eventually(lambda: any(conn.queued for conn in edge.server.connections))
     edge.server.sweep(START + BODY_TIMEOUT + 1)  # the hot answer has run for 61 s
     edge.release.set()
     assert (await client.response()).body == b'{"waited":true}'

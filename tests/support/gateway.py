@@ -37,8 +37,9 @@ class GatewayServer(ServerThread):
         *,
         home: Path | None = None,
         env: Mapping[str, str] | None = None,
+        loop: str = "asyncio",
     ) -> None:
-        super().__init__(lambda: create_app(config, key, home=home, env=dict(env or {})))
+        super().__init__(lambda: create_app(config, key, home=home, env=dict(env or {})), loop=loop)
         self.key = key
         self.config = config
 

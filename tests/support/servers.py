@@ -2,7 +2,8 @@
 
 Emulators and the gateway under test both run this way, so sync clients (the official
 ``openai`` and ``ollama`` libraries) talk to them over real sockets. A gateway app is served
-as ``corral serve`` serves it: corral's lean server in front, aiohttp behind.
+as ``corral serve`` serves it: the data plane by corral's edge on ``url``, the control plane
+(admin API, metrics) by aiohttp on ``admin_url``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from corral.http.app import HOT_ROUTES
+from corral.http.app import DATA_ROUTES
 from corral.server import Listener
 
 AppFactory = Callable[[], web.Application | Awaitable[web.Application]]
@@ -27,14 +28,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of ``kind``: "asyncio" or "uvloop" (what `corral serve` runs on)."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    if kind != "asyncio":
+        raise ValueError(f"unknown loop kind {kind!r}")
+    return asyncio.new_event_loop()
+
+
 class ServerThread:
     """Serve ``factory()`` on 127.0.0.1 until ``stop()``. Use as a context manager."""
 
-    def __init__(self, factory: AppFactory, *, port: int = 0, shutdown_timeout: float = 5.0) -> None:
+    def __init__(
+        self, factory: AppFactory, *, port: int = 0, shutdown_timeout: float = 5.0, loop: str = "asyncio"
+    ) -> None:
         self._factory = factory
         self.port = port or free_port()
+        self.admin_port = free_port()
         self._shutdown_timeout = shutdown_timeout
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_loop(loop)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -45,6 +60,11 @@ class ServerThread:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """A gateway's control plane (the admin API, /metrics)."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> ServerThread:
         self._thread.start()
@@ -72,8 +92,11 @@ class ServerThread:
         if not isinstance(app, web.Application):
             app = await app
         self.app = app
-        if HOT_ROUTES in app:  # a gateway: served the way `corral serve` serves it
-            self._listener = await Listener.open(app, "127.0.0.1", self.port, self._shutdown_timeout)
+        if DATA_ROUTES in app:  # a gateway: served the way `corral serve` serves it
+            self._listener = await Listener.open(
+                app, "127.0.0.1", self.port, self._shutdown_timeout, admin_host="127.0.0.1",
+                admin_port=self.admin_port,
+            )  # fmt: skip
             return
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self._shutdown_timeout)
         await self._runner.setup()

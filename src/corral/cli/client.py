@@ -18,8 +18,12 @@ class CLIError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
-def default_url(env: Mapping[str, str]) -> str:
-    return env.get("CORRAL_URL", "http://127.0.0.1:4000").rstrip("/")
+def default_url(env: Mapping[str, str], plane: str = "admin") -> str:
+    """The control plane (admin API: $CORRAL_ADMIN_URL, port 4001) or the data plane (the
+    client APIs, where `corral pull` goes: $CORRAL_URL, port 4000)."""
+    if plane == "data":
+        return env.get("CORRAL_URL", "http://127.0.0.1:4000").rstrip("/")
+    return env.get("CORRAL_ADMIN_URL", "http://127.0.0.1:4001").rstrip("/")
 
 
 def default_key(env: Mapping[str, str], home: Path) -> str | None:

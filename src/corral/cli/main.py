@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import dataclasses
 import logging
 import os
 import sys
@@ -13,6 +13,7 @@ from corral import __version__
 from corral.cli import admin, keys, models, providers, pull, status, usage
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.config import Config, load_config
+from corral.config.listeners import check_admin_host, is_loopback
 from corral.errors import ConfigError
 
 COMMANDS = {
@@ -37,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML config file (default: $CORRAL_CONFIG; without one, a local Ollama is used)",
     )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
+    serve.add_argument("--port", type=int, help="port of the data plane, the API clients use (default 4000)")
+    serve.add_argument(
+        "--admin-host", help="address of the control plane: admin API, metrics (default 127.0.0.1)"
+    )
+    serve.add_argument("--admin-port", type=int, help="port of the control plane (default 4001)")
     serve.add_argument("--demo", action="store_true", help="add the built-in demo provider (model demo/echo)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -51,8 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="the gateway (default: $CORRAL_URL or http://127.0.0.1:4000)")
+def _client_options(parser: argparse.ArgumentParser, plane: str = "admin") -> None:
+    default = (
+        "the gateway's data plane (default: $CORRAL_URL or http://127.0.0.1:4000)"
+        if plane == "data"
+        else "the gateway's control plane (default: $CORRAL_ADMIN_URL or http://127.0.0.1:4001)"
+    )
+    parser.add_argument("--url", help=default)
+    parser.set_defaults(plane=plane)
     parser.add_argument(
         "--key", help="admin key (default: $CORRAL_ADMIN_KEY, $CORRAL_MASTER_KEY, or the key file)"
     )
@@ -61,7 +72,8 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace) -> AdminClient:
     env = os.environ
-    return AdminClient(args.url or default_url(env), args.key or default_key(env, home_dir(env)))
+    url = args.url or default_url(env, getattr(args, "plane", "admin"))
+    return AdminClient(url, args.key or default_key(env, home_dir(env)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,24 +97,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _serve(args: argparse.Namespace) -> int:
     from corral.home import data_dir
     from corral.security.master_key import load_master_key
-    from corral.server import run
+    from corral.server import Addresses, run
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = load_config(args.config, demo=args.demo)
+    if args.admin_host or args.admin_port is not None:
+        admin = dataclasses.replace(
+            config.admin,
+            host=args.admin_host or config.admin.host,
+            port=config.admin.port if args.admin_port is None else args.admin_port,
+        )
+        check_admin_host(admin)
+        config = dataclasses.replace(config, admin=admin)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     home = data_dir()
@@ -117,8 +128,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     _describe(config)
 
-    def ready(url: str) -> None:
-        print(f"corral {__version__} listening on {url}  (OpenAI API at {url}/v1)", flush=True)
+    def ready(at: Addresses) -> None:
+        print(
+            f"corral {__version__} listening on {at.data}  (OpenAI API at {at.data}/v1, Ollama API at "
+            f"{at.data}/api)\n  control plane (admin API, metrics) on {at.admin}",
+            flush=True,
+        )
         if key.source == "generated":
             print(
                 f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"

@@ -21,10 +21,10 @@ from corral.cli.table import render
 COLUMNS = ("name", "type", "base_url", "managed_by", "enabled", "priority", "api_key", "headers")
 
 
-def client_options(parser: argparse.ArgumentParser) -> None:
+def client_options(parser: argparse.ArgumentParser, plane: str = "admin") -> None:
     from corral.cli.main import _client_options  # the same --url/--key/--json as `corral status`
 
-    _client_options(parser)
+    _client_options(parser, plane)
 
 
 def client(args: argparse.Namespace) -> AdminClient:

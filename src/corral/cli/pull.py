@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     where.add_argument(
         "--all", action="store_true", help="every Ollama instance corral manages (the default)"
     )
-    client_options(parser)
+    client_options(parser, plane="data")  # /api/pull is an Ollama API route, served with the data plane
     return parser
 
 

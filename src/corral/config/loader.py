@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from corral.config.fields import Fields
+from corral.config.listeners import parse_admin, parse_server
 from corral.config.routing import check_chains, parse_alias, parse_router
 from corral.config.schema import (
     DEFAULT_PATHS,
     Config,
     ProviderConfig,
     ProviderType,
-    ServerConfig,
 )
 from corral.errors import ConfigError
 from corral.httpclient.pool import FRAMING, HEADER_NAME, REQUEST_PATH
@@ -36,16 +36,8 @@ _TOP_KEYS = {
     "providers",
     "models",
     "server",
+    "admin",
     "router",
-}
-_SERVER_KEYS = {
-    "metrics_auth",
-    "host",
-    "port",
-    "max_request_bytes",
-    "shutdown_timeout",
-    "discovery_interval",
-    "discovery_timeout",
 }
 _PROVIDER_KEYS = {
     "name",
@@ -98,7 +90,8 @@ def load_config(
 def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool = False) -> Config:
     top = Fields(data, "", source, env)
     top.reject_unknown(_TOP_KEYS)
-    server = _server(top.child(top.data.get("server") or {}, "server"))
+    server = parse_server(top.child(top.data.get("server") or {}, "server"))
+    admin = parse_admin(top.child(top.data.get("admin") or {}, "admin"))
     providers = tuple(
         _provider(Fields(item, f"providers[{i}]", source, env))
         for i, item in enumerate(top.sequence("providers"))
@@ -127,6 +120,7 @@ def parse_config(data: Any, *, source: str, env: Mapping[str, str], demo: bool =
         providers=providers,
         models=models,
         server=server,
+        admin=admin,
         router=router,
         demo=demo,
         database_url=top.string("database_url"),
@@ -183,24 +177,6 @@ def ollama_host_url(value: str) -> str:
         host = f"[{host}]"
     port = parts.port or (443 if parts.scheme == "https" else 11434)
     return f"{parts.scheme}://{host}:{port}{parts.path.rstrip('/')}"
-
-
-def _server(f: Fields) -> ServerConfig:
-    f.reject_unknown(_SERVER_KEYS)
-    d = ServerConfig()
-    port = f.integer("port", d.port, minimum=0)
-    if port is not None and port > 65535:
-        raise f.error("must be at most 65535.", "port")
-    return ServerConfig(
-        host=f.string("host", d.host) or d.host,
-        port=port if port is not None else d.port,
-        max_request_bytes=f.integer("max_request_bytes", d.max_request_bytes, minimum=1024)
-        or d.max_request_bytes,
-        shutdown_timeout=f.duration("shutdown_timeout", d.shutdown_timeout),
-        discovery_interval=f.duration("discovery_interval", d.discovery_interval),
-        discovery_timeout=f.duration("discovery_timeout", d.discovery_timeout),
-        metrics_auth=f.boolean("metrics_auth", d.metrics_auth),
-    )
 
 
 def parse_provider(data: Any, *, where: str, source: str, env: Mapping[str, str]) -> ProviderConfig:

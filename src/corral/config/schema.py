@@ -107,6 +107,21 @@ class ServerConfig:
     discovery_interval: float = 60.0
     discovery_timeout: float = 5.0
     metrics_auth: bool = True  # GET /metrics needs an admin key (Prometheus: authorization credentials)
+    send_timeout: float = 60.0  # no progress writing to a client for this long: close, free the slot
+    body_timeout: float = 300.0  # a request body must arrive whole within this long of its head
+    max_buffered_bytes: int = 256 * 1024 * 1024  # request bodies held in memory at once, all connections
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The control-plane listener: the admin API, /metrics and the console."""
+
+    host: str = "127.0.0.1"
+    port: int = 4001
+    tls_cert: str | None = None  # PEM files; with both set the listener speaks HTTPS
+    tls_key: str | None = None
+    allow_insecure_remote: bool = False  # serve a non-loopback address over plain HTTP anyway
+    console: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,5 +137,6 @@ class Config:
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelAlias, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     demo: bool = False

@@ -1,8 +1,10 @@
-"""A hot request received by the lean server, and the writing of its answer.
+"""A data-plane request received by the edge, and the writing of its answer.
 
-A whole answer is one write (head and body). A stream is chunked: the head goes with the first
-chunk, and the last chunk (``Outcome.ended``) with the end marker, so a burst that arrives at
-once leaves in one write. Writes wait while the client's socket buffer is full.
+A whole answer is one write (head and body; the head alone for HEAD). A stream is chunked: the
+head goes with the first chunk, and the last chunk (``Outcome.ended``) with the end marker, so a
+burst that arrives at once leaves in one write. To an HTTP/1.0 client a stream is sent as it
+comes and ended by closing the connection (1.0 has no chunked framing). Every write waits while
+the client's socket buffer is full, for at most the server's send timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class EdgeExchange(Exchange):
-    __slots__ = ("_body", "_proto", "keep_alive", "started")
+    __slots__ = ("_proto", "body_bytes", "http10", "keep_alive", "started")
 
     def __init__(
         self,
@@ -33,22 +35,28 @@ class EdgeExchange(Exchange):
         app: Mapping[Any, Any],
         proto: EdgeProtocol,
         keep_alive: bool,
+        method: str = "POST",
+        query: str = "",
+        rest: str = "",
     ) -> None:
-        super().__init__(path, headers, app)
-        self._body = body
+        super().__init__(path, headers, app, method=method, query=query, rest=rest)
+        self.body_bytes = body
         self._proto = proto
         self.keep_alive = keep_alive
+        self.http10 = False
         self.started = False  # the head went out: an error now can only close the connection
 
     async def body(self, limit: int) -> bytes:
-        return self._body  # the protocol refused anything over the server's limit already
+        return self.body_bytes  # the protocol refused anything over the server's limit already
 
     def answer(
         self, status: int, body: bytes, headers: dict[str, str], content_type: str = "application/json"
     ) -> None:
         """A whole answer in one write (errors use this too)."""
         keep = self.keep_alive and not self._proto.closing
-        data = wire.head(status, content_type, headers, self._proto.date(), len(body), keep) + body
+        data = wire.head(status, content_type, headers, self._proto.date(), len(body), keep, self.http10)
+        if self.method != "HEAD":
+            data += body
         self.started = True
         try:
             self._proto.send(data)
@@ -60,19 +68,32 @@ class EdgeExchange(Exchange):
         headers.update(id_headers(self.request_id, self.client_request_id))
         if reply.chunks is None:
             self.answer(reply.status, reply.body or b"", headers, reply.content_type)
+            with contextlib.suppress(ConnectionError):
+                await self._proto.drain()
             return
         proto = self._proto
+        if self.http10:
+            self.keep_alive = False  # the end of the stream is the end of the connection
         keep = self.keep_alive and not proto.closing
         headers.update(STREAM_HEADERS)
-        pending = wire.head(reply.status, reply.content_type, headers, proto.date(), None, keep)
+        length = 0 if self.method == "HEAD" else None
+        pending = wire.head(
+            reply.status, reply.content_type, headers, proto.date(), length, keep, self.http10
+        )
         chunks = reply.chunks
         outcome = reply.outcome
+        framed = not self.http10
         try:
+            if self.method == "HEAD":
+                self.started = True
+                proto.send(pending)
+                return
             async for data in chunks:
                 last = outcome.ended
-                out = pending + wire.chunk(data) if data else pending
+                body = (wire.chunk(data) if framed else data) if data else b""
+                out = pending + body
                 pending = b""
-                if last:
+                if last and framed:
                     out += wire.LAST_CHUNK
                 if out:
                     self.started = True
@@ -84,7 +105,7 @@ class EdgeExchange(Exchange):
                     break
             else:
                 self.started = True
-                proto.send(pending + wire.LAST_CHUNK)
+                proto.send(pending + wire.LAST_CHUNK if framed else pending)
         except ConnectionError:
             self.keep_alive = False  # the client went away; closing the iterator releases the upstream
         finally:

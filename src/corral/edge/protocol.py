@@ -1,17 +1,19 @@
-"""One client connection of the lean server: parse (httptools, i.e. llhttp), serve hot routes,
-hand everything else to aiohttp.
+"""One client connection of the data plane: parse (httptools, i.e. llhttp), check, route, answer.
 
-A request for a hot route (a POST to chat, completions or embeddings, on either surface) is
-read whole, within the size limits, and its handler runs in a task; answers go back in request
-order (pipelined requests wait their turn, at most ``MAX_QUEUED``). Any other request hands the
-connection to aiohttp's protocol, which gets the request's raw bytes and keeps the connection
-from then on. That needs the request to start at a read boundary, which is how clients that do
-not pipeline send; a pipelined one that cannot be handed over is answered 400.
+Every request is matched against the route table when its head is complete; the key is checked
+then, from the head alone, so nothing of a body is read (and no ``100 Continue`` is sent) for
+a caller without a valid key: 401 and close. A routed request is read whole, within the limits,
+and its handler runs in a task; answers go back in request order (pipelined requests wait
+their turn, at most ``MAX_QUEUED``), and the next one is not started while the client has not
+taken the previous answer (the transport's high-water mark).
 
-Limits before anything is buffered: the head (request line and headers) is capped at
-``MAX_HEAD`` bytes and ``MAX_HEADERS`` fields (431), the body at the server's
-``max_request_bytes`` (413, checked against Content-Length before reading, and counted while
-reading a chunked body). Time limits are enforced by the server's sweeper.
+Limits before anything is buffered (``corral.http.limits``): the head is capped at ``MAX_HEAD``
+bytes and ``MAX_HEADERS`` fields (431), and so are chunked trailers, which are counted and
+dropped, never merged into the headers; the body at the server's ``max_request_bytes`` (413,
+checked against Content-Length before reading, and counted while reading a chunked body); all
+bodies held at once at ``max_buffered_bytes`` (503). HTTP/1.1 needs exactly one Host; only
+HTTP/1.0 and 1.1 are spoken (505); a header that must be single (Authorization, X-API-Key,
+Host) given twice is refused (400). Time limits are enforced by the server's sweeper.
 """
 
 from __future__ import annotations
@@ -27,35 +29,39 @@ import httptools
 
 from corral.edge import wire
 from corral.edge.exchange import EdgeExchange
-from corral.errors import CorralError, HeadTooLarge, InvalidRequest
+from corral.errors import (
+    CorralError,
+    HeadTooLarge,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServerBusy,
+    VersionNotSupported,
+)
 from corral.http.errors import error_parts, internal_error
-from corral.http.exchange import HotRoute, too_large
+from corral.http.exchange import too_large
+from corral.http.limits import CHUNK_OVERHEAD, MAX_HEAD, MAX_HEADERS, SINGLE_HEADERS
 from corral.http.request_ids import id_headers
+from corral.http.routes import Route, control_path, ollama_path
 
 if TYPE_CHECKING:
     from corral.edge.server import EdgeServer
 
 log = logging.getLogger("corral.edge")
 
-MAX_HEAD = 64 * 1024
-MAX_HEADERS = 128
 MAX_QUEUED = 4  # complete pipelined requests held; past that, reading pauses
-
-
-def _error(status: int, message: str) -> InvalidRequest:
-    if status == 431:
-        return HeadTooLarge(message, code="header_too_large")
-    return InvalidRequest(message, code="bad_request")
+_VERSIONS = ("1.1", "1.0")
 
 
 class _Refused:
     """A request answered with an error without running a handler (too large, bad head...)."""
 
-    __slots__ = ("body", "status")
+    __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.status = status
         self.body = body
+        self.headers = headers
 
 
 class EdgeProtocol(asyncio.Protocol):
@@ -63,34 +69,40 @@ class EdgeProtocol(asyncio.Protocol):
         self._server = server
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
-        self._queue: deque[tuple[HotRoute | _Refused, EdgeExchange]] = deque()
-        self._busy = False
+        self._queue: deque[tuple[Route | _Refused, EdgeExchange]] = deque()
+        self._task: asyncio.Task[None] | None = None  # the handler running now
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._reading = True
         self._stash: list[bytes] = []  # bytes that arrived while the queue was full
-        self._stop_parsing = False  # after a refusal that closes, or once handing over
-        self._hand_over_raw: list[bytes] | None = None  # set: hand over once the queue is empty
+        self._stop_parsing = False  # after a refusal that closes
         self._close_after = False
         self.closing = False
+        self._held = 0  # body bytes this connection holds (counted in the server's total)
         # the message being read
         self.in_message = False
         self.in_head = False
+        self._read = 0  # size of the read being parsed, and whether a message began in it fresh
         self._fresh = True
-        self._chunk = b""
-        self._raw: list[bytes] | None = None
         self._head_bytes = 0
         self._head_size = 0
         self._fields = 0
         self._url: list[bytes] = []
         self._path = ""  # the URL's path, once the head is complete
+        self._query = ""
         self._headers: dict[str, str] = {}
-        self._handler: HotRoute | None = None
+        self._duplicate: str | None = None  # a header that must be single, given twice
+        self._route: Route | None = None
+        self._ex: EdgeExchange | None = None  # the routed request whose body is being read
         self._body: list[bytes] = []
         self._body_size = 0
+        self._after_head = 0  # bytes received since the head ended (body, framing, trailers)
+        self._chunks = 0
+        self._trailers = 0
         self._discard = False
         # for the sweeper
-        self.last_io = 0.0
+        self.last_io = 0.0  # the last byte received
+        self.idle_since = 0.0  # the end of the last answer (or the connection's start)
         self.message_started = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -101,15 +113,22 @@ class EdgeProtocol(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.last_io = self._server.now()
+        self.last_io = self.idle_since = self._server.now()
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._server.connections.discard(self)
+        self._release_held()
+        self._queue.clear()
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_exception(ConnectionResetError("the client closed the connection"))
+        task = self._task
+        if task is not None and not task.done():
+            # nobody will read the answer: stop the work (an upstream call is closed, so the
+            # upstream stops generating, and its slot is free for someone else)
+            task.cancel()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -119,13 +138,11 @@ class EdgeProtocol(asyncio.Protocol):
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
+        if self._task is None:
+            self._next()
 
     def data_received(self, data: bytes) -> None:
         self.last_io = self._server.now()
-        if self._hand_over_raw is not None:
-            self._hand_over_raw.append(data)
-            self._pause_reading()
-            return
         if self._stop_parsing:
             return
         if len(self._queue) >= MAX_QUEUED:
@@ -133,28 +150,35 @@ class EdgeProtocol(asyncio.Protocol):
             self._pause_reading()
             return
         if self.in_message:
-            if self._raw is not None:
-                self._raw.append(data)
             if self.in_head:
                 self._head_bytes += len(data)
+            else:
+                self._after_head += len(data)
         self._fresh = not self.in_message
-        self._chunk = data
+        self._read = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if not self._stop_parsing:
-                self._refuse_now(400, "Upgrade is not supported on this path.")
+                self._refuse_now(InvalidRequest("Upgrade is not supported.", code="bad_request"))
         except httptools.HttpParserError as exc:
             if not self._stop_parsing:
-                self._refuse_now(400, f"The request is not valid HTTP/1.1 ({exc}).")
-        self._chunk = b""
-        if self.in_head and self._head_bytes > MAX_HEAD and not self._stop_parsing:
-            # llhttp holds an unfinished header until it ends: bound what it can hold
-            self._refuse_now(431, "The request head (request line and headers) is too large.")
+                self._refuse_now(
+                    InvalidRequest(f"The request is not valid HTTP/1.1 ({exc}).", code="bad_request")
+                )
+        if self.in_message and not self._stop_parsing:
+            if self.in_head and self._head_bytes > MAX_HEAD:
+                # llhttp holds an unfinished header until it ends: bound what it can hold
+                self._refuse_now(_head_too_large())
+            elif not self.in_head and self._after_head - self._body_size > MAX_HEAD + CHUNK_OVERHEAD * (
+                self._chunks
+            ):
+                # framing and trailers beyond the body: an endless trailer or chunk extension
+                self._refuse_now(_head_too_large("chunked trailers"))
         self._next()
 
     def eof_received(self) -> bool | None:
-        if not self._busy and not self._queue:
+        if self._task is None and not self._queue:
             return None  # close now
         self._close_after = True
         return True  # answer what was asked, then close
@@ -167,18 +191,23 @@ class EdgeProtocol(asyncio.Protocol):
         self.in_message = True
         self.in_head = True
         self.message_started = self.last_io
-        self._raw = [self._chunk] if self._fresh else None
-        # a head that began inside this read holds at most the read; one that began after an
-        # earlier message in it is counted from the next read on (bounded by one read more)
-        self._head_bytes = len(self._chunk) if self._fresh else 0
+        # a head that began at the start of this read holds at most the read; one that began
+        # after an earlier message in it is counted from the next read on (one read more)
+        self._head_bytes = self._read if self._fresh else 0
         self._head_size = 0
         self._fields = 0
         self._url = []
         self._path = ""
+        self._query = ""
         self._headers = {}
-        self._handler = None
+        self._duplicate = None
+        self._route = None
+        self._ex = None
         self._body = []
         self._body_size = 0
+        self._after_head = 0
+        self._chunks = 0
+        self._trailers = 0
         self._discard = False
 
     def on_url(self, url: bytes) -> None:
@@ -189,6 +218,11 @@ class EdgeProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._stop_parsing:
             return
+        if not self.in_head:  # a chunked trailer: counted against the head limits, never kept
+            self._trailers += 1
+            if self._trailers > MAX_HEADERS:
+                self._refuse_now(_head_too_large("chunked trailers"))
+            return
         self._fields += 1
         self._head_size += len(name) + len(value) + 4
         if self._fields > MAX_HEADERS or self._head_size > MAX_HEAD:
@@ -197,111 +231,175 @@ class EdgeProtocol(asyncio.Protocol):
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self._headers.get(key)
-        self._headers[key] = text if previous is None else f"{previous}, {text}"
+        if previous is None:
+            self._headers[key] = text
+        else:
+            if key in SINGLE_HEADERS:
+                self._duplicate = key
+            self._headers[key] = f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self._stop_parsing:
             return
-        path = self._path = b"".join(self._url).split(b"?", 1)[0].decode("latin-1")
-        if self._discard:
-            self._refuse_queued(
-                431, f"The request head is over {MAX_HEAD} bytes or {MAX_HEADERS} fields.", close=True
-            )
+        target = b"".join(self._url).decode("latin-1")
+        path, _, self._query = target.partition("?")
+        self._path = path
+        refusal = self._check_head()
+        if refusal is not None:
+            self._refuse_queued(refusal, close=True)
             return
-        handler = self._server.routes.get(path) if self._parser.get_method() == b"POST" else None
-        if handler is None:
-            if self._raw is None:
-                self._refuse_queued(
-                    400,
-                    "A pipelined request for this path cannot be served on this connection; "
-                    "send it on its own connection or wait for the previous answer.",
-                    close=True,
-                )
-            else:  # aiohttp gets the connection once the answers before this one are out
-                self._hand_over_raw, self._raw = self._raw, None
-                self._stop_parsing = True
+        method = self._parser.get_method().decode("latin-1")
+        server = self._server
+        match = server.routes.match(method, path)
+        route = match.route
+        if route is None:
+            self._refuse_queued(self._no_route(method, path, match.allow), close=False)
             return
-        self._raw = None
-        if self._parser.should_upgrade():
-            self._refuse_queued(400, "Upgrade is not supported on this path.", close=True)
-            return
+        keep = self._parser.should_keep_alive()
+        ex = EdgeExchange(path, self._headers, b"", server.app, self, keep, method, self._query, match.rest)
+        ex.http10 = self._parser.get_http_version() == "1.0"
+        if route.access != "open":
+            try:
+                ex.principal = server.routes.gate(self._headers, route.access == "admin")
+            except CorralError as exc:  # no key, a wrong one, or not an admin's: read no body
+                self._refuse_queued(exc, close=True, ollama=route.ollama)
+                return
         length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._server.max_body:
-            self._refuse_queued(413, "", close=True, length=int(length))
+        if length is not None and length.isdigit() and int(length) > server.max_body:
+            self._refuse_queued(too_large(server.max_body, int(length)), close=True, ollama=route.ollama)
             return
-        self._handler = handler
-        if self._headers.get("expect", "").lower() == "100-continue" and not self._busy and not self._queue:
+        self._route = route
+        self._ex = ex
+        if (
+            self._headers.get("expect", "").lower() == "100-continue"
+            and self._task is None
+            and not self._queue
+        ):
             self.send(wire.CONTINUE)
 
+    def _check_head(self) -> CorralError | None:
+        """What makes a head unacceptable whatever it asks for, or None."""
+        if self._discard:
+            return _head_too_large()
+        version = self._parser.get_http_version()
+        if version not in _VERSIONS:
+            return VersionNotSupported(
+                f"HTTP/{version} is not spoken here: send HTTP/1.1.", code="http_version_not_supported"
+            )
+        if self._duplicate is not None:
+            return InvalidRequest(
+                f"The request has more than one {self._duplicate} header; send it once.",
+                code="duplicate_header",
+            )
+        if version == "1.1" and "host" not in self._headers:
+            return InvalidRequest("An HTTP/1.1 request needs a Host header.", code="missing_host")
+        if self._parser.should_upgrade():
+            return InvalidRequest("Upgrade is not supported.", code="bad_request")
+        return None
+
+    def _no_route(self, method: str, path: str, allow: tuple[str, ...]) -> CorralError:
+        if allow:
+            return MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allow)}.", allow)
+        if control_path(path):
+            where = self._server.admin_url or "the control-plane listener (admin.host, admin.port)"
+            return NotFound(
+                f"{path} is served by corral's control plane, not here: use {where}{path}.",
+                code="not_found",
+            )
+        return NotFound(
+            f"No route for {method} {path}; the OpenAI API is under /v1 (e.g. POST /v1/chat/completions) "
+            "and Ollama's under /api.",
+            code="not_found",
+        )
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+
     def on_body(self, data: bytes) -> None:
-        if self._handler is None:
-            return
         self._body_size += len(data)
-        if self._body_size > self._server.max_body:
-            self._handler = None
-            self._refuse_queued(413, "", close=True)
+        if self._route is None:
             return
+        server = self._server
+        if self._body_size > server.max_body:
+            self._refuse_queued(too_large(server.max_body), close=True, ollama=self._route.ollama)
+            return
+        if server.buffered + len(data) > server.max_buffered:
+            self._refuse_queued(
+                ServerBusy(
+                    "corral is holding as many request bodies in memory as it may "
+                    "(server.max_buffered_bytes); retry shortly.",
+                    code="server_busy",
+                ),
+                close=True,
+                ollama=self._route.ollama,
+            )
+            return
+        server.buffered += len(data)
+        self._held += len(data)
         self._body.append(data)
 
     def on_message_complete(self) -> None:
         self._fresh = False  # a message that begins after this one in the same read is not at its start
-        if self._stop_parsing and self._handler is None:
+        if self._stop_parsing and self._route is None:
             return
         self.in_message = False
-        handler = self._handler
-        if handler is None:
+        route, ex = self._route, self._ex
+        if route is None or ex is None:
             return
-        self._handler = None
-        keep = self._parser.should_keep_alive()
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        ex = EdgeExchange(self._path, self._headers, body, self._server.app, self, keep)
-        self._queue.append((handler, ex))
-        if not keep:
+        self._route = self._ex = None
+        ex.body_bytes = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body = []
+        self._queue.append((route, ex))
+        if not ex.keep_alive:
             self._stop_parsing = True
             self._close_after = True
 
     # -- answering ---------------------------------------------------------------------------
 
-    def _refuse_queued(self, status: int, message: str, *, close: bool, length: int | None = None) -> None:
+    def _refuse_queued(self, exc: CorralError, *, close: bool, ollama: bool | None = None) -> None:
         """Answer the current request with an error, in its turn; stop reading if ``close``."""
-        exc = too_large(self._server.max_body, length) if status == 413 else _error(status, message)
         ex = EdgeExchange(self._path, self._headers, b"", self._server.app, self, keep_alive=not close)
-        _, body, _ = error_parts(exc, ollama=self._path.startswith("/api/"))
-        self._queue.append((_Refused(status, body), ex))
-        self._handler = None
-        self._raw = None
+        envelope = ollama_path(self._path) if ollama is None else ollama
+        _, body, headers = error_parts(exc, ollama=envelope)
+        self._queue.append((_Refused(exc.http_status, body, headers), ex))
+        self._route = None
+        self._ex = None
+        self._body = []
         if close:
             self._stop_parsing = True
             self._close_after = True
 
-    def _refuse_now(self, status: int, message: str) -> None:
-        """A request that cannot even be parsed: answer (if nothing else is being answered) and close."""
+    def _refuse_now(self, exc: CorralError) -> None:
+        """A request that cannot be read on: answer (if nothing else is being answered) and close."""
         self._stop_parsing = True
         self._close_after = True
-        self._raw = None
-        if self._busy or self._queue:
+        self._route = None
+        self._ex = None
+        self._body = []
+        if self._task is not None or self._queue:
             return
-        exc = _error(status, message)
-        _, body, _ = error_parts(exc)
-        self.send(wire.head(status, "application/json", {}, self.date(), len(body), False) + body)
+        _, body, headers = error_parts(exc, ollama=ollama_path(self._path))
+        with contextlib.suppress(ConnectionError):
+            self.send(
+                wire.head(exc.http_status, "application/json", headers, self.date(), len(body), False) + body
+            )
         self.close()
 
     def _next(self) -> None:
-        if self._busy:
-            return
+        if self._task is not None or self._write_paused:
+            return  # one answer at a time, and none while the client has not taken the last one
         if self._queue:
-            handler, ex = self._queue.popleft()
-            if isinstance(handler, _Refused):
-                ex.answer(handler.status, handler.body, {})
+            route, ex = self._queue.popleft()
+            if isinstance(route, _Refused):
+                ex.answer(route.status, route.body, route.headers)
                 self._next()
                 return
-            self._busy = True
-            self._server.track(asyncio.get_running_loop().create_task(self._run(handler, ex)))
+            task = asyncio.get_running_loop().create_task(self._run(route, ex))
+            self._task = task
+            self._server.track(task)
             return
-        if self._hand_over_raw is not None:
-            self._hand_over()
-        elif self._close_after or self.closing:
+        if self._close_after or self.closing:
             self.close()
         elif self._stash:
             stash, self._stash = self._stash, []
@@ -309,21 +407,26 @@ class EdgeProtocol(asyncio.Protocol):
             for data in stash:
                 self.data_received(data)
 
-    async def _run(self, handler: HotRoute, ex: EdgeExchange) -> None:
+    async def _run(self, route: Route, ex: EdgeExchange) -> None:
         try:
-            await handler(ex)
+            await route.handler(ex)
             if not ex.started:  # a handler that wrote nothing: never leave the client waiting
                 raise RuntimeError(f"the handler of {ex.path} wrote no answer")
         except CorralError as exc:
             try:
-                self._fail(ex, exc)
+                self._fail(ex, exc, route.ollama)
             except Exception:
                 self._internal(ex)
+        except asyncio.CancelledError:
+            if self._transport is not None:  # cancelled by the server's shutdown, not by the client
+                raise
         except Exception:
             self._internal(ex)
         finally:
-            self._busy = False
-            self.last_io = self._server.now()  # keep-alive idle time counts from the answer's end
+            self._task = None
+            self._release(len(ex.body_bytes))
+            ex.body_bytes = b""
+            self.idle_since = self._server.now()  # keep-alive idle time counts from the answer's end
             if not ex.keep_alive or self.closing:  # the answer said Connection: close
                 self._close_after = True
                 self._queue.clear()
@@ -331,32 +434,28 @@ class EdgeProtocol(asyncio.Protocol):
                 self._next()
 
     def _internal(self, ex: EdgeExchange) -> None:
-        log.exception("unhandled error on POST %s (request %s)", ex.path, ex.request_id)
+        log.exception("unhandled error on %s %s (request %s)", ex.method, ex.path, ex.request_id)
         ex.keep_alive = False
         if not ex.started:
             ex.answer(500, internal_error(ex.request_id), id_headers(ex.request_id, ex.client_request_id))
 
-    def _fail(self, ex: EdgeExchange, exc: CorralError) -> None:
+    def _fail(self, ex: EdgeExchange, exc: CorralError, ollama: bool) -> None:
         if ex.started:  # the head is out: all that is left is to end the connection
             ex.keep_alive = False
             return
         status, body, headers = error_parts(
-            exc, ex.request_id, ollama=ex.path.startswith("/api/"), client_request_id=ex.client_request_id
+            exc, ex.request_id, ollama=ollama, client_request_id=ex.client_request_id
         )
         ex.answer(status, body, headers)
 
-    def _hand_over(self) -> None:
-        raw, self._hand_over_raw = self._hand_over_raw, None
-        transport = self._transport
-        if transport is None or raw is None:
-            return
-        self._server.connections.discard(self)
-        other = self._server.aiohttp_protocol()
-        transport.set_protocol(other)
-        other.connection_made(transport)
-        if not self._reading:
-            transport.resume_reading()
-        other.data_received(b"".join(raw))
+    def _release(self, size: int) -> None:
+        size = min(size, self._held)
+        self._held -= size
+        self._server.buffered -= size
+
+    def _release_held(self) -> None:
+        self._server.buffered -= self._held
+        self._held = 0
 
     # -- used by the exchange and the server ---------------------------------------------------
 
@@ -370,23 +469,41 @@ class EdgeProtocol(asyncio.Protocol):
         transport.write(data)
 
     async def drain(self) -> None:
+        """Wait until the client has taken what was written, up to the server's send timeout;
+        past it the connection is closed (the client stopped reading)."""
         if not self._write_paused:
             return
         if self._transport is None:
             raise ConnectionResetError("the client closed the connection")
         if self._drain is None:
             self._drain = asyncio.get_running_loop().create_future()
-        await self._drain
+        try:
+            async with asyncio.timeout(self._server.send_timeout):
+                await asyncio.shield(self._drain)
+        except TimeoutError:
+            log.info("closing a connection whose client took nothing for %.0f s", self._server.send_timeout)
+            self.abort()
+            raise ConnectionResetError("the client stopped reading (server.send_timeout)") from None
 
     @property
     def busy(self) -> bool:
         """An answer is being made or written."""
-        return self._busy
+        return self._task is not None
+
+    @property
+    def queued(self) -> int:
+        """Requests read whole and waiting for their turn."""
+        return len(self._queue)
+
+    @property
+    def paused(self) -> bool:
+        """Writing waits for the client to read."""
+        return self._write_paused
 
     @property
     def idle(self) -> bool:
         """Between requests: nothing being read, answered or waiting."""
-        return not (self.in_message or self._busy or self._queue or self._hand_over_raw is not None)
+        return not (self.in_message or self._task is not None or self._queue)
 
     def shut(self) -> None:
         """The server is stopping: close now if idle, else after the answer in progress."""
@@ -398,6 +515,10 @@ class EdgeProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
     def _pause_reading(self) -> None:
         if self._reading and self._transport is not None:
             self._reading = False
@@ -407,3 +528,7 @@ class EdgeProtocol(asyncio.Protocol):
         if not self._reading and self._transport is not None:
             self._reading = True
             self._transport.resume_reading()
+
+
+def _head_too_large(what: str = "The request head (request line and headers)") -> HeadTooLarge:
+    return HeadTooLarge(f"{what} is over {MAX_HEAD} bytes or {MAX_HEADERS} fields.", code="header_too_large")

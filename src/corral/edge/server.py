@@ -1,12 +1,15 @@
-"""The lean server: corral's listener. Hot routes are served by ``EdgeProtocol``; every other
-request is handed, with its connection, to the aiohttp app (admin API, console, model lists,
-Ollama management, metrics, health).
+"""The edge: corral's data-plane listener. Every client-facing route of every surface is
+served here by ``EdgeProtocol`` from one route table (``corral.http.routes``); the control
+plane (admin API, metrics, console) has its own listener.
 
 One sweeper, not a timer per request, enforces the time limits: a request head must arrive
 within ``HEAD_TIMEOUT`` seconds of its first byte, a body may not stall for more than
-``BODY_TIMEOUT``, and an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT``.
-``close`` stops accepting, closes idle connections, lets answers in progress (streams included)
-finish for up to the shutdown timeout, then cuts what is left.
+``BODY_TIMEOUT`` and must arrive whole within ``body_timeout`` of its head, and a keep-alive
+connection idle since its last answer is closed after ``KEEPALIVE_TIMEOUT`` (bytes between
+requests, such as stray CRLFs, do not count as activity). Writes to a client that stopped
+reading give up after ``send_timeout``. ``close`` stops accepting, closes idle connections,
+lets answers in progress (streams included) finish for up to the shutdown timeout, then cuts
+what is left.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from corral.edge.protocol import EdgeProtocol
 from corral.edge.wire import Clock
-from corral.http.exchange import HotRoute
+from corral.http.routes import RouteTable
 
 log = logging.getLogger("corral.edge")
 
@@ -33,15 +36,23 @@ SWEEP_EVERY = 1.0
 class EdgeServer:
     def __init__(
         self,
-        routes: Mapping[str, HotRoute],
+        routes: RouteTable,
         app: Mapping[Any, Any],
-        aiohttp_protocol: Callable[[], asyncio.Protocol],
         max_body: int,
+        *,
+        max_buffered: int | None = None,
+        send_timeout: float = 60.0,
+        body_timeout: float = 300.0,
+        admin_url: str | None = None,
     ) -> None:
         self.routes = routes
         self.app = app
-        self.aiohttp_protocol = aiohttp_protocol
         self.max_body = max_body
+        self.max_buffered = max_buffered if max_buffered is not None else 8 * max_body
+        self.buffered = 0  # request-body bytes held by every connection together
+        self.send_timeout = send_timeout
+        self.body_timeout = body_timeout
+        self.admin_url = admin_url  # named in the 404 for a control-plane path
         self.clock = Clock()
         self.connections: set[EdgeProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,9 +89,9 @@ class EdgeServer:
             if conn.in_head:
                 late = now - conn.message_started > HEAD_TIMEOUT
             elif conn.in_message:
-                late = now - conn.last_io > BODY_TIMEOUT
+                late = now - conn.last_io > BODY_TIMEOUT or now - conn.message_started > self.body_timeout
             else:
-                late = conn.idle and now - conn.last_io > KEEPALIVE_TIMEOUT
+                late = conn.idle and now - conn.idle_since > KEEPALIVE_TIMEOUT
             if late:
                 conn.close()
 

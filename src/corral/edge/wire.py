@@ -37,13 +37,20 @@ def head(
     date: str,
     length: int | None,
     keep_alive: bool,
+    http10: bool = False,
 ) -> bytes:
-    """The head of an answer with ``length`` body bytes, or chunked when ``length`` is None."""
+    """The head of an answer with ``length`` body bytes, or chunked when ``length`` is None
+    (to an HTTP/1.0 client, which has no chunked framing: ended by closing the connection)."""
     reason = _REASONS.get(status, "Unknown")
     lines = [f"HTTP/1.1 {status} {reason}\r\nDate: {date}\r\nContent-Type: {content_type}\r\n"]
-    lines.append(f"Content-Length: {length}\r\n" if length is not None else "Transfer-Encoding: chunked\r\n")
-    if not keep_alive:
+    if length is not None:
+        lines.append(f"Content-Length: {length}\r\n")
+    elif not http10:
+        lines.append("Transfer-Encoding: chunked\r\n")
+    if not keep_alive or (http10 and length is None):
         lines.append("Connection: close\r\n")
+    elif http10:
+        lines.append("Connection: keep-alive\r\n")
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"header {name!r} has a line break in its value")

@@ -1,17 +1,19 @@
-"""The app factory: ``create_app(config, master_key)`` returns a ready aiohttp application.
+"""The app factory: ``create_app(config, master_key)`` builds both planes.
 
-Routes are fixed when the app is built; the gateway (HTTP clients, catalog, background
-discovery) is built on startup inside the event loop and closed on cleanup.
+It returns the control plane's aiohttp application (admin API, ``/metrics``), whose startup
+builds the gateway (HTTP clients, catalog, background discovery) inside the event loop and
+whose cleanup closes it. The data plane's route table (every client-facing route of every
+surface, served by ``corral.edge``) is kept in it under ``DATA_ROUTES``, with the same parts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from corral.config.schema import Config
@@ -20,19 +22,22 @@ from corral.core.engine import Engine
 from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
-from corral.http.errors import error_middleware
-from corral.http.exchange import HotRoute
+from corral.http.control import control_middlewares, on_prepare
+from corral.http.exchange import Exchange
+from corral.http.limits import MAX_HEAD, MAX_HEADERS
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
 from corral.http.openai_routes import OpenAIRoutes
+from corral.http.replies import json_reply
+from corral.http.routes import Route, RouteTable
 from corral.http.serving import ACCOUNTANT
 
 GATEWAY = web.AppKey("gateway", Gateway)
-# POST path -> handler of the routes the lean server (corral.edge) serves itself
-HOT_ROUTES = web.AppKey("hot_routes", dict[str, HotRoute])
-MAX_REQUEST_BYTES = web.AppKey("max_request_bytes", int)
+DATA_ROUTES = web.AppKey("data_routes", RouteTable)  # the data plane, served by corral.edge
 CONTROL = web.AppKey("control", ControlPlane)
+CONFIG = web.AppKey("config", Config)
+READY_STORE_TIMEOUT = 2.0
 
 
 def create_app(
@@ -46,10 +51,12 @@ def create_app(
     """Build the app. With ``home`` the control plane (store, gateway keys, admin changes) runs
     too; without it the gateway serves the config file alone, with the master key only."""
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=control_middlewares(),
         client_max_size=config.server.max_request_bytes,
-        handler_args={"max_field_size": 16 * 1024, "max_line_size": 16 * 1024},
+        handler_args={"max_field_size": MAX_HEAD, "max_line_size": MAX_HEAD, "max_headers": MAX_HEADERS},
     )
+    app.on_response_prepare.append(on_prepare)
+    app[CONFIG] = config
 
     auth = Authenticator(master_key)
 
@@ -83,35 +90,54 @@ def create_app(
         return gateway.engine
 
     app.cleanup_ctx.append(lifecycle)
-    openai = OpenAIRoutes(engine, auth, config.server.max_request_bytes)
-    openai.add_to(app)
+    limit = config.server.max_request_bytes
+    table = RouteTable(auth.gate)
+    OpenAIRoutes(engine, auth, limit).add_to(table)
+    OllamaRoutes(engine, auth, limit).add_to(table)
+    FleetRoutes(lambda parts: parts[GATEWAY], auth, limit).add_to(table)
+    table.add(["GET"], "/healthz", Route(healthz, access="open"))
+    table.add(["GET"], "/readyz", Route(readyz, access="open"))
+    app[DATA_ROUTES] = table
     add_admin_routes(app, auth)
-    ollama = OllamaRoutes(engine, auth, config.server.max_request_bytes)
-    ollama.add_to(app)
-    app[HOT_ROUTES] = {**openai.hot_routes(), **ollama.hot_routes()}
-    app[MAX_REQUEST_BYTES] = config.server.max_request_bytes
-    FleetRoutes(lambda request: request.app[GATEWAY], auth, config.server.max_request_bytes).add_to(app)
     app.router.add_get("/metrics", metrics_route(auth, config.server.metrics_auth))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
     return app
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(ex: Exchange) -> None:
     """Alive: the process answers."""
-    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+    await ex.write(json_reply({"status": "ok"}))
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready: discovery has run once and at least one provider answered."""
-    gw = request.app[GATEWAY]
+async def readyz(ex: Exchange) -> None:
+    """Ready: corral itself can serve (config loaded, store reachable, first discovery round
+    attempted). Whether upstreams answer is reported, not required: a gateway whose upstreams
+    are down, or that has none yet, must still get the admin calls that would fix that."""
+    gw: Gateway = ex.app[GATEWAY]
     status = gw.discovery.status
     ok = sum(1 for s in status.values() if s.ok)
+    store = await _store_state(ex.app.get(CONTROL))
     if not gw.discovery.first_round.is_set():
         state, code = "starting", 503
-    elif ok == 0:
-        state, code = "no_upstream_reachable", 503
+    elif store not in ("ok", "none"):
+        state, code = "store_unreachable", 503
     else:
         state, code = "ready", 200
-    body = {"status": state, "providers_ok": ok, "providers_total": len(status)}
-    return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
+    body = {
+        "status": state,
+        "store": store,
+        "providers_ok": ok,
+        "providers_total": len(status),
+        "upstreams": "reachable" if ok else ("none_configured" if not status else "none_reachable"),
+    }
+    await ex.write(json_reply(body, status=code))
+
+
+async def _store_state(plane: ControlPlane | None) -> str:
+    if plane is None:
+        return "none"
+    try:
+        async with asyncio.timeout(READY_STORE_TIMEOUT):
+            answered = await plane.store.ping()
+    except TimeoutError:
+        return "timeout"
+    return "ok" if answered else "unreachable"

@@ -10,28 +10,25 @@ push, create and blobs are refused because they write to upstream disks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-from aiohttp import web
-
+from corral.core.call import Reply
 from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator, require_model
+from corral.http.exchange import Exchange
 from corral.http.ollama_manage import Management
-from corral.http.openai_routes import read_json
-from corral.http.request_ids import request_id
+from corral.http.openai_routes import parse_json
+from corral.http.replies import json_reply, text_reply
+from corral.http.routes import Route, RouteTable
 from corral.providers.ollama.provider import OllamaProvider
 from corral.providers.upstream import upstream_errors
 
 RUNNING = b"Ollama is running"
 DEFAULT_VERSION = "0.12.0"
-_REFUSED = ("/api/push", "/api/create", "/api/blobs/{digest}")
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+_REFUSED = ("/api/push", "/api/create")
+_ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _synthetic(name: str, family: str, owner: str) -> dict[str, Any]:
@@ -45,36 +42,38 @@ def _synthetic(name: str, family: str, owner: str) -> dict[str, Any]:
 
 
 class FleetRoutes:
-    def __init__(self, gateway: Callable[[web.Request], Gateway], auth: Authenticator, limit: int) -> None:
+    def __init__(
+        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, limit: int
+    ) -> None:
         self._gateway = gateway
         self._auth = auth
         self._limit = limit
         self._manage = Management(gateway, auth, limit)
 
-    def add_to(self, app: web.Application) -> None:
-        r = app.router
-        r.add_get("/", self.root)  # aiohttp adds HEAD for GET routes
-        r.add_get("/api/version", self.version)
-        r.add_get("/api/tags", self.tags)
-        r.add_get("/api/ps", self.ps)
-        r.add_post("/api/show", self.show)
-        self._manage.add_to(app)
+    def add_to(self, table: RouteTable) -> None:
+        table.add(["GET"], "/", Route(self.root, access="open", ollama=True))  # HEAD too
+        table.add(["GET"], "/api/version", Route(self.version, access="open", ollama=True))
+        table.add(["GET"], "/api/tags", Route(self.tags, ollama=True))
+        table.add(["GET"], "/api/ps", Route(self.ps, ollama=True))
+        table.add(["POST"], "/api/show", Route(self.show, ollama=True))
+        self._manage.add_to(table)
+        refused = Route(self.refused, ollama=True)
         for path in _REFUSED:
-            r.add_route("*", path, self.refused)
+            table.add(_ANY, path, refused)
+        table.add_prefix(_ANY, "/api/blobs/", refused)
 
-    async def root(self, request: web.Request) -> web.Response:
-        return web.Response(body=RUNNING, content_type="text/plain")
+    async def root(self, ex: Exchange) -> None:
+        await ex.write(text_reply(RUNNING))
 
-    async def version(self, request: web.Request) -> web.Response:
+    async def version(self, ex: Exchange) -> None:
         """The lowest version among the instances, so clients do not use features some lack."""
-        versions = [s.version for s in self._gateway(request).fleet.states.values() if s.version]
+        versions = [s.version for s in self._gateway(ex.app).fleet.states.values() if s.version]
         lowest = min(versions, key=_version_key) if versions else DEFAULT_VERSION
-        return _json({"version": lowest})
+        await ex.write(json_reply({"version": lowest}))
 
-    async def tags(self, request: web.Request) -> web.Response:
-        request_id(request)
-        who = self._auth.check(request)
-        gw = self._gateway(request)
+    async def tags(self, ex: Exchange) -> None:
+        who = ex.principal or self._auth.check(ex)
+        gw = self._gateway(ex.app)
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         extra: list[dict[str, Any]] = []
         for name, entry in gw.catalog.providers.items():
@@ -103,27 +102,25 @@ class FleetRoutes:
         for alias in gw.config.models:
             extra.append(_synthetic(alias.name, "alias", alias.target))
         models = [m for m in [*merged.values(), *extra] if who.may_use(m["name"])]
-        return _json({"models": models})
+        await ex.write(json_reply({"models": models}))
 
-    async def ps(self, request: web.Request) -> web.Response:
-        request_id(request)
-        who = self._auth.check(request)
+    async def ps(self, ex: Exchange) -> None:
+        who = ex.principal or self._auth.check(ex)
         rows = []
-        for state in self._gateway(request).fleet.states.values():
+        for state in self._gateway(ex.app).fleet.states.values():
             for entry in state.running:
                 if who.may_use(str(entry.get("name"))):
                     rows.append({**entry, "corral_instance": state.name})
-        return _json({"models": rows})
+        await ex.write(json_reply({"models": rows}))
 
-    async def show(self, request: web.Request) -> web.Response:
-        request_id(request)
-        who = self._auth.check(request)
-        _, body = await read_json(request, self._limit)
+    async def show(self, ex: Exchange) -> None:
+        who = ex.principal or self._auth.check(ex)
+        body = parse_json(await ex.body(self._limit))
         name = body.get("model") or body.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequest("model is required", param="model")
         require_model(who, name)
-        gw = self._gateway(request)
+        gw = self._gateway(ex.app)
         targets = gw.catalog.resolve(name)
         for target in targets:
             provider = gw.providers.get(target.provider)
@@ -134,20 +131,19 @@ class FleetRoutes:
                 try:
                     async with upstream_errors(provider.cfg):
                         raw = await resp.read()
-                    if resp.status == 200:
-                        return web.Response(body=raw, content_type="application/json")
                     if resp.status != 404:
-                        return web.Response(status=resp.status, body=raw, content_type="application/json")
+                        await ex.write(Reply(status=resp.status, body=raw))
+                        return
                 finally:
                     resp.release()
         if targets and not any(isinstance(gw.providers.get(t.provider), OllamaProvider) for t in targets):
-            return _json(_described(name, targets[0].provider))
+            await ex.write(json_reply(_described(name, targets[0].provider)))
+            return
         raise ModelNotFound(name, gw.catalog.suggest(name))
 
-    async def refused(self, request: web.Request) -> web.Response:
-        self._auth.check(request)
+    async def refused(self, ex: Exchange) -> None:
         raise PermissionDenied(
-            f"corral does not pass {request.path} through: it writes to the disks of upstream instances. "
+            f"corral does not pass {ex.path} through: it writes to the disks of upstream instances. "
             "Run it against the instance directly.",
             code="refused",
         )

@@ -8,18 +8,20 @@ instance's progress lines merged, each tagged with ``"instance"``, then one summ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from aiohttp import web
 
+from corral.core.call import Reply
 from corral.errors import InvalidRequest, UpstreamError
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
-from corral.http.openai_routes import read_json
-from corral.http.request_ids import request_id
+from corral.http.exchange import Exchange
+from corral.http.openai_routes import parse_json
+from corral.http.replies import json_reply
+from corral.http.routes import Route, RouteTable
 from corral.httpclient import TransportError
 from corral.providers.ollama.provider import OllamaProvider, ndjson_batches
 from corral.providers.upstream import error_detail
@@ -34,19 +36,21 @@ def manageable(p: OllamaProvider) -> bool:
 
 
 class Management:
-    def __init__(self, gateway: Callable[[web.Request], Gateway], auth: Authenticator, limit: int) -> None:
+    def __init__(
+        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, limit: int
+    ) -> None:
         self._gateway = gateway
         self._auth = auth
         self._limit = limit
 
-    def add_to(self, app: web.Application) -> None:
-        app.router.add_post("/api/pull", self.pull)
-        app.router.add_delete("/api/delete", self.delete)
-        app.router.add_post("/api/copy", self.copy)
+    def add_to(self, table: RouteTable) -> None:
+        table.add(["POST"], "/api/pull", Route(self.pull, access="admin", ollama=True))
+        table.add(["DELETE"], "/api/delete", Route(self.delete, access="admin", ollama=True))
+        table.add(["POST"], "/api/copy", Route(self.copy, access="admin", ollama=True))
 
-    def _select(self, request: web.Request, body: dict[str, Any]) -> list[OllamaProvider]:
-        gw = self._gateway(request)
-        named = [n for v in request.query.getall("instance", []) for n in v.split(",") if n]
+    def _select(self, ex: Exchange, body: dict[str, Any]) -> list[OllamaProvider]:
+        gw = self._gateway(ex.app)
+        named = [n for v in ex.query_values("instance") for n in v.split(",") if n]
         if isinstance(body.get("instances"), list):
             named += [str(n) for n in body["instances"]]
         ollamas = {n: p for n, p in gw.providers.items() if isinstance(p, OllamaProvider)}
@@ -64,26 +68,34 @@ class Management:
             raise InvalidRequest("there is no Ollama instance to manage (Ollama Cloud cannot pull)")
         return chosen
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        request_id(request)
-        self._auth.admin(request)
-        _, body = await read_json(request, self._limit)
-        return body
+    async def _body(self, ex: Exchange) -> dict[str, Any]:
+        if ex.principal is None:  # the route is admin-only: the edge checked the key from the head
+            self._auth.admin(ex)
+        return parse_json(await ex.body(self._limit))
 
-    async def pull(self, request: web.Request) -> web.StreamResponse:
-        body = await self._body(request)
+    async def pull(self, ex: Exchange) -> None:
+        body = await self._body(ex)
         model = body.get("model") or body.get("name")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model is required", param="model")
-        targets = self._select(request, body)
+        targets = self._select(ex, body)
         payload = {k: v for k, v in body.items() if k != "instances"} | {"model": model, "stream": True}
+        lines = self._pull(ex.app, targets, payload)
+        if body.get("stream", True) is not False:
+            await ex.write(Reply(chunks=lines, content_type=NDJSON, headers={"Cache-Control": "no-cache"}))
+            return
+        last = b""
+        async for line in lines:  # the summary is the last line
+            last = line
+        summary = orjson.loads(last)
+        await ex.write(json_reply(summary, status=500 if "error" in summary else 200))
+
+    async def _pull(
+        self, app: Mapping[Any, Any], targets: list[OllamaProvider], payload: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        """Every instance's progress lines, each tagged with its instance, then one summary line."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=256)
         tasks = [asyncio.create_task(_pull_one(p, payload, queue)) for p in targets]
-        stream = body.get("stream", True) is not False
-        response: web.StreamResponse | None = None
-        if stream:
-            response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
-            await response.prepare(request)
         failures: dict[str, str] = {}
         finished = 0
         try:
@@ -93,11 +105,11 @@ class Management:
                     finished += 1
                     if error is not None:
                         failures[name] = error
-                elif line is not None and response is not None:
-                    await response.write(orjson.dumps({**line, "instance": name}) + b"\n")
+                elif line is not None:
+                    yield orjson.dumps({**line, "instance": name}) + b"\n"
         finally:
             await stop_tasks(tasks)
-            gw = self._gateway(request)
+            gw = self._gateway(app)
             for p in targets:
                 gw.refresh_soon(p.name)
         summary: dict[str, Any] = {"status": "success", "instances": [p.name for p in targets]}
@@ -106,63 +118,48 @@ class Management:
                 "error": "pull failed on " + "; ".join(f"{n}: {e}" for n, e in failures.items()),
                 "instances": [p.name for p in targets],
             }
-        if response is None:
-            return web.Response(
-                status=500 if failures else 200, body=orjson.dumps(summary), content_type="application/json"
-            )
-        await response.write(orjson.dumps(summary) + b"\n")
-        await response.write_eof()
-        return response
+        yield orjson.dumps(summary) + b"\n"
 
-    async def delete(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+    async def delete(self, ex: Exchange) -> None:
+        body = await self._body(ex)
         model = body.get("model") or body.get("name")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model is required", param="model")
-        return await self._fan_out(
-            request, "DELETE", "/api/delete", {"model": model}, body, f'model "{model}" not found'
-        )
+        await self._fan_out(ex, "DELETE", "/api/delete", {"model": model}, body, f'model "{model}" not found')
 
-    async def copy(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+    async def copy(self, ex: Exchange) -> None:
+        body = await self._body(ex)
         source, destination = body.get("source"), body.get("destination")
         if not isinstance(source, str) or not isinstance(destination, str) or not source or not destination:
             raise InvalidRequest("source and destination are required", param="source")
         payload = {"source": source, "destination": destination}
-        return await self._fan_out(request, "POST", "/api/copy", payload, body, f'model "{source}" not found')
+        await self._fan_out(ex, "POST", "/api/copy", payload, body, f'model "{source}" not found')
 
     async def _fan_out(
         self,
-        request: web.Request,
+        ex: Exchange,
         method: str,
         path: str,
         payload: dict[str, Any],
         body: dict[str, Any],
         missing: str,
-    ) -> web.Response:
-        targets = self._select(request, body)
+    ) -> None:
+        targets = self._select(ex, body)
         results = await asyncio.gather(*(_call_one(p, method, path, payload) for p in targets))
         done = [p.name for p, (status, _) in zip(targets, results, strict=True) if status == 200]
         errors = {
             p.name: d for p, (status, d) in zip(targets, results, strict=True) if status not in (200, 404)
         }
-        gw = self._gateway(request)
+        gw = self._gateway(ex.app)
         for p in targets:
             gw.refresh_soon(p.name)
         if errors:
             text = "; ".join(f"{n}: {e}" for n, e in errors.items())
-            return web.Response(
-                status=502,
-                body=orjson.dumps({"error": text, "done_on": done}),
-                content_type="application/json",
-            )
-        if not done:
-            return web.Response(
-                status=404, body=orjson.dumps({"error": missing}), content_type="application/json"
-            )
-        return web.Response(
-            body=orjson.dumps({"status": "success", "instances": done}), content_type="application/json"
-        )
+            await ex.write(json_reply({"error": text, "done_on": done}, status=502))
+        elif not done:
+            await ex.write(json_reply({"error": missing}, status=404))
+        else:
+            await ex.write(json_reply({"status": "success", "instances": done}))
 
 
 async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Queue[Event]) -> None:

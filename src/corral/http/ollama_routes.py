@@ -10,14 +10,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
 from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.exchange import AiohttpExchange, Exchange, HotRoute
+from corral.http.exchange import Exchange
 from corral.http.openai_routes import parse_json
+from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
 
 _ENDPOINTS = {
@@ -50,22 +49,13 @@ class OllamaRoutes:
         self._auth = auth
         self._limit = max_request_bytes
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, table: RouteTable) -> None:
         for path in _ENDPOINTS:
-            app.router.add_post(path, self._aiohttp)
-
-    def hot_routes(self) -> dict[str, HotRoute]:
-        """POST path -> handler, for the lean server."""
-        return dict.fromkeys(_ENDPOINTS, self.serve)
-
-    async def _aiohttp(self, request: web.Request) -> web.StreamResponse:
-        ex = AiohttpExchange(request)
-        await self.serve(ex)
-        return ex.answer()
+            table.add(["POST"], path, Route(self.serve, ollama=True))
 
     async def serve(self, ex: Exchange) -> None:
         started = time.monotonic()
-        who = self._auth.check(ex)
+        who = ex.principal or self._auth.check(ex)
         endpoint = _ENDPOINTS[ex.path]
         raw = await ex.body(self._limit)
         body = parse_json(raw)

@@ -1,7 +1,8 @@
 """The OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models.
 
-Each handler authenticates, parses the body once (size-limited, orjson, a few field checks:
-no validation framework), hands a ``Call`` to the engine and writes the ``Reply``.
+The edge authenticates each request from its head (the route's access); each handler parses
+the body once (size-limited, orjson, a few field checks: no validation framework), hands a
+``Call`` to the engine and writes the ``Reply``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
-from aiohttp import web
 
 from corral.config.routing import POWER_LEVELS
 from corral.core.call import Call, Endpoint
@@ -20,14 +21,10 @@ from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
-from corral.http.exchange import AiohttpExchange, Exchange, HotRoute, read_body
-from corral.http.request_ids import request_id
+from corral.http.exchange import Exchange
+from corral.http.replies import json_reply
+from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
-
-
-async def read_json(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
-    raw = await read_body(request, limit)
-    return raw, parse_json(raw)
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -83,29 +80,23 @@ class OpenAIRoutes:
         self._keys = keys
         self._limit = max_request_bytes
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, table: RouteTable) -> None:
         for prefix in ("/v1", ""):
-            app.router.add_post(f"{prefix}/chat/completions", self.chat)
-            app.router.add_post(f"{prefix}/completions", self.completions)
-            app.router.add_post(f"{prefix}/embeddings", self.embeddings)
-        app.router.add_get("/v1/models", self.list_models)
-        app.router.add_get("/v1/models/{model:.+}", self.get_model)
+            for path, endpoint in (
+                ("/chat/completions", Endpoint.CHAT),
+                ("/completions", Endpoint.COMPLETION),
+                ("/embeddings", Endpoint.EMBEDDING),
+            ):
+                table.add(["POST"], prefix + path, Route(partial(self.serve, endpoint=endpoint)))
+        table.add(["GET"], "/v1/models", Route(self.list_models))
+        table.add_prefix(["GET"], "/v1/models/", Route(self.get_model))
 
-    def hot_routes(self) -> dict[str, HotRoute]:
-        """POST path -> handler, for the lean server."""
-        routes: dict[str, HotRoute] = {}
-        for prefix in ("/v1", ""):
-            routes[f"{prefix}/chat/completions"] = partial(self.serve, endpoint=Endpoint.CHAT)
-            routes[f"{prefix}/completions"] = partial(self.serve, endpoint=Endpoint.COMPLETION)
-            routes[f"{prefix}/embeddings"] = partial(self.serve, endpoint=Endpoint.EMBEDDING)
-        return routes
-
-    def _catalog(self, request: web.Request) -> Catalog:
-        return self._engine(request.app).catalog
+    def _catalog(self, ex: Exchange) -> Catalog:
+        return self._engine(ex.app).catalog
 
     async def serve(self, ex: Exchange, endpoint: Endpoint) -> None:
         started = time.monotonic()
-        who = self._keys.check(ex)
+        who = ex.principal or self._keys.check(ex)
         raw = await ex.body(self._limit)
         body = parse_json(raw)
         power = ex.headers.get("x-corral-power")
@@ -125,38 +116,18 @@ class OpenAIRoutes:
         )  # fmt: skip
         await run_call(ex, self._engine(ex.app), call, who, started, power)
 
-    async def _aiohttp(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-        ex = AiohttpExchange(request)
-        await self.serve(ex, endpoint)
-        return ex.answer()
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._aiohttp(request, Endpoint.CHAT)
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._aiohttp(request, Endpoint.COMPLETION)
-
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._aiohttp(request, Endpoint.EMBEDDING)
-
-    async def list_models(self, request: web.Request) -> web.Response:
-        request_id(request)
-        who = self._keys.check(request)
-        rows = self._catalog(request).listing()
+    async def list_models(self, ex: Exchange) -> None:
+        who = ex.principal or self._keys.check(ex)
+        rows = self._catalog(ex).listing()
         data = [_model_row(row.id, row.created, row.owned_by) for row in rows if who.may_use(row.id)]
-        return web.Response(
-            body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
-        )
+        await ex.write(json_reply({"object": "list", "data": data}))
 
-    async def get_model(self, request: web.Request) -> web.Response:
-        request_id(request)
-        who = self._keys.check(request)
-        name = request.match_info["model"]
+    async def get_model(self, ex: Exchange) -> None:
+        who = ex.principal or self._keys.check(ex)
+        name = unquote(ex.rest)
         require_model(who, name)
-        target = self._catalog(request).resolve(name)[0]
-        return web.Response(
-            body=orjson.dumps(_model_row(name, 0, target.provider)), content_type="application/json"
-        )
+        target = self._catalog(ex).resolve(name)[0]
+        await ex.write(json_reply(_model_row(name, 0, target.provider)))
 
 
 def _model_row(model_id: str, created: int, owned_by: str) -> dict[str, Any]:

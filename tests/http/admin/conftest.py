@@ -20,7 +20,7 @@ YAML_SECRET = "sk-yaml-PLAINTEXT-0f1e2d3c4b5a69788796"
 @dataclass
 class Live:
     gw: GatewayServer
-    http: httpx.Client  # keep-alive, master key
+    http: httpx.Client  # keep-alive, master key, on the control plane
     upstream: str  # the Ollama emulator's URL
     emulator: OllamaEmulator
     database_url: str
@@ -29,7 +29,7 @@ class Live:
     def chat(self, model: str, key: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key or self.gw.key}"}
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
-        return self.http.post("/v1/chat/completions", json=body, headers=headers)
+        return httpx.post(self.gw.v1 + "/chat/completions", json=body, headers=headers, timeout=20)
 
 
 @pytest.fixture
@@ -54,6 +54,6 @@ def live(database_url: str, tmp_path: Path, ollama: tuple[OllamaEmulator, Server
     env = {"CORRAL_DATABASE_URL": database_url}
     with (
         GatewayServer(config, home=tmp_path, env=env) as gw,
-        httpx.Client(base_url=gw.url, headers=gw.headers(), timeout=20) as http,
+        httpx.Client(base_url=gw.admin_url, headers=gw.headers(), timeout=20) as http,
     ):
         yield Live(gw, http, upstream.url, emulator, database_url, tmp_path)

@@ -12,11 +12,12 @@ import httpx
 import pytest
 from aiohttp import web
 
+from corral.http.limits import MAX_HEAD
 from corral.keys import format as key_format
 from tests.support.gateway import GatewayServer, make_config
 
 CHAT = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
-FIELD_LIMIT = 16 * 1024  # the app's max_field_size
+FIELD_LIMIT = MAX_HEAD  # the control plane's max_field_size, the same limit as the edge's
 FIELD_BYTES = [9, *range(0x20, 0x7F), *range(0x80, 0x100)]  # RFC 9110 field-value bytes
 
 
@@ -29,7 +30,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
 
 @pytest.fixture(scope="module")
 def user_key(gw: GatewayServer) -> str:
-    resp = httpx.post(gw.url + "/admin/keys", json={"name": "user"}, headers=gw.headers())
+    resp = httpx.post(gw.admin_url + "/admin/keys", json={"name": "user"}, headers=gw.headers())
     assert resp.status_code == 201
     return str(resp.json()["key"])
 
@@ -47,7 +48,7 @@ def test_every_admin_route_needs_an_admin_key(gw: GatewayServer, user_key: str) 
     assert gw.app is not None
     routes = admin_routes(gw.app)
     assert len(routes) >= 20 and ("DELETE", "/admin/keys/{id}") in routes
-    with httpx.Client(base_url=gw.url, timeout=10) as client:
+    with httpx.Client(base_url=gw.admin_url, timeout=10) as client:
         for method, template in routes:
             path = template.format(name="x", id="AAAAAAAA")
             for headers, status, code in [
@@ -60,13 +61,13 @@ def test_every_admin_route_needs_an_admin_key(gw: GatewayServer, user_key: str) 
                 assert resp.status_code == status, (method, path, headers)
                 if method != "HEAD":
                     assert resp.json()["error"]["code"] == code
-    with httpx.Client(base_url=gw.url, timeout=10, headers=gw.headers()) as client:
+    with httpx.Client(base_url=gw.admin_url, timeout=10, headers=gw.headers()) as client:
         assert client.get("/admin/keys").status_code == 200  # the master key does get in
 
 
 def test_openapi_lists_exactly_the_routes_the_app_has(gw: GatewayServer) -> None:
     assert gw.app is not None
-    doc = httpx.get(gw.url + "/admin/openapi.json", headers=gw.headers()).json()
+    doc = httpx.get(gw.admin_url + "/admin/openapi.json", headers=gw.headers()).json()
     assert doc["openapi"].startswith("3.1")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     served = {(m, p) for m, p in admin_routes(gw.app) if m != "HEAD"}  # HEAD comes with a GET
@@ -117,7 +118,7 @@ def test_1000_hostile_keys_are_all_401_and_never_a_server_error(gw: GatewayServe
     keys = hostile_keys(random.Random(1234))
     assert len(keys) == 1000
     statuses: dict[int, int] = {}
-    with httpx.Client(base_url=gw.url, timeout=10) as client:
+    with httpx.Client(timeout=10) as client:
         for i, key in enumerate(keys):
             header = {
                 0: ("Authorization", b"Bearer " + key),
@@ -125,7 +126,10 @@ def test_1000_hostile_keys_are_all_401_and_never_a_server_error(gw: GatewayServe
                 2: ("Authorization", key),
             }
             name, value = header[i % 3]
-            for method, path in (("POST", "/v1/chat/completions"), ("GET", "/admin/providers")):
+            for method, path in (
+                ("POST", gw.url + "/v1/chat/completions"),
+                ("GET", gw.admin_url + "/admin/providers"),
+            ):
                 resp = client.request(method, path, headers={name.encode(): value}, json=CHAT)
                 statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
                 assert resp.status_code == 401, (key[:80], resp.status_code, resp.text[:200])
@@ -134,10 +138,10 @@ def test_1000_hostile_keys_are_all_401_and_never_a_server_error(gw: GatewayServe
         rng = random.Random(99)
         for _ in range(20):
             bad = bytes(rng.choice(FIELD_BYTES) for _ in range(10)) + bytes([rng.choice([1, 8, 11, 27, 127])])
-            assert raw_status(gw.port, b"GET /admin/providers HTTP/1.1", b"X-API-Key: k" + bad) == 400
+            assert raw_status(gw.admin_port, b"GET /admin/providers HTTP/1.1", b"X-API-Key: k" + bad) == 400
         # at the server's header limit: still a 401; above it, the parser refuses (400/431)
         for size, allowed in ((FIELD_LIMIT - 200, {401}), (FIELD_LIMIT + 1, {400, 431})):
-            with httpx.Client(base_url=gw.url, timeout=10) as fresh:
+            with httpx.Client(base_url=gw.admin_url, timeout=10) as fresh:
                 resp = fresh.get("/admin/providers", headers={"X-API-Key": "k" * size})
                 assert resp.status_code in allowed, (size, resp.status_code)
     assert statuses == {401: 2000}

@@ -29,7 +29,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
 
 
 def test_models_lists_aliases_and_discovered_models(gw: GatewayServer) -> None:
-    c = httpx.Client(base_url=gw.url, headers=gw.headers())
+    c = httpx.Client(base_url=gw.admin_url, headers=gw.headers())
     alias = {"name": "api-fast", "target": "ollama/qwen3:0.6b", "num_ctx": 8192}
     assert c.post("/admin/aliases", json=alias).status_code == 201
     rows = {m["id"]: m for m in c.get("/admin/models").json()["data"]}
@@ -72,7 +72,7 @@ def test_context_length_comes_from_what_ollama_reports(
 
 
 def test_audit_filters_and_bounds(gw: GatewayServer) -> None:
-    c = httpx.Client(base_url=gw.url, headers=gw.headers())
+    c = httpx.Client(base_url=gw.admin_url, headers=gw.headers())
     start = datetime.now(UTC)
     time.sleep(0.01)
     for name in ("a1", "a2", "a3"):

@@ -168,7 +168,7 @@ def test_the_test_endpoint_probes_the_stored_config(live: Live) -> None:
 
 def test_without_a_data_directory_the_api_reads_the_config_and_refuses_changes() -> None:
     config = make_config({"providers": [{"name": "gpu", "type": "ollama", "base_url": "http://127.0.0.1:9"}]})
-    with GatewayServer(config) as gw, httpx.Client(base_url=gw.url, headers=gw.headers()) as c:
+    with GatewayServer(config) as gw, httpx.Client(base_url=gw.admin_url, headers=gw.headers()) as c:
         assert [p["name"] for p in c.get("/admin/providers").json()["data"]] == ["gpu"]
         assert c.get("/admin/providers/gpu").json()["managed_by"] == "config"
         body = {"name": "lab", "type": "ollama", "base_url": "http://127.0.0.1:9"}

@@ -44,8 +44,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]
 @pytest.fixture(scope="module")
 def admin_api(gateway: GatewayServer) -> OpenApiSchema:
     """The document as the live server serves it."""
-    schema = schemathesis.openapi.from_url(gateway.url + "/admin/openapi.json", headers=gateway.headers())
-    schema.config.update(base_url=gateway.url)
+    schema = schemathesis.openapi.from_url(
+        gateway.admin_url + "/admin/openapi.json", headers=gateway.headers()
+    )
+    schema.config.update(base_url=gateway.admin_url)
     return schema
 
 
