@@ -16,12 +16,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from corral.config.schema import AdminConfig, Config
 from corral.edge.server import EdgeServer
 from corral.http.app import CONFIG, DATA_ROUTES, create_app
+from corral.http.control import HANDLER_ARGS, ControlHandler
 
 log = logging.getLogger("corral.server")
 
@@ -69,9 +71,15 @@ class Listener:
     API, metrics) by aiohttp. No request ever passes from one server to the other."""
 
     def __init__(
-        self, runner: web.AppRunner, edge: EdgeServer, addresses: Addresses, shutdown_timeout: float
+        self,
+        runner: web.AppRunner,
+        control: asyncio.Server,
+        edge: EdgeServer,
+        addresses: Addresses,
+        shutdown_timeout: float,
     ) -> None:
         self._runner = runner
+        self._control = control
         self.edge = edge
         self.addresses = addresses
         self._shutdown_timeout = shutdown_timeout
@@ -100,32 +108,35 @@ class Listener:
             app[DATA_ROUTES], app, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
             send_timeout=server.send_timeout, body_timeout=server.body_timeout,
         )  # fmt: skip
+        handlers = runner.server
+        assert handlers is not None
+        loop = asyncio.get_running_loop()
+        control: asyncio.Server | None = None
+        quiet: Any = None  # aiohttp types access_log as a Logger; None turns the access log off
+
         try:
-            site = web.TCPSite(runner, admin_host, admin_port, ssl_context=context, reuse_address=True)
-            await site.start()
-            admin_url = url("https" if context else "http", admin_host, _bound_port(runner, admin_port))
+            control = await loop.create_server(
+                lambda: ControlHandler(handlers, loop=loop, access_log=quiet, **HANDLER_ARGS),
+                admin_host, admin_port, ssl=context, reuse_address=True, backlog=128,
+            )  # fmt: skip
+            admin_url = url("https" if context else "http", admin_host, control.sockets[0].getsockname()[1])
             edge.admin_url = admin_url
             await edge.start(host, port)
         except OSError:
+            if control is not None:
+                control.close()
             await edge.close(0)
             await runner.cleanup()
             raise
         addresses = Addresses(data=url("http", host, edge.port), admin=admin_url)
-        return cls(runner, edge, addresses, shutdown_timeout)
+        return cls(runner, control, edge, addresses, shutdown_timeout)
 
     async def close(self) -> None:
         """Stop listening, let answers in progress finish (up to the shutdown timeout), then stop
         the app (usage flushed, upstream pools closed)."""
+        self._control.close()
         await asyncio.gather(self.edge.close(self._shutdown_timeout), self._runner.shutdown())
         await self._runner.cleanup()
-
-
-def _bound_port(runner: web.AppRunner, asked: int) -> int:
-    """The port the control plane bound (the one asked for, or the kernel's pick for 0)."""
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return asked
 
 
 async def _serve(

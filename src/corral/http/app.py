@@ -22,9 +22,8 @@ from corral.core.engine import Engine
 from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.auth import Authenticator
-from corral.http.control import control_middlewares, on_prepare
+from corral.http.control import HANDLER_ARGS, control_middlewares, on_prepare
 from corral.http.exchange import Exchange
-from corral.http.limits import MAX_HEAD, MAX_HEADERS
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
@@ -53,7 +52,7 @@ def create_app(
     app = web.Application(
         middlewares=control_middlewares(),
         client_max_size=config.server.max_request_bytes,
-        handler_args={"max_field_size": MAX_HEAD, "max_line_size": MAX_HEAD, "max_headers": MAX_HEADERS},
+        handler_args=HANDLER_ARGS,
     )
     app.on_response_prepare.append(on_prepare)
     app[CONFIG] = config

@@ -1,16 +1,28 @@
 """Guards of the control-plane listener (aiohttp): the same head rules the edge applies on the
-data plane, and answers that do not name the server's software or version."""
+data plane, answers that do not name the server's software or version, and requests that are
+not HTTP answered in one log line instead of a traceback."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web, web_protocol
 from aiohttp.typedefs import Handler, Middleware
 
 from corral.errors import InvalidRequest
-from corral.http.errors import error_middleware, error_response
-from corral.http.limits import SINGLE_HEADERS
+from corral.http.errors import envelope, error_middleware, error_response
+from corral.http.limits import MAX_HEAD, MAX_HEADERS, SINGLE_HEADERS
 
 SERVER = "corral"
+# aiohttp's request handler arguments: the head limits the edge applies too
+HANDLER_ARGS: dict[str, Any] = {
+    "max_field_size": MAX_HEAD,
+    "max_line_size": MAX_HEAD,
+    "max_headers": MAX_HEADERS,
+}
+log = logging.getLogger("corral.control")
 
 
 @web.middleware
@@ -29,9 +41,40 @@ async def single_headers(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def control_middlewares() -> list[Middleware]:
+    """Checks run before every control-plane handler."""
     return [single_headers, error_middleware]
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """No ``Server: Python/x aiohttp/y``: versions only help an attacker pick an exploit."""
     response.headers["Server"] = SERVER
+
+
+class ControlHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, answering what its parser refuses the way corral answers
+    errors (a JSON envelope, ``Server: corral``) and logging it as a line, not a traceback: a
+    malformed request is the client's mistake (or a scan), not corral's."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            response = super().handle_error(request, status, exc, message)
+        else:
+            log.info("refused a malformed request from %s: HTTP %d", request.remote, status)
+            if request.writer.output_size > 0:
+                raise ConnectionError("an answer was already under way; closing the connection")
+            reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Bad Request"
+            response = web.Response(
+                status=status,
+                body=envelope(f"The request is not valid HTTP/1.1 ({reason}).", "invalid_request_error",
+                              code="bad_request"),
+                content_type="application/json",
+            )  # fmt: skip
+            response.force_close()
+        response.headers["Server"] = SERVER
+        return response

@@ -3,6 +3,7 @@ write the reply, and account for it once, when it is really over (a stream's end
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from corral.accounting.accountant import Accountant
 from corral.core.call import Call
 from corral.core.engine import Engine
 from corral.core.streams import Relay
-from corral.errors import CorralError
+from corral.errors import ClientClosed, CorralError
 from corral.http.exchange import Exchange
 from corral.keys.principal import Principal
 
@@ -31,6 +32,11 @@ async def run_call(
         reply = await engine.handle(call, power)
     except CorralError as exc:
         acct.finish(ticket, call, None, exc)
+        raise
+    except asyncio.CancelledError:  # the client hung up (or the server is stopping) mid-call
+        acct.finish(
+            ticket, call, None, ClientClosed("the client closed the connection", code="client_closed")
+        )
         raise
     except BaseException:
         acct.finish(ticket, call, None, CorralError("internal error"))
