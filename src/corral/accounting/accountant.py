@@ -162,9 +162,9 @@ class Accountant:
     def _finish(self, t: Ticket, call: Call, reply: Reply | None, error: CorralError | None) -> None:
         now = time.monotonic()
         latency = now - t.started
-        headers = reply.headers if reply is not None else {}
-        provider = headers.get("x-corral-provider")
-        served = headers.get("x-corral-model")
+        by = reply.served if reply is not None else None
+        provider = by.provider if by is not None else None
+        served = by.model if by is not None else None
         outcome = reply.outcome if reply is not None else None
         counts = tokens_of(outcome) if outcome is not None else None
         estimated = counts is None and reply is not None
@@ -185,7 +185,7 @@ class Accountant:
         record = UsageRecord(
             request_id=call.request_id, at=t.at, requested_model=call.model, key_id=t.who.key_id, user=t.user,
             served_model=served, provider=provider, instance=provider,
-            attempts=int(headers.get("x-corral-attempts", "0") or 0), fallback="x-corral-fallback" in headers,
+            attempts=by.attempts if by is not None else 0, fallback=by is not None and by.fallback is not None,
             streamed=call.stream, status=status, error_class=error_class, prompt_tokens=prompt,
             completion_tokens=completion, total_tokens=prompt + completion, tokens_estimated=estimated,
             cost_usd=cost, latency_ms=latency * 1000, ttft_ms=None if ttft is None else ttft * 1000,

@@ -90,6 +90,17 @@ class Outcome:
     ended: bool = False
 
 
+@dataclass(slots=True, frozen=True)
+class Served:
+    """Who answered a call, set by the engine: what accounting records and what the HTTP layer
+    tells the client (the ``x-corral-*`` headers)."""
+
+    provider: str
+    model: str  # the upstream's own name for the model
+    attempts: int  # attempts made, this one included
+    fallback: str | None = None  # the fallback pool that answered, when not the requested one
+
+
 @dataclass(slots=True)
 class Reply:
     """A provider's answer, already in the client's (OpenAI) shape.
@@ -105,6 +116,7 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     outcome: Outcome = field(default_factory=Outcome)
+    served: Served | None = None  # set by the engine once an attempt answered
 
 
 @dataclass(slots=True, frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from itertools import count
 
 from corral.config.schema import RouterConfig
-from corral.core.call import Attempt, Call, Reply, Route, Target
+from corral.core.call import Attempt, Call, Reply, Route, Served, Target
 from corral.core.catalog import Catalog
 from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
 from corral.core.streams import Relay
@@ -149,11 +149,7 @@ class Engine:
             reply = await provider.send(call, attempt)
         state.record_success((time.monotonic() - started) * 1000)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))
-        reply.headers["x-corral-provider"] = target.provider
-        reply.headers["x-corral-model"] = target.model
-        reply.headers["x-corral-attempts"] = str(len(attempts))
-        if fallback:
-            reply.headers["x-corral-fallback"] = route.name
+        reply.served = Served(target.provider, target.model, len(attempts), route.name if fallback else None)
         if reply.chunks is None:
             self.fleet.release(state, trial)
         else:

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from corral.core.call import Reply
 from corral.edge import wire
 from corral.http.exchange import Exchange
-from corral.http.replies import STREAM_HEADERS
-from corral.http.request_ids import id_headers
+from corral.http.replies import STREAM_HEADERS, answer_headers
 
 if TYPE_CHECKING:
     from corral.edge.protocol import EdgeProtocol
@@ -64,8 +63,7 @@ class EdgeExchange(Exchange):
             self.keep_alive = False  # the client left before its answer
 
     async def write(self, reply: Reply) -> None:
-        headers = reply.headers
-        headers.update(id_headers(self.request_id, self.client_request_id))
+        headers = answer_headers(reply, self.request_id, self.client_request_id)
         if reply.chunks is None:
             self.answer(reply.status, reply.body or b"", headers, reply.content_type)
             with contextlib.suppress(ConnectionError):
