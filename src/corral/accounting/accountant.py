@@ -185,7 +185,8 @@ class Accountant:
         record = UsageRecord(
             request_id=call.request_id, at=t.at, requested_model=call.model, key_id=t.who.key_id, user=t.user,
             served_model=served, provider=provider, instance=provider,
-            attempts=by.attempts if by is not None else 0, fallback=by is not None and by.fallback is not None,
+            attempts=by.attempts if by is not None else 0,
+            fallback=by is not None and by.fallback is not None,
             streamed=call.stream, status=status, error_class=error_class, prompt_tokens=prompt,
             completion_tokens=completion, total_tokens=prompt + completion, tokens_estimated=estimated,
             cost_usd=cost, latency_ms=latency * 1000, ttft_ms=None if ttft is None else ttft * 1000,
