@@ -134,6 +134,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"{at.data}/api)\n  control plane (admin API, metrics) on {at.admin}",
             flush=True,
         )
+        if config.admin.console:
+            print(f"  console at {at.admin}/console  (sign in with the master key)", flush=True)
         if key.source == "generated":
             print(
                 f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"

@@ -24,7 +24,7 @@ SERVER_KEYS = {
     "body_timeout",
     "max_buffered_bytes",
 }
-ADMIN_KEYS = {"host", "port", "tls_cert", "tls_key", "allow_insecure_remote", "console"}
+ADMIN_KEYS = {"host", "port", "tls_cert", "tls_key", "allow_insecure_remote", "console", "session_idle"}
 
 
 def is_loopback(host: str) -> bool:
@@ -88,6 +88,7 @@ def parse_admin(f: Fields) -> AdminConfig:
         tls_key=key,
         allow_insecure_remote=f.boolean("allow_insecure_remote", d.allow_insecure_remote),
         console=f.boolean("console", d.console),
+        session_idle=_positive(f, "session_idle", d.session_idle),
     )
     check_admin_host(config, f)
     return config

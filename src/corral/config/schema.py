@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 ProviderType = Literal["ollama", "openai", "demo"]
@@ -25,6 +27,8 @@ OPENAI_PATHS: dict[str, str] = {
     "health": "/models",
 }
 DEFAULT_PATHS: dict[str, dict[str, str]] = {"ollama": OLLAMA_PATHS, "openai": OPENAI_PATHS, "demo": {}}
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # the most of one upstream answer corral reads whole
+MAX_LINE_BYTES = 8 * 1024 * 1024  # the longest NDJSON / SSE line of an upstream stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ class ProviderConfig:
     max_connections: int = 256
     max_parallel: int = 0  # requests in flight at once; 0 = no cap (Ollama providers default to 4)
     first_token_timeout: float | None = None  # None: router.failover_timeout
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # a whole answer (folded stream, embeddings, show)
+    max_line_bytes: int = MAX_LINE_BYTES  # one line of a stream
     # Ollama only
     keep_alive: str | int | None = None
     num_ctx: int | None = None
@@ -62,6 +68,22 @@ class AliasTarget:
 
 
 STRATEGIES = ("warm", "priority", "round_robin", "weighted", "least_busy", "latency")
+# Other gateways' names for these (LiteLLM's routing_strategy, Olla's load balancers), accepted
+# in a config and turned into corral's at load time; '-' and '_' and case do not matter.
+STRATEGY_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "roundrobin": "round_robin",
+        "simple_shuffle": "weighted",  # LiteLLM: a random pick weighted by weight
+        "shuffle": "weighted",
+        "random": "weighted",
+        "least_connections": "least_busy",  # Olla
+        "least_conn": "least_busy",
+        "usage_based_routing": "least_busy",  # LiteLLM: least used; corral counts requests in flight
+        "usage_based_routing_v2": "least_busy",
+        "latency_based_routing": "latency",  # LiteLLM
+        "lowest_latency": "latency",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +144,7 @@ class AdminConfig:
     tls_key: str | None = None
     allow_insecure_remote: bool = False  # serve a non-loopback address over plain HTTP anyway
     console: bool = True
+    session_idle: float = 1800.0  # a console session unused this long (seconds) is signed out
 
 
 @dataclass(frozen=True, slots=True)

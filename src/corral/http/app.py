@@ -98,6 +98,10 @@ def create_app(
     table.add(["GET"], "/readyz", Route(readyz, access="open"))
     app[DATA_ROUTES] = table
     add_admin_routes(app, auth)
+    if config.admin.console:
+        from corral.console.setup import add_console_routes
+
+        add_console_routes(app, auth)
     app.router.add_get("/metrics", metrics_route(auth, config.server.metrics_auth))
     return app
 

@@ -41,15 +41,26 @@ def presented_key(request: HasHeaders) -> str | None:
     return key.strip() if key else None
 
 
+class SessionHook(Protocol):
+    """Another credential than a key (the console's session cookie, ``corral.console.session``):
+    the caller, None when the request has none, or an authentication error."""
+
+    def principal(self, request: object) -> Principal | None: ...
+
+
 class Authenticator:
     def __init__(self, master_key: str, keys: KeyCache | None = None) -> None:
         self._master = hashlib.sha256(master_key.encode()).digest()
         self.keys = keys
+        self.sessions: SessionHook | None = None  # set when the console is on
         self._master_principal = Principal.master()
 
     def principal(self, request: HasHeaders) -> Principal:
         key = presented_key(request)
         if key is None:
+            who = self.sessions.principal(request) if self.sessions is not None else None
+            if who is not None:
+                return who
             raise AuthenticationFailed(_MISSING, code="missing_api_key")
         if len(key) > MAX_KEY:
             raise AuthenticationFailed(_WRONG, code="invalid_api_key")

@@ -15,6 +15,11 @@ SQLite, which has no percentile function, hands each group's latencies back as o
 numbering them with window functions, which sorts every row twice). Every filter hits an
 index that ends with ``at`` (see ``corral.store.tables.usage``); on SQLite the grouped columns
 are wrapped (``col || ''``) so the planner never walks a whole grouping index to save a sort.
+
+``series`` is the same summary per time bucket (``step`` seconds, aligned to the Unix epoch)
+over a bounded window (``last``, or ``since``/``until``): one range scan of ``ix_usage_at`` (or
+of the filter's own index), grouped by the bucket number computed from ``at``. Buckets with no
+requests are left out; the caller fills the gaps.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Integer, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from corral.errors import InvalidRequest
@@ -38,6 +43,7 @@ MAX_GROUPS = 3
 PERCENTILES = (0.5, 0.95)
 _LAST = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_BUCKETS = 1500
 _FILTER_PARAMS = {"key": "key_id", "user": "user", "model": "model", "provider": "provider"}
 DIMENSIONS = ("provider", "model", "key", "user", "hour", "day", "instance", "requested_model")
 
@@ -159,6 +165,43 @@ class UsageEntry:
         return {"id": self.id, **self.record.to_json()}
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One time bucket (of one group): its start and the same figures as ``UsageSummary``."""
+
+    start: datetime
+    summary: UsageSummary
+
+    def view(self) -> dict[str, Any]:
+        return {"t": self.start.isoformat().replace("+00:00", "Z"), **self.summary.view()}
+
+
+NICE_STEPS = (10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
+
+
+def parse_step(value: str | None, window: timedelta) -> int:
+    """The bucket width in whole seconds: ``value`` (``"1m"``, ``"5m"``, ``"1h"``), or by default
+    the smallest usual width that draws ``window`` in at most 120 buckets. At most MAX_BUCKETS."""
+    span = max(1.0, window.total_seconds())
+    if value is None:
+        return next((s for s in NICE_STEPS if span / s <= 120), NICE_STEPS[-1])
+    match = _LAST.match(value)
+    if match is None or int(match[1]) == 0:
+        raise InvalidRequest(
+            "'step' must be a positive number followed by s, m, h, d or w (like 1m, 5m, 1h); "
+            f"got {value[:40]!r}.",
+            param="step",
+        )
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if span / seconds > MAX_BUCKETS:
+        raise InvalidRequest(
+            f"'step' {value.strip()} makes {span / seconds:.0f} buckets over this range; at most "
+            f"{MAX_BUCKETS} are drawn. Choose a larger step or a shorter range.",
+            param="step",
+        )
+    return seconds
+
+
 class UsageQuery:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -218,6 +261,61 @@ class UsageQuery:
                 )
             )
         return sorted(found, key=lambda s: [(v is None, v or "") for _, v in s.group])
+
+    async def series(self, where: UsageFilter, step: int, group_by: Sequence[str] = ()) -> list[SeriesPoint]:
+        """``summary`` per ``step``-second bucket of ``where``'s window (which must have a
+        ``since``), oldest first; empty buckets are left out."""
+        if where.since is None:
+            raise InvalidRequest("A series needs a time range: 'last' or 'since'.", param="last")
+        group_by = parse_group_by(group_by)
+        if "hour" in group_by or "day" in group_by:
+            raise InvalidRequest("A series is bucketed by 'step'; group it by provider, model, key, "
+                                 "user, instance or requested_model.", param="group_by")  # fmt: skip
+        c = usage.c
+        if self._postgres:
+            epoch: ColumnElement[Any] = func.floor(func.extract("epoch", c.at) / step)
+        else:
+            epoch = func.cast(func.strftime(literal_column("'%s'"), c.at), Integer) / step
+        keys = [_dimension(name, self._postgres) for name in group_by]
+        exprs = [epoch.label("bucket"), *(expr.label(f"g{i}") for i, (expr, _) in enumerate(keys))]
+        failed = or_(c.status >= 400, c.error_class.is_not(None))
+        columns: list[Any] = [
+            *exprs,
+            func.count().label("requests"),
+            func.coalesce(func.sum(c.prompt_tokens), 0),
+            func.coalesce(func.sum(c.completion_tokens), 0),
+            func.coalesce(func.sum(c.cost_usd), 0.0),
+            func.coalesce(func.sum(case((failed, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((c.tokens_estimated, 1), else_=0)), 0),
+        ]
+        if self._postgres:
+            columns += [func.percentile_cont(p).within_group(c.latency_ms) for p in PERCENTILES]
+        else:
+            columns.append(func.group_concat(c.latency_ms))
+        query = select(*columns).where(*where.conditions()).group_by(*exprs).order_by(exprs[0])
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        n = len(exprs)
+        points = []
+        for row in rows:
+            if self._postgres:
+                p50, p95 = row[-2], row[-1]
+            else:
+                ranked = _ranked(row[-1])
+                p50, p95 = (percentile(ranked, p) for p in PERCENTILES)
+            prompt, completion = int(row[n + 1]), int(row[n + 2])
+            summary = UsageSummary(
+                group=tuple(
+                    (name, fmt(value)) for name, (_, fmt), value in zip(group_by, keys, row[1:n], strict=True)
+                ),
+                requests=int(row.requests), prompt_tokens=prompt, completion_tokens=completion,
+                total_tokens=prompt + completion, cost_usd=float(row[n + 3]), errors=int(row[n + 4]),
+                estimated=int(row[n + 5]), latency_p50_ms=None if p50 is None else float(p50),
+                latency_p95_ms=None if p95 is None else float(p95),
+            )  # fmt: skip
+            start = datetime.fromtimestamp(int(row[0]) * step, UTC)
+            points.append(SeriesPoint(start, summary))
+        return points
 
     async def compare(self, where: UsageFilter | None = None) -> list[UsageSummary]:
         """The providers side by side: ``summary`` grouped by provider."""
@@ -299,10 +397,12 @@ def _time(params: Mapping[str, str], name: str) -> datetime | None:
 
 __all__ = [
     "DIMENSIONS",
+    "SeriesPoint",
     "UsageEntry",
     "UsageFilter",
     "UsageQuery",
     "UsageSummary",
     "parse_group_by",
     "parse_last",
+    "parse_step",
 ]

@@ -12,22 +12,28 @@ from aiohttp import web
 from corral.http.admin.aliases import AliasRoutes
 from corral.http.admin.audit import AuditRoutes
 from corral.http.admin.context import AdminContext
+from corral.http.admin.fleet_models import FleetModelRoutes
 from corral.http.admin.health import AdminRoutes
 from corral.http.admin.keys import KeyRoutes
 from corral.http.admin.models import ModelRoutes
 from corral.http.admin.openapi import OpenAPIRoute
+from corral.http.admin.plan import PlanRoutes
+from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.admin.providers import ProviderRoutes
 from corral.http.admin.usage import UsageRoutes
 from corral.http.auth import Authenticator
 
 
 def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
-    from corral.http.app import CONTROL, GATEWAY
+    from corral.http.app import CONFIG, CONTROL, GATEWAY
 
     ctx = AdminContext(auth, lambda request: request.app[GATEWAY], lambda request: request.app.get(CONTROL))
     AdminRoutes(ctx.gateway, auth).add_to(app)
     providers, aliases, keys = ProviderRoutes(ctx), AliasRoutes(ctx), KeyRoutes(ctx)
     usage = UsageRoutes(auth)
+    limit = app[CONFIG].server.max_request_bytes
+    plan, fleet = PlanRoutes(ctx), FleetModelRoutes(lambda parts: parts[GATEWAY], auth, limit)
+    playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, limit)
     routes = [
         ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
         ("GET", "/admin/providers", providers.list),
@@ -36,7 +42,13 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("PATCH", "/admin/providers/{name}", providers.update),
         ("DELETE", "/admin/providers/{name}", providers.delete),
         ("POST", "/admin/providers/{name}/test", providers.test),
+        ("POST", "/admin/providers/{name}/check", plan.check),
         ("GET", "/admin/models", ModelRoutes(ctx).list),
+        ("POST", "/admin/models/pull", fleet.pull),
+        ("POST", "/admin/models/delete", fleet.delete),
+        ("POST", "/admin/models/copy", fleet.copy),
+        ("GET", "/admin/route", plan.route),
+        ("POST", "/admin/playground/chat", playground.chat),
         ("GET", "/admin/aliases", aliases.list),
         ("POST", "/admin/aliases", aliases.create),
         ("GET", "/admin/aliases/{name:.+}", aliases.get),
@@ -51,6 +63,7 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("GET", "/admin/usage", usage.summary),
         ("GET", "/admin/usage/recent", usage.recent),
         ("GET", "/admin/usage/compare", usage.compare),
+        ("GET", "/admin/usage/series", usage.series),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

@@ -209,6 +209,11 @@ def schemas() -> dict[str, Schema]:
         "KeyIssued": {
             "allOf": [ref("Key"), obj({"key": {"type": "string", "pattern": "^gw_"}}, ("key",), closed=False)]
         },
+        "Deployment": obj(
+            {"name": STRING, "type": STRING, "state": STRING, "in_flight": {"type": "integer"}},
+            ("name", "type", "state", "in_flight"),
+            closed=False,
+        ),
         "Health": obj(
             {
                 "deployments": {"type": "array", "items": {"type": "object"}},
@@ -227,6 +232,9 @@ ERRORS = {
     404: "No such object.",
     409: "The object is managed by the config file, already exists, or is still in use.",
     413: "The request body is too large.",
+    429: "A limit of the key (rate, tokens, parallel requests or budget) was reached.",
+    502: "An upstream failed.",
+    504: "An upstream did not answer in time.",
     503: "The gateway runs without its control plane (no data directory).",
 }
 
@@ -241,14 +249,18 @@ def op(
     *,
     status: int = 200,
     body: str | None = None,
+    body_schema: Schema | None = None,
     params: list[Schema] | None = None,
     errors: tuple[int, ...] = (400, 401, 403, 404, 503),
+    content: str | list[str] = "application/json",
 ) -> Schema:
-    responses = {str(status): _json(ok, "Success")}
+    types = [content] if isinstance(content, str) else content
+    responses = {str(status): {"description": "Success", "content": {t: {"schema": ok} for t in types}}}
     responses.update({str(code): _json(ref("Error"), ERRORS[code]) for code in errors})
     out: Schema = {"summary": summary, "responses": responses}
-    if body is not None:
-        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
+    if body is not None or body_schema is not None:
+        schema = ref(body) if body is not None else body_schema
+        out["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     if params:
         out["parameters"] = params
     return out
@@ -302,7 +314,79 @@ def document() -> Schema:
         query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Records to return."),
         query("after", {"type": "integer"}, "Only records after this id."),
     ]
+    series = [
+        *usage_params,
+        query("step", text, "Bucket width such as 1m, 5m, 1h (default: at most 120 buckets)."),
+        query("group_by", text, "provider, model, key, user, instance or requested_model"),
+    ]
+    instances = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    pull_body = obj(
+        {"model": {"type": "string", "minLength": 1}, "instances": instances}, ("model",), closed=False
+    )
+    delete_body = obj({"model": {"type": "string", "minLength": 1}, "instances": instances}, ("model",))
+    copy_body = obj(
+        {"source": {"type": "string", "minLength": 1}, "destination": {"type": "string", "minLength": 1},
+         "instances": instances},
+        ("source", "destination"),
+    )  # fmt: skip
+    chat_body = obj(
+        {"model": {"type": "string", "minLength": 1}, "messages": {"type": "array", "minItems": 1},
+         "stream": {"type": "boolean"}},
+        ("model", "messages"),
+        closed=False,
+    )  # fmt: skip
     paths: dict[str, dict[str, Schema]] = {
+        "/admin/usage/series": {
+            "get": op("Usage per time bucket (requests, tokens, cost, errors, p50/p95)", OBJ, params=series)
+        },
+        "/admin/route": {
+            "get": op(
+                "Where a request for this model would go: its pools, ranked targets and their state",
+                OBJ,
+                params=[
+                    query("model", {"type": "string", "maxLength": 256}, "A model, alias or corral/<level>."),
+                    query("power", {"enum": ["eco", "balanced", "precision"]}, "A power level instead."),
+                ],
+            )
+        },
+        "/admin/providers/{name}/check": {
+            "post": op("Run a health probe and a model listing now", ref("Deployment"), params=provider)
+        },
+        "/admin/models/pull": {
+            "post": op(
+                "Pull a model onto Ollama instances (NDJSON progress, tagged by instance, then a summary)",
+                {"type": "string"},
+                body_schema=pull_body,
+                errors=(400, 401, 403, 413, 503),
+                content="application/x-ndjson",
+            )
+        },
+        "/admin/models/delete": {
+            "post": op(
+                "Delete a model from Ollama instances",
+                OBJ,
+                body_schema=delete_body,
+                errors=(400, 401, 403, 404, 413, 502, 503),
+            )
+        },
+        "/admin/models/copy": {
+            "post": op(
+                "Copy a model on Ollama instances",
+                OBJ,
+                body_schema=copy_body,
+                errors=(400, 401, 403, 404, 413, 502, 503),
+            )
+        },
+        "/admin/playground/chat": {
+            "post": op(
+                "A chat completion for the caller, as POST /v1/chat/completions (SSE when stream is true, "
+                "ending with an 'event: corral' usage line)",
+                OBJ,
+                body_schema=chat_body,
+                errors=(400, 401, 403, 404, 413, 429, 502, 503, 504),
+                content=["application/json", "text/event-stream"],
+            )
+        },
         "/admin/health": {"get": op("Every deployment's state", ref("Health"), errors=(401, 403))},
         "/admin/usage": {"get": op("Usage totals, grouped", OBJ, params=[*usage_params, group_by])},
         "/admin/usage/recent": {"get": op("The newest usage records", OBJ, params=recent)},

@@ -1,16 +1,17 @@
-"""GET /admin/usage (totals, group_by, p50/p95), /admin/usage/recent (the live tail) and
-/admin/usage/compare (providers side by side). Admin scope."""
+"""GET /admin/usage (totals, group_by, p50/p95), /admin/usage/recent (the live tail),
+/admin/usage/compare (providers side by side) and /admin/usage/series (the same figures per
+time bucket, for charts). Admin scope."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiohttp import web
 
 from corral.errors import InvalidRequest, NotFound
 from corral.http.auth import Authenticator
-from corral.usage.query import UsageFilter, UsageQuery, parse_group_by
+from corral.usage.query import UsageFilter, UsageQuery, parse_group_by, parse_step
 
 
 def _query(request: web.Request) -> UsageQuery:
@@ -34,6 +35,7 @@ class UsageRoutes:
         app.router.add_get("/admin/usage", self.summary)
         app.router.add_get("/admin/usage/recent", self.recent)
         app.router.add_get("/admin/usage/compare", self.compare)
+        app.router.add_get("/admin/usage/series", self.series)
 
     async def summary(self, request: web.Request) -> web.Response:
         self._auth.admin(request)
@@ -58,3 +60,27 @@ class UsageRoutes:
         where = UsageFilter.from_params(request.query, datetime.now(UTC))
         rows = await _query(request).compare(where)
         return _json({"data": [r.view() for r in rows]})
+
+    async def series(self, request: web.Request) -> web.Response:
+        """Buckets of ``step`` over ``last`` (default 1h) or ``since``/``until``."""
+        self._auth.admin(request)
+        now = datetime.now(UTC)
+        params = dict(request.query)
+        if not params.get("since", "").strip():
+            params.pop("since", None)
+            params.setdefault("last", "1h")
+        where = UsageFilter.from_params(params, now)
+        since = where.since or now - timedelta(hours=1)
+        until = where.until or now
+        step = parse_step(params.get("step"), until - since)
+        group_by = parse_group_by(params.get("group_by"))
+        points = await _query(request).series(where, step, group_by)
+        return _json(
+            {
+                "since": since.isoformat().replace("+00:00", "Z"),
+                "until": until.isoformat().replace("+00:00", "Z"),
+                "step": step,
+                "group_by": list(group_by),
+                "data": [p.view() for p in points],
+            }
+        )

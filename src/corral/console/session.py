@@ -1,0 +1,224 @@
+"""Console sessions: a key signs in once, the browser then holds only a random session token.
+
+``Sessions`` keeps, per session, the SHA-256 of its token (never the token, never the key), the
+key id and scope it was opened with, a CSRF token, and when it was last used. It is bounded
+(the least recently used session goes first) and in memory only: a restart signs everyone out.
+On every request the key behind a session is looked up again in the key cache, so a key that
+is revoked, disabled, expired or given another scope ends its sessions on the next request.
+
+``Sessions.principal`` is the hook ``Authenticator`` calls when a request carries no key: it
+honours the session cookie only on aiohttp requests (the control plane; the data plane's edge
+never passes one) and, for every state-changing method, requires the session's CSRF token in
+``X-CSRF-Token`` (constant-time compare) and a same-origin ``Origin`` when one is sent.
+
+``SignInThrottle`` slows down guessing: after a few failed sign-ins from one client address,
+each further attempt has to wait twice as long as the last (capped), answered 429 with
+``Retry-After`` without looking at the key. Its table is bounded too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
+from corral.keys.cache import KeyCache
+from corral.keys.principal import MASTER, Principal
+
+COOKIE = "corral_session"
+CSRF_HEADER = "X-CSRF-Token"
+BACKGROUND_HEADER = "X-Corral-Background"  # the console's timed refreshes: they do not count as use
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_SESSIONS = 1000
+MAX_CLIENTS = 4096
+FREE_FAILURES = 5  # failed sign-ins from one address before the waits begin
+MAX_WAIT = 300.0  # seconds
+
+_EXPIRED = (
+    "Your console session has ended (signed out, idle too long, or its key was revoked or changed). "
+    "Sign in again with your key."
+)
+_CSRF = (
+    "This request carries the console's session cookie but not its CSRF token. Reload the console "
+    "page; scripts and tools should send the key in 'Authorization: Bearer <key>' instead."
+)
+_ORIGIN = "This request came from another site's page; the console only accepts its own."
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+@dataclass(slots=True)
+class Session:
+    key_id: str
+    scope: str
+    csrf: str
+    opened: float  # monotonic
+    seen: float  # monotonic: the last request made on the user's behalf
+
+
+class Sessions:
+    """The open sessions. ``keys`` returns the key cache (None without a control plane)."""
+
+    def __init__(
+        self,
+        keys: Callable[[], KeyCache | None],
+        idle: float,
+        *,
+        limit: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self.idle = idle
+        self._limit = limit
+        self._clock = clock
+        self._wall = wall
+        self._open: OrderedDict[bytes, Session] = OrderedDict()  # least recently used first
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(self, who: Principal) -> tuple[str, Session]:
+        """A new session for ``who``: its token (for the cookie, never stored) and the session."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        session = Session(who.key_id, who.scope, secrets.token_urlsafe(32), now, now)
+        while len(self._open) >= self._limit:
+            self._open.popitem(last=False)
+        self._open[digest(token)] = session
+        return token, session
+
+    def close(self, token: str) -> None:
+        self._open.pop(digest(token), None)
+
+    def drop_key(self, key_id: str) -> None:
+        """End every session opened with ``key_id``."""
+        for hashed in [h for h, s in self._open.items() if s.key_id == key_id]:
+            del self._open[hashed]
+
+    def lookup(self, token: str, *, touch: bool = True) -> tuple[Session, Principal] | None:
+        """The live session of ``token`` and who it acts for now, or None (and it is ended)."""
+        hashed = digest(token)
+        session = self._open.get(hashed)
+        if session is None:
+            return None
+        now = self._clock()
+        who = self._current(session) if now - session.seen <= self.idle else None
+        if who is None:
+            del self._open[hashed]
+            return None
+        if touch:
+            session.seen = now
+            self._open.move_to_end(hashed)
+        return session, who
+
+    def _current(self, session: Session) -> Principal | None:
+        """The session's principal from the key as it is now; None if it no longer qualifies."""
+        if session.key_id == MASTER:
+            return Principal.master()
+        keys = self._keys()
+        record = keys.get(session.key_id) if keys is not None else None
+        if record is None or not record.enabled or record.scope != session.scope:
+            return None
+        if record.expires_at is not None and record.expires_at.timestamp() <= self._wall():
+            return None
+        return Principal.from_key(record)
+
+    def principal(self, request: object) -> Principal | None:
+        """The caller of a control-plane request by its session cookie (the ``Authenticator``
+        hook); None when there is no cookie. Raises 401 for an ended session and 403 for a
+        state-changing request without the session's CSRF token."""
+        if not isinstance(request, web.BaseRequest):
+            return None  # the data plane never honours the console's cookie
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        found = self.lookup(token, touch=request.headers.get(BACKGROUND_HEADER) != "1")
+        if found is None:
+            raise AuthenticationFailed(_EXPIRED, code="session_expired")
+        session, who = found
+        if request.method in UNSAFE:
+            check_csrf(request, session)
+        return who
+
+
+def check_csrf(request: web.BaseRequest, session: Session) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise PermissionDenied(_ORIGIN, code="cross_origin")
+    given = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), session.csrf.encode()):
+        raise PermissionDenied(_CSRF, code="csrf_failed")
+
+
+class SignInThrottled(CorralError):
+    """Too many failed sign-ins from one address: 429 with ``Retry-After``."""
+
+    status = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, wait: float) -> None:
+        seconds = max(1, math.ceil(wait))
+        super().__init__(
+            f"Too many failed sign-ins from this address; try again in {seconds} s.", code="sign_in_throttled"
+        )
+        self.headers = {"Retry-After": str(seconds)}
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    blocked_until: float
+
+
+class SignInThrottle:
+    """Failed sign-ins per client address; ``wait`` says how long that address must wait."""
+
+    def __init__(
+        self,
+        *,
+        free: int = FREE_FAILURES,
+        cap: float = MAX_WAIT,
+        limit: int = MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._free = free
+        self._cap = cap
+        self._limit = limit
+        self._clock = clock
+        self._clients: OrderedDict[str, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def wait(self, client: str) -> float:
+        """Seconds before ``client`` may try again (0: now)."""
+        entry = self._clients.get(client)
+        return 0.0 if entry is None else max(0.0, entry.blocked_until - self._clock())
+
+    def failed(self, client: str) -> None:
+        entry = self._clients.pop(client, None) or _Failures(0, 0.0)
+        entry.count += 1
+        over = entry.count - self._free
+        if over >= 0:
+            entry.blocked_until = self._clock() + min(self._cap, 2.0**over)
+        while len(self._clients) >= self._limit:
+            self._clients.popitem(last=False)
+        self._clients[client] = entry
+
+    def succeeded(self, client: str) -> None:
+        self._clients.pop(client, None)
+
+
+__all__ = ["COOKIE", "CSRF_HEADER", "Session", "Sessions", "SignInThrottle", "SignInThrottled", "check_csrf"]

@@ -1,0 +1,96 @@
+"""POST /admin/playground/chat: an OpenAI chat-completions call made from the control plane,
+for the caller (a key, or the console's session), through the data plane's own handler.
+
+The request runs ``OpenAIRoutes.serve`` (the same checks, engine, limits and usage record as
+``/v1/chat/completions``) over a ``ControlExchange``. The answer carries the usual
+``x-corral-provider``, ``-model``, ``-attempts`` and ``-fallback`` headers; a stream ends, after
+``data: [DONE]``, with one ``event: corral`` whose data says what the call cost (tokens, and
+whether they were estimated; USD; time to first byte and in total). A whole (non-stream)
+answer carries the same object in the ``x-corral-usage`` header.
+
+``/console/api/chat`` (``corral.console``) is the same handler for a user-scope session: there
+the caller needs any valid key, here admin scope like every route under /admin.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from corral.accounting.tokens import tokens_of
+from corral.console.exchange import ControlExchange
+from corral.core.call import Endpoint, Reply
+from corral.core.engine import Engine
+from corral.gateway import Gateway
+from corral.http.auth import Authenticator
+from corral.http.openai_routes import OpenAIRoutes
+from corral.http.serving import ACCOUNTANT
+from corral.keys.principal import Principal
+
+USAGE_HEADER = "x-corral-usage"
+
+
+def usage_event(data: Mapping[str, Any]) -> bytes:
+    return b"event: corral\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class PlaygroundRoutes:
+    def __init__(
+        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, max_request_bytes: int
+    ) -> None:
+        def engine(parts: Mapping[Any, Any]) -> Engine:
+            return gateway(parts).engine
+
+        self._gateway = gateway
+        self._auth = auth
+        self._openai = OpenAIRoutes(engine, auth, max_request_bytes)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        """Admin scope (the /admin route)."""
+        return await self.run(request, self._auth.admin(request))
+
+    async def chat_as_caller(self, request: web.Request) -> web.StreamResponse:
+        """Any valid key or session (the console's own route)."""
+        return await self.run(request, self._auth.check(request))
+
+    async def run(self, request: web.Request, who: Principal) -> web.StreamResponse:
+        started = time.monotonic()
+
+        def report(reply: Reply) -> bytes:
+            info = self.usage(request.app, reply, started)
+            if reply.chunks is None:
+                reply.headers[USAGE_HEADER] = orjson.dumps(info).decode()
+            return usage_event(info)
+
+        ex = ControlExchange(request, who, report)
+        await self._openai.serve(ex, Endpoint.CHAT)
+        return ex.answer()
+
+    def usage(self, app: Mapping[Any, Any], reply: Reply, started: float) -> dict[str, Any]:
+        """What the call cost, computed as its usage record computes it."""
+        served = reply.served
+        first = reply.outcome.first_byte_at
+        now = time.monotonic()
+        counts = tokens_of(reply.outcome)
+        prompt, completion = counts or (0, 0)
+        cost = None
+        acct = app.get(ACCOUNTANT)
+        if acct is not None and served is not None:
+            state = self._gateway(app).fleet.states.get(served.provider)
+            cost = acct.prices.cost(served.model, state.type if state else None, prompt, completion)
+        return {
+            "provider": served.provider if served else None,
+            "model": served.model if served else None,
+            "attempts": served.attempts if served else 0,
+            "fallback": served.fallback if served else None,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "estimated": counts is None,
+            "cost_usd": cost,
+            "ttft_ms": round(((first or now) - started) * 1000, 1),
+            "latency_ms": round((now - started) * 1000, 1),
+        }

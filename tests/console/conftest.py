@@ -1,0 +1,117 @@
+"""A real gateway (with its store) in front of two Ollama emulators and an OpenAI emulator, and
+a spare Ollama emulator to add through the console; helpers to sign in over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from corral.http.serving import ACCOUNTANT
+from corral.usage.writer import UsageWriter
+from tests.emulators.ollama import ModelSpec, OllamaEmulator, default_models
+from tests.emulators.openai import OpenAIEmulator
+from tests.support.gateway import GatewayServer, make_config
+from tests.support.servers import ServerThread
+
+XSS = "<img src=x onerror=alert(1)>"
+OPENAI_KEY = "sk-openai-emulator-secret-0123456789"
+
+
+@dataclass
+class Stack:
+    gpu_a: OllamaEmulator
+    gpu_b: OllamaEmulator
+    spare: OllamaEmulator
+    spare_url: str
+    openai: OpenAIEmulator
+    gateway: GatewayServer
+    home: Path
+
+    @property
+    def admin(self) -> str:
+        return self.gateway.admin_url
+
+    def key(self, **fields: object) -> tuple[str, str]:
+        """Issue a gateway key (through the API, with the master key): (key, id)."""
+        body = {"name": "test key", **fields}
+        resp = httpx.post(self.admin + "/admin/keys", json=body, headers=self.gateway.headers(), timeout=10)
+        assert resp.status_code == 201, resp.text
+        return resp.json()["key"], resp.json()["id"]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` (every 20 ms) until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not become true in time")
+        time.sleep(0.02)
+
+
+def usage_written(stack: Stack) -> int:
+    """Usage records the gateway's writer has committed so far."""
+    assert stack.gateway.app is not None
+    writer = stack.gateway.app[ACCOUNTANT].writer
+    assert isinstance(writer, UsageWriter)
+    return writer.stats.written
+
+
+def sign_in(base: str, key: str) -> tuple[httpx.Client, str]:
+    """A client holding a console session (cookie) and its CSRF token."""
+    client = httpx.Client(base_url=base, timeout=20)
+    resp = client.post("/console/session", json={"key": key})
+    assert resp.status_code == 200, resp.text
+    return client, resp.json()["csrf"]
+
+
+def config_text(a: str, b: str, o: str) -> str:
+    return f"""
+prices:
+  gpt-4o-mini: {{input: 150, output: 600}}
+providers:
+  - name: gpu-a
+    type: ollama
+    base_url: {a}
+    max_parallel: 4
+  - name: gpu-b
+    type: ollama
+    base_url: {b}
+  - name: openai
+    type: openai
+    base_url: {o}/v1
+    api_key: {OPENAI_KEY}
+models:
+  - name: chat
+    targets: [gpu-a/llama3.2, gpu-b/llama3.2]
+    fallbacks: [openai/gpt-4o-mini]
+  - name: flaky
+    target: gpu-b/qwen3:0.6b
+    fallbacks: [openai/gpt-4o-mini]
+router:
+  power_levels:
+    eco: [chat]
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    gpu_a = OllamaEmulator([*default_models(), ModelSpec(XSS)])
+    gpu_a.loaded = {"llama3.2:latest": 8192}
+    gpu_b = OllamaEmulator()
+    spare = OllamaEmulator([ModelSpec("gemma3:4b", family="gemma3", capabilities=["completion", "vision"])])
+    openai = OpenAIEmulator(["gpt-4o-mini", "text-embedding-3-small"], api_key=OPENAI_KEY)
+    home = tmp_path_factory.mktemp("console-home")
+    with (
+        ServerThread(gpu_a.app) as a,
+        ServerThread(gpu_b.app) as b,
+        ServerThread(spare.app) as s,
+        ServerThread(openai.app) as o,
+    ):
+        config = make_config(config_text(a.url, b.url, o.url))
+        with GatewayServer(config, home=home) as gw:
+            yield Stack(gpu_a, gpu_b, spare, s.url, openai, gw, home)

@@ -1,0 +1,116 @@
+"""Console sessions and the sign-in throttle, on fake clocks: idle expiry, bounds, the key
+behind a session re-checked on every lookup, and the back-off of failed sign-ins."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from corral.console.session import Sessions, SignInThrottle, digest
+from corral.keys.cache import KeyCache
+from corral.keys.principal import Principal
+from corral.store.keys import KeyRecord
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(key_id: str = "AAAAAAAA", scope: str = "admin", **kw: object) -> KeyRecord:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    fields: dict[str, object] = dict(
+        id=key_id, key_hash=bytes(32), name="k", owner=None, scope=scope, models=None, expires_at=None,
+        enabled=True, tier=None, metadata={}, limits={}, created_at=now, updated_at=now, last_used_at=None,
+    )  # fmt: skip
+    fields.update(kw)
+    return KeyRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_only_the_hash_of_the_token_is_kept() -> None:
+    sessions = Sessions(lambda: None, 60)
+    token, _ = sessions.open(Principal.master())
+    assert len(token) >= 40
+    assert digest(token) in sessions._open and token.encode() not in repr(sessions._open).encode()
+
+
+def test_a_session_ends_after_the_idle_time_and_use_keeps_it_alive() -> None:
+    clock = Clock()
+    sessions = Sessions(lambda: None, 60, clock=clock)
+    token, _ = sessions.open(Principal.master())
+    clock.now += 59
+    assert sessions.lookup(token) is not None
+    clock.now += 59  # 59 s after the last use
+    assert sessions.lookup(token) is not None
+    clock.now += 30
+    assert sessions.lookup(token, touch=False) is not None  # a background refresh does not count
+    clock.now += 31  # 61 s after the last real use
+    assert sessions.lookup(token) is None
+    assert len(sessions) == 0
+
+
+def test_revoking_disabling_expiring_or_rescoping_the_key_ends_its_sessions() -> None:
+    keys = KeyCache()
+    keys.put(record())
+    sessions = Sessions(lambda: keys, 600, wall=lambda: datetime(2026, 6, 1, tzinfo=UTC).timestamp())
+    changes = [
+        lambda: keys.invalidate("AAAAAAAA"),
+        lambda: keys.put(record(enabled=False)),
+        lambda: keys.put(record(expires_at=datetime(2026, 5, 1, tzinfo=UTC))),
+        lambda: keys.put(record(scope="user")),
+    ]
+    for change in changes:
+        keys.put(record())
+        token, _ = sessions.open(Principal.from_key(record()))
+        found = sessions.lookup(token)
+        assert found is not None and found[1].key_id == "AAAAAAAA"
+        change()
+        assert sessions.lookup(token) is None
+
+
+def test_the_principal_is_read_again_so_new_limits_apply_at_once() -> None:
+    keys = KeyCache()
+    keys.put(record())
+    sessions = Sessions(lambda: keys, 600)
+    token, _ = sessions.open(Principal.from_key(record()))
+    keys.put(replace(record(), models=["only-this"]))
+    found = sessions.lookup(token)
+    assert found is not None and found[1].models == frozenset({"only-this"})
+
+
+def test_the_table_is_bounded_least_recently_used_first() -> None:
+    sessions = Sessions(lambda: None, 600, limit=3)
+    tokens = [sessions.open(Principal.master())[0] for _ in range(3)]
+    assert sessions.lookup(tokens[0]) is not None  # now the most recently used
+    newest, _ = sessions.open(Principal.master())
+    assert len(sessions) == 3
+    assert sessions.lookup(tokens[1]) is None
+    assert all(sessions.lookup(t) is not None for t in (tokens[0], tokens[2], newest))
+
+
+def test_failed_sign_ins_wait_twice_as_long_each_time_capped() -> None:
+    clock = Clock()
+    throttle = SignInThrottle(free=3, cap=8, clock=clock)
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+        assert throttle.wait("10.0.0.1") == 0
+    waits = []
+    for _ in range(6):
+        throttle.failed("10.0.0.1")
+        waits.append(throttle.wait("10.0.0.1"))
+        clock.now += waits[-1]
+    assert waits == [1, 2, 4, 8, 8, 8]
+    assert throttle.wait("10.0.0.2") == 0  # per address
+    throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 0
+
+
+def test_the_throttle_table_is_bounded() -> None:
+    throttle = SignInThrottle(limit=100)
+    for i in range(1000):
+        throttle.failed(f"client-{i}")
+    assert len(throttle) == 100
