@@ -475,12 +475,14 @@ class EdgeProtocol(asyncio.Protocol):
             return
         if self._transport is None:
             raise ConnectionResetError("the client closed the connection")
-        if self._drain is None:
-            self._drain = asyncio.get_running_loop().create_future()
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(self._server.send_timeout):
-                await asyncio.shield(self._drain)
+                await drain  # cancelled with this wait on a timeout: no one is left holding it
         except TimeoutError:
+            self._drain = None
             log.info("closing a connection whose client took nothing for %.0f s", self._server.send_timeout)
             self.abort()
             raise ConnectionResetError("the client stopped reading (server.send_timeout)") from None
