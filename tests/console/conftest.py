@@ -3,6 +3,7 @@ a spare Ollama emulator to add through the console; helpers to sign in over HTTP
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -98,14 +99,14 @@ router:
 """
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(home: Path) -> Iterator[Stack]:
+    """The emulators and a gateway in front of them, until the block ends."""
     gpu_a = OllamaEmulator([*default_models(), ModelSpec(XSS)])
     gpu_a.loaded = {"llama3.2:latest": 8192}
     gpu_b = OllamaEmulator()
     spare = OllamaEmulator([ModelSpec("gemma3:4b", family="gemma3", capabilities=["completion", "vision"])])
     openai = OpenAIEmulator(["gpt-4o-mini", "text-embedding-3-small"], api_key=OPENAI_KEY)
-    home = tmp_path_factory.mktemp("console-home")
     with (
         ServerThread(gpu_a.app) as a,
         ServerThread(gpu_b.app) as b,
@@ -115,3 +116,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         config = make_config(config_text(a.url, b.url, o.url))
         with GatewayServer(config, home=home) as gw:
             yield Stack(gpu_a, gpu_b, spare, s.url, openai, gw, home)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("console-home")) as running:
+        yield running

@@ -256,3 +256,17 @@ def test_failed_sign_ins_are_slowed_down(tmp_path_factory: pytest.TempPathFactor
         assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
         blocked = httpx.post(gw.admin_url + "/console/session", json={"key": gw.key})
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+
+
+def test_models_list_context_length_capabilities_and_where_each_is_loaded(stack: Stack) -> None:
+    rows = httpx.get(stack.admin + "/admin/models", headers=stack.gateway.headers()).json()["data"]
+    found = {r["id"]: r for r in rows if r["type"] == "discovered"}
+    on_a, on_b = found["gpu-a/llama3.2:latest"], found["gpu-b/llama3.2:latest"]
+    assert on_a["context_length"] == 131072 and on_a["capabilities"] == ["completion", "tools"]
+    assert on_a["loaded"] is True and on_a["loaded_context"] == 8192 and on_a["loaded_until"]
+    assert on_b["loaded"] is False
+    assert on_a["quantization"] == "Q4_K_M" and on_a["size"] > 0
+    assert found["openai/gpt-4o-mini"]["price"] == {"input": 150, "output": 600}
+    shows = len(stack.gpu_a.requests_to("/api/show"))
+    httpx.get(stack.admin + "/admin/models", headers=stack.gateway.headers())
+    assert len(stack.gpu_a.requests_to("/api/show")) == shows  # remembered by digest

@@ -171,9 +171,14 @@ class SeriesPoint:
 
     start: datetime
     summary: UsageSummary
+    ttft_avg_ms: float | None = None  # streamed requests' mean time to first byte
 
     def view(self) -> dict[str, Any]:
-        return {"t": self.start.isoformat().replace("+00:00", "Z"), **self.summary.view()}
+        return {
+            "t": self.start.isoformat().replace("+00:00", "Z"),
+            **self.summary.view(),
+            "ttft_avg_ms": self.ttft_avg_ms,
+        }
 
 
 NICE_STEPS = (10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
@@ -181,10 +186,10 @@ NICE_STEPS = (10, 30, 60, 300, 600, 900, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 
 
 def parse_step(value: str | None, window: timedelta) -> int:
     """The bucket width in whole seconds: ``value`` (``"1m"``, ``"5m"``, ``"1h"``), or by default
-    the smallest usual width that draws ``window`` in at most 120 buckets. At most MAX_BUCKETS."""
+    the smallest usual width that draws ``window`` in at most 60 buckets. At most MAX_BUCKETS."""
     span = max(1.0, window.total_seconds())
     if value is None:
-        return next((s for s in NICE_STEPS if span / s <= 120), NICE_STEPS[-1])
+        return next((s for s in NICE_STEPS if span / s <= 60), NICE_STEPS[-1])
     match = _LAST.match(value)
     if match is None or int(match[1]) == 0:
         raise InvalidRequest(
@@ -287,6 +292,7 @@ class UsageQuery:
             func.coalesce(func.sum(c.cost_usd), 0.0),
             func.coalesce(func.sum(case((failed, 1), else_=0)), 0),
             func.coalesce(func.sum(case((c.tokens_estimated, 1), else_=0)), 0),
+            func.avg(c.ttft_ms),
         ]
         if self._postgres:
             columns += [func.percentile_cont(p).within_group(c.latency_ms) for p in PERCENTILES]
@@ -314,7 +320,8 @@ class UsageQuery:
                 latency_p95_ms=None if p95 is None else float(p95),
             )  # fmt: skip
             start = datetime.fromtimestamp(int(row[0]) * step, UTC)
-            points.append(SeriesPoint(start, summary))
+            ttft = row[n + 6]
+            points.append(SeriesPoint(start, summary, None if ttft is None else round(float(ttft), 2)))
         return points
 
     async def compare(self, where: UsageFilter | None = None) -> list[UsageSummary]:

@@ -36,7 +36,7 @@ def test_models_lists_aliases_and_discovered_models(gw: GatewayServer) -> None:
     llama = rows["yaml-gpu/llama3.2:latest"]
     assert llama["type"] == "discovered" and llama["provider"] == "yaml-gpu"
     assert llama["capabilities"] == ["completion", "tools"] and llama["aliases"] == ["chat"]
-    assert llama["context_length"] is None  # /api/tags does not report it
+    assert llama["context_length"] == 131072  # not in /api/tags: asked once of /api/show
     assert rows["yaml-gpu/qwen3:0.6b"]["aliases"] == ["api-fast"]
     assert "thinking" in rows["yaml-gpu/qwen3:0.6b"]["capabilities"]
     assert rows["yaml-gpu/nomic-embed-text:latest"]["capabilities"] == ["embedding"]

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from corral.http.admin.aliases import AliasRoutes
 from corral.http.admin.audit import AuditRoutes
+from corral.http.admin.budgets import BudgetRoutes
 from corral.http.admin.context import AdminContext
 from corral.http.admin.fleet_models import FleetModelRoutes
 from corral.http.admin.health import AdminRoutes
@@ -59,6 +60,7 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("GET", "/admin/keys/{id}", keys.get),
         ("PATCH", "/admin/keys/{id}", keys.update),
         ("DELETE", "/admin/keys/{id}", keys.delete),
+        ("GET", "/admin/budgets", BudgetRoutes(ctx).list),
         ("GET", "/admin/audit", AuditRoutes(ctx).list),
         ("GET", "/admin/usage", usage.summary),
         ("GET", "/admin/usage/recent", usage.recent),

@@ -100,7 +100,10 @@ def model_rows(gateway: Gateway, api_aliases: Collection[str]) -> list[dict[str,
 
 class ModelRoutes:
     def __init__(self, ctx: AdminContext) -> None:
+        from corral.http.admin.model_details import ModelDetails
+
         self._ctx = ctx
+        self._details = ModelDetails()  # size, where loaded, price, /api/show's context length
 
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
@@ -109,4 +112,6 @@ class ModelRoutes:
         api_aliases = (
             {m.name for m in gateway.config.models} - plane.config_aliases if plane is not None else set()
         )
-        return listing(model_rows(gateway, api_aliases))
+        rows = model_rows(gateway, api_aliases)
+        await self._details.add_to(request.app, gateway, rows)
+        return listing(rows)

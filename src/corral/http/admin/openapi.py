@@ -339,6 +339,11 @@ def document() -> Schema:
         "/admin/usage/series": {
             "get": op("Usage per time bucket (requests, tokens, cost, errors, p50/p95)", OBJ, params=series)
         },
+        "/admin/budgets": {
+            "get": op(
+                "Keys with a budget and what each spent in its current window", OBJ, errors=(401, 403, 503)
+            )
+        },
         "/admin/route": {
             "get": op(
                 "Where a request for this model would go: its pools, ranked targets and their state",
