@@ -9,7 +9,7 @@ const csrfFetch = (url, body, signal) => call("POST", url, body, { raw: true, si
 
 function pane(index, options, endpoint) {
   const model = field(index ? "Second model" : "Model", { options, value: options[0] });
-  const log = h("div", { class: "transcript", "aria-live": "polite", "aria-label": `Answers, model ${index + 1}` });
+  const log = h("div", { class: "transcript", role: "log", "aria-live": "polite", "aria-label": `Answers, model ${index + 1}` });
   const history = [];
   let controller = null;
 

@@ -7,6 +7,14 @@ import { badge, button, confirmDialog, field, formDialog, header, notice } from 
 const STRATEGIES = ["(router default)", "warm", "priority", "round_robin", "weighted", "least_busy", "latency"];
 const LEVELS = ["eco", "balanced", "precision"];
 
+// An alias as the API lists it: the config file's have "targets"; the API's keep the spec as
+// written ("target", or "targets" of strings or objects).
+function normal(alias) {
+  const raw = alias.targets || (alias.target ? [alias.target] : []);
+  const targets = raw.map((t) => (typeof t === "string" ? { target: t, weight: 1, priority: null } : { weight: 1, priority: null, ...t }));
+  return { ...alias, targets, fallbacks: alias.fallbacks || [] };
+}
+
 function targetText(t) {
   return `${t.target}${t.weight !== 1 ? ` ×${t.weight}` : ""}${t.priority !== null && t.priority !== undefined ? ` p${t.priority}` : ""}`;
 }
@@ -82,7 +90,7 @@ export default async function routing(main) {
 
   async function refresh(background = false) {
     const aliases = await get("/admin/aliases", { background });
-    replace(list, aliases.data.length ? aliases.data.map((a) => h("article", { class: "alias-row" },
+    replace(list, aliases.data.length ? aliases.data.map(normal).map((a) => h("article", { class: "alias-row" },
       h("div", { class: "alias-head" }, chain(a),
         h("span", { class: "muted small" }, `${a.strategy || "router default"} strategy${a.num_ctx ? ` · num_ctx ${a.num_ctx}` : ""}${a.explicit_only ? " · explicit only" : ""}`)),
       a.managed_by === "config" ? h("span", { class: "muted small" }, "config file (read-only)") : h("div", { class: "row-actions" },

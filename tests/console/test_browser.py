@@ -1,0 +1,234 @@
+"""The console in a real browser (Debian's Chromium, driven by Playwright) against a real
+gateway with emulated Ollama and OpenAI upstreams: the operator's and the user's journeys,
+XSS probes that must stay inert, CSRF, keyboard-only use and axe-core on every page.
+
+Runs whenever Chromium and Playwright are installed; with CI=true their absence is a failure,
+elsewhere a skip that says what to install."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.console.browser import PAGES, Console, chromium, missing
+from tests.console.conftest import XSS, Stack, usage_written, wait_until
+from tests.emulators.common import Fault
+
+_why = missing()
+if _why is not None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser tests must run in CI: {_why}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {_why}", allow_module_level=True)
+
+TIMEOUT = 15_000  # ms, for any single wait in the page
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def admin(browser: Any, stack: Stack) -> Iterator[Console]:
+    console = Console(browser, stack.admin)
+    console.page.set_default_timeout(TIMEOUT)
+    console.sign_in(stack.gateway.key)
+    yield console
+    assert console.dialogs == [], console.dialogs  # nothing ever calls alert() or confirm()
+    assert console.errors == [], console.errors
+    console.close()
+
+
+def test_signing_in_keeps_the_key_out_of_the_url_storage_and_page(admin: Console, stack: Stack) -> None:
+    page = admin.page
+    assert stack.gateway.key not in page.url
+    stored = page.evaluate("() => JSON.stringify([localStorage, sessionStorage, document.cookie])")
+    assert stack.gateway.key not in stored and "corral_session" not in stored  # HttpOnly: not readable
+    assert stack.gateway.key not in page.content()
+    assert page.get_by_role("link", name="Keys").is_visible()
+
+
+def test_add_an_instance_with_the_keyboard_test_it_and_see_its_models(admin: Console, stack: Stack) -> None:
+    page = admin.open("instances")
+    page.get_by_role("button", name="Add instance").focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    assert page.evaluate("() => document.activeElement.closest('dialog') !== null")  # focus moved in
+    page.keyboard.type("spare-gpu")  # the first field (Name) has focus
+    page.keyboard.press("Tab")  # type
+    page.keyboard.press("Tab")  # base URL
+    page.keyboard.type(stack.spare_url)
+    page.keyboard.press("Enter")  # submits the form
+    dialog.wait_for(state="detached")
+    row = page.get_by_role("row").filter(has_text="spare-gpu")
+    row.wait_for()
+    row.get_by_role("button", name="Test").click()
+    row.get_by_text("test OK").wait_for()
+    assert "1 models" in row.inner_text()
+    page = admin.open("models")
+    gemma = page.get_by_role("row").filter(has_text="gemma3:4b")
+    gemma.wait_for()
+    text = gemma.inner_text()
+    assert "spare-gpu" in text and "vision" in text and "131,072" in text
+
+
+def test_a_model_loaded_on_one_instance_and_not_another(admin: Console) -> None:
+    page = admin.open("models")
+    row = page.get_by_role("row").filter(has_text="llama3.2:latest")
+    loaded = row.locator("li.loaded")
+    assert loaded.count() == 1 and loaded.inner_text().startswith("gpu-a")
+    assert "8,192 ctx" in loaded.inner_text()
+    assert "gpu-b" in row.locator("li:not(.loaded)").inner_text()
+
+
+def test_pull_a_model_with_a_progress_bar_per_instance(admin: Console, stack: Stack) -> None:
+    page = admin.open("models")
+    page.get_by_label("Model to pull").fill("mistral:7b")
+    for box in page.locator("fieldset.targets input").all():
+        box.set_checked(box.get_attribute("value") in ("gpu-a", "gpu-b"))
+    page.get_by_role("button", name="Pull").click()
+    page.get_by_text("mistral:7b: pulled on gpu-a, gpu-b").first.wait_for()
+    for name in ("gpu-a", "gpu-b"):
+        bar = page.get_by_label(f"{name} progress")
+        assert bar.evaluate("b => b.value === b.max && b.max > 0")
+    assert "mistral:7b" in stack.gpu_a.models and "mistral:7b" not in stack.spare.models
+
+
+def test_playground_streams_with_the_keyboard_and_shows_who_answered(admin: Console) -> None:
+    page = admin.open("playground")
+    page.get_by_label("Model", exact=True).select_option("chat")
+    page.get_by_label("Message").focus()
+    page.keyboard.type("hello from the keyboard")
+    page.keyboard.press("Control+Enter")
+    meta = page.get_by_test_id("answer-meta").last
+    meta.get_by_text("TTFT").wait_for()
+    assert "Echo: hello from the keyboard" in page.locator(".answer-text").last.inner_text()
+    text = meta.inner_text()
+    assert "provider gpu-a" in text and "attempts 1" in text and "no fallback" in text
+    assert "in ·" in text and "tokens/s" in text
+
+
+def test_playground_shows_a_fallback(admin: Console, stack: Stack) -> None:
+    stack.gpu_b.model_faults["qwen3:0.6b"] = Fault("status", status=500, message="down for maintenance")
+    try:
+        page = admin.open("playground")
+        page.get_by_label("Model", exact=True).select_option("flaky")
+        page.get_by_label("Message").fill("are you there?")
+        page.get_by_role("button", name="Send").click()
+        meta = page.get_by_test_id("answer-meta").last
+        meta.get_by_text("fallback openai/gpt-4o-mini").wait_for()
+        assert "provider openai" in meta.inner_text() and "attempts 2" in meta.inner_text()
+    finally:
+        stack.gpu_b.model_faults.clear()
+
+
+def test_a_key_created_copied_used_seen_in_usage_then_revoked(admin: Console, stack: Stack) -> None:
+    page = admin.open("keys")
+    page.get_by_role("button", name="Create key").click()
+    page.get_by_label("Name").fill("browser-made")
+    page.get_by_role("button", name="Create", exact=True).click()
+    page.get_by_test_id("new-key").wait_for()
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copied").wait_for()
+    key = page.evaluate("() => navigator.clipboard.readText()")
+    assert key.startswith("gw_") and key == page.get_by_test_id("new-key").inner_text()
+    page.get_by_role("button", name="Done").click()
+    before = usage_written(stack)
+    client = openai.OpenAI(base_url=stack.gateway.v1, api_key=key, max_retries=0, timeout=20)
+    answer = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], user="browser-probe-user"
+    )
+    assert answer.choices[0].message.content == "Echo: hi"
+    wait_until(lambda: usage_written(stack) > before)
+    page = admin.open("usage")
+    page.get_by_role("cell", name="browser-probe-user").first.wait_for()
+    page = admin.open("keys")
+    row = page.get_by_role("row").filter(has_text="browser-made")
+    row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    row.wait_for(state="detached")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "again"}])
+
+
+def test_a_user_key_sees_only_its_own_console(browser: Any, stack: Stack) -> None:
+    key, _ = stack.key(name="alice's key", scope="user", models=["chat"], max_budget=3)
+    console = Console(browser, stack.admin)
+    console.page.set_default_timeout(TIMEOUT)
+    page = console.sign_in(key).page
+    links = page.get_by_role("navigation", name="Pages").get_by_role("link").all_inner_texts()
+    assert links == ["My usage", "Playground"]
+    page.goto("/console#/keys")  # not one of its pages: it gets its own view
+    page.locator('main[data-page="mine"]').wait_for()
+    page.get_by_text("of $3.00").wait_for()
+    status = page.evaluate("() => fetch('/admin/keys').then(r => r.status)")
+    assert status == 403
+    page = console.open("playground")
+    assert page.get_by_label("Model", exact=True).locator("option").all_inner_texts() == ["chat"]
+    page.get_by_label("Message").fill("only mine")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("answer-meta").last.get_by_text("TTFT").wait_for()
+    assert console.dialogs == [] and console.errors == []
+    console.close()
+
+
+def test_xss_probes_stay_inert_and_are_shown_as_text(admin: Console, stack: Stack) -> None:
+    headers = stack.gateway.headers()
+    refused = httpx.post(
+        stack.admin + "/admin/providers", headers=headers,
+        json={"name": XSS, "type": "ollama", "base_url": stack.spare_url},
+    )  # fmt: skip
+    assert refused.status_code == 400  # a provider name cannot carry markup at all
+    alias = {"name": XSS, "target": "gpu-a/llama3.2"}
+    assert httpx.post(stack.admin + "/admin/aliases", headers=headers, json=alias).status_code == 201
+    stack.key(name=XSS, owner=XSS, scope="user")
+    before = usage_written(stack)
+    httpx.post(
+        stack.gateway.v1 + "/chat/completions", headers=headers, timeout=20,
+        json={"model": "chat", "messages": [{"role": "user", "content": XSS}], "user": XSS},
+    )  # fmt: skip
+    wait_until(lambda: usage_written(stack) > before)
+    for name in ("models", "keys", "usage", "routing"):
+        page = admin.open(name)
+        page.get_by_text(XSS).locator("visible=true").first.wait_for()  # shown, as text
+        assert page.locator("img[src='x']").count() == 0  # never parsed as markup
+    page = admin.open("playground")
+    page.get_by_label("Model", exact=True).select_option(XSS)
+    page.get_by_label("Message").fill(XSS)
+    page.get_by_role("button", name="Send").click()
+    page.get_by_test_id("answer-meta").last.get_by_text("TTFT").wait_for()
+    assert page.locator("img[src='x']").count() == 0
+    assert f"Echo: {XSS}" in page.locator(".answer-text").last.inner_text()
+    # the admin fixture asserts that no alert() (or any dialog) fired
+
+
+def test_posts_without_the_csrf_token_are_refused(admin: Console) -> None:
+    page = admin.page
+    status = page.evaluate(
+        """() => fetch('/admin/keys', {method: 'POST', credentials: 'same-origin',
+              headers: {'Content-Type': 'application/json'}, body: JSON.stringify({name: 'forged'})})
+              .then(r => r.status)"""
+    )
+    assert status == 403
+    names = page.evaluate("() => fetch('/admin/keys').then(r => r.json()).then(b => b.data.map(k => k.name))")
+    assert "forged" not in names
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_serious_accessibility_violation(admin: Console, name: str) -> None:
+    admin.open(name)
+    assert admin.axe() == []
+
+
+def test_the_sign_in_page_is_accessible(browser: Any, stack: Stack) -> None:
+    console = Console(browser, stack.admin)
+    console.page.goto("/console")
+    console.page.get_by_label("Key").wait_for()
+    assert console.axe() == []
+    console.close()
