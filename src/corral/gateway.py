@@ -3,8 +3,9 @@ from a Config, and swaps them live when the config changes.
 
 Nothing here is global: ``Gateway.create`` builds a fresh set, so tests can run several
 gateways in one process. ``reconfigure`` keeps every provider whose settings did not change
-(its connection pool, health state and discovered models) and closes replaced ones only after
-their in-flight requests have finished.
+(its connection pool, health state, discovered models, and the requests waiting for its slots,
+which a slot freed through the old or the new fleet serves in order) and closes replaced ones
+only after their in-flight requests have finished. The retry budget carries over too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
 from corral.providers.ollama.provider import OllamaProvider
 from corral.providers.openai_compat import OpenAIProvider
+from corral.routing.budget import RetryBudget
 from corral.routing.fleet import Fleet
 from corral.routing.health import HealthMonitor
 from corral.routing.state import DeploymentState
@@ -78,12 +80,15 @@ class Gateway:
         if previous is not None:
             for name in same | ({"demo"} if config.demo else set()):
                 catalog.update(name, previous.catalog.models_of(name))
+        fleet = Fleet(states, config.router, _budget(config, previous))
+        health = HealthMonitor(providers, {n: fleet.states[n] for n in providers}, config.router)
         discovery = Discovery(
             catalog,
             providers,
             static,
             interval=config.server.discovery_interval,
             timeout=config.server.discovery_timeout,
+            skip=health.leave_alone,  # not while its requests progress: a listing could cut them
         )
         if previous is not None:
             for name in same:
@@ -91,10 +96,8 @@ class Gateway:
                     discovery.status[name] = previous.discovery.status[name]
             if previous.discovery.first_round.is_set():
                 discovery.first_round.set()
-        fleet = Fleet(states, config.router)
         timeouts = {p.name: p.first_token_timeout for p in config.providers}
         engine = Engine(catalog, providers, fleet, timeouts)
-        health = HealthMonitor(providers, {n: fleet.states[n] for n in providers}, config.router)
         gateway = cls(
             config=config,
             catalog=catalog,
@@ -165,6 +168,15 @@ def _unchanged(config: Config, previous: Gateway | None) -> set[str]:
         return set()
     before = {p.name: p for p in previous.config.providers}
     return {p.name for p in config.providers if before.get(p.name) == p and p.name in previous.providers}
+
+
+def _budget(config: Config, previous: Gateway | None) -> RetryBudget | None:
+    """The retry budget carries over (with the new limits): it counts requests of both engines."""
+    if previous is None:
+        return None
+    budget = previous.fleet.budget
+    budget.percent, budget.minimum = config.router.retry_budget_percent, config.router.retry_budget_min
+    return budget
 
 
 async def _drain_and_close(provider: Provider, state: DeploymentState | None) -> None:

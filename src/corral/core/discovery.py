@@ -1,7 +1,10 @@
 """Background discovery: ask each provider which models it serves and update the catalog.
 
 Runs off the request path on an interval. A provider that fails keeps its last known
-catalog; its error is kept (without secrets) for /readyz and logs.
+catalog; its error is kept (without secrets) for /readyz and logs. A provider that ``skip``
+names (its requests in flight make progress, and a listing could disturb them) is not asked
+then and keeps its last catalog. What a provider may list is bounded: its answer by
+``upstream.LISTING_BYTES`` (the provider reads it), the models in it by ``MAX_MODELS``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from corral.core.call import ModelInfo
@@ -18,6 +21,7 @@ from corral.errors import CorralError
 from corral.providers.base import Provider
 
 log = logging.getLogger("corral.discovery")
+MAX_MODELS = 10_000  # per provider: a hostile or broken upstream cannot fill the catalog
 
 
 @dataclass(slots=True)
@@ -37,12 +41,14 @@ class Discovery:
         *,
         interval: float,
         timeout: float,
+        skip: Callable[[str], bool] | None = None,
     ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._static = static
         self._interval = interval
         self._timeout = timeout
+        self._skip = skip
         self.status: dict[str, ProviderStatus] = {name: ProviderStatus() for name in providers}
         self.first_round = asyncio.Event()
 
@@ -58,6 +64,8 @@ class Discovery:
             self._catalog.update(name, models)
             status.checked_at, status.ok, status.error, status.models = time.time(), True, None, len(models)
             return
+        if self._skip is not None and self._skip(name):
+            return  # busy and progressing: keep the last catalog
         try:
             async with asyncio.timeout(self._timeout):
                 models = await self._providers[name].list_models()
@@ -66,6 +74,13 @@ class Discovery:
         except TimeoutError:
             self._failed(name, f"Upstream '{name}' did not list its models within {self._timeout:g} s")
         else:
+            if len(models) > MAX_MODELS:
+                self._failed(
+                    name,
+                    f"Upstream '{name}' listed {len(models)} models; corral keeps at most {MAX_MODELS} "
+                    "per provider. List the ones to serve under providers[].models.",
+                )
+                return
             self._catalog.update(name, models)
             status.checked_at, status.ok, status.error, status.models = time.time(), True, None, len(models)
 

@@ -135,6 +135,8 @@ class Engine:
         timeout = min(self._first_token.get(target.provider) or self.cfg.failover_timeout, remaining)
         attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
         started = time.monotonic()
+        # health checks leave it alone until its first token (a stream) or its reply is due
+        state.expect_first_byte(started + (timeout if call.stream else remaining))
         if call.stream:
             try:
                 async with asyncio.timeout(timeout):
@@ -165,7 +167,7 @@ class Engine:
                 state.record_failure(time.monotonic(), reply.outcome.error, self.cfg)
             self.fleet.release(state, trial)
 
-        return stream.then(done)
+        return stream.report_to(state).then(done)  # each chunk: a sign of life for health checks
 
 
 async def _primed(chunks: AsyncIterator[bytes], provider: str) -> Relay:

@@ -4,17 +4,29 @@ An async generator that is closed before its first iteration never runs its ``fi
 block, so a client that leaves before the first byte is written would leak the deployment
 slot. ``Relay`` is a plain async iterator: closing it, exhausting it or failing in it all
 run ``on_close`` exactly once.
+
+A relay can also note when each chunk arrived (``report_to``): one store of the monotonic time
+per chunk on the deployment's state, no task and no lock, so health checks can tell a stream
+that moves from one that stalled.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from time import monotonic
+from typing import Protocol
+
+
+class Progress(Protocol):
+    """Where a relay notes the time of the latest chunk (a deployment's state)."""
+
+    last_progress: float
 
 
 class Relay:
     """Yields ``first`` (already read from ``inner``), then the rest of ``inner``."""
 
-    __slots__ = ("_closed", "_first", "_inner", "_on_close")
+    __slots__ = ("_closed", "_first", "_inner", "_on_close", "_progress")
 
     def __init__(
         self,
@@ -26,6 +38,13 @@ class Relay:
         self._first = first
         self._on_close = on_close
         self._closed = False
+        self._progress: Progress | None = None
+
+    def report_to(self, progress: Progress) -> Relay:
+        """Note on ``progress`` the time each chunk arrives from here on."""
+        self._progress = progress
+        progress.last_progress = monotonic()
+        return self
 
     def then(self, on_close: Callable[[], None]) -> Relay:
         """Add a clean-up step, run after the ones already there."""
@@ -49,10 +68,13 @@ class Relay:
             first, self._first = self._first, None
             return first
         try:
-            return await anext(self._inner)
+            chunk = await anext(self._inner)
         except BaseException:  # exhausted (StopAsyncIteration), failed, or cancelled
             await self.aclose()
             raise
+        if self._progress is not None:
+            self._progress.last_progress = monotonic()
+        return chunk
 
     async def aclose(self) -> None:
         if self._closed:

@@ -13,13 +13,17 @@ wake-up on only if the slot is still free; a request that re-queues keeps its pl
 front. So a lost race costs one wake-up, not a walk through the queue, and two requests
 cannot bounce a wake-up between them: whoever declines a deployment is not queued on it.
 Ejections and busy back-offs end on a timer, so a waiter also wakes when one ends.
+
+The queues live on the deployment states, not here: a live reconfiguration builds a new fleet
+that shares the states of unchanged deployments, while requests already waiting stay in the old
+fleet's ``acquire`` and requests in flight release through the old engine. A slot freed through
+either fleet wakes the first waiter of that deployment, whichever fleet it queued through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 
 from corral.config.schema import RouterConfig
@@ -29,25 +33,30 @@ from corral.routing.state import DeploymentState
 
 
 class Fleet:
-    def __init__(self, states: Iterable[DeploymentState], cfg: RouterConfig) -> None:
+    def __init__(
+        self, states: Iterable[DeploymentState], cfg: RouterConfig, budget: RetryBudget | None = None
+    ) -> None:
         self.states: dict[str, DeploymentState] = {s.name: s for s in states}
         self.cfg = cfg
-        self.budget = RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
-        self._queues: dict[str, deque[asyncio.Future[str | None]]] = {}
-        self._waiting = 0  # live waiters, to know when a queue is mostly dead entries
+        self.budget = budget or RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
         self.wakeups = 0  # waiters woken by a release or a hand-on (for tests and tuning)
+
+    def queued(self, name: str) -> int:
+        """Requests queued for a slot on deployment ``name`` now, through any fleet, not yet woken."""
+        state = self.states.get(name)
+        return 0 if state is None else sum(1 for waiter in state.waiters if not waiter.done())
 
     def release(self, state: DeploymentState, trial: bool = False) -> None:
         state.finish(trial)
-        self._wake(state.name)
+        self._wake(state)
 
-    def _wake(self, name: str) -> None:
-        """Wake one waiter of deployment ``name`` (not all: a freed slot serves one request)."""
-        queue = self._queues.get(name)
+    def _wake(self, state: DeploymentState) -> None:
+        """Wake one waiter of ``state`` (not all: a freed slot serves one request)."""
+        queue = state.waiters
         while queue:
             waiter = queue.popleft()
             if not waiter.done():  # done: woken through another deployment of its pool, or gone
-                waiter.set_result(name)
+                waiter.set_result(state.name)
                 self.wakeups += 1
                 return
 
@@ -55,7 +64,7 @@ class Fleet:
         """We were woken for ``name`` but are not taking its slot: if it is still free, wake the next."""
         state = self.states.get(name)
         if state is not None and state.has_capacity():
-            self._wake(name)
+            self._wake(state)
 
     def _free(self, target: Target, now: float, panic: bool) -> bool:
         state = self.states[target.provider]
@@ -114,17 +123,18 @@ class Fleet:
         a cancellation (the client went away) is passed on, never lost."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[str | None] = loop.create_future()
-        for name in dict.fromkeys(names):
-            queue = self._queues.get(name)
-            if queue is None:
-                queue = self._queues[name] = deque()
-            elif len(queue) > 32 and len(queue) > 2 * self._waiting:
-                self._queues[name] = queue = deque(w for w in queue if not w.done())
+        states = [self.states[name] for name in dict.fromkeys(names)]
+        for state in states:
+            queue = state.waiters
+            if len(queue) > 32 and len(queue) > 2 * state.waiting:  # mostly dead entries: drop them
+                live = [w for w in queue if not w.done()]
+                queue.clear()
+                queue.extend(live)
             if front:
                 queue.appendleft(waiter)
             else:
                 queue.append(waiter)
-        self._waiting += 1
+            state.waiting += 1
         timer = loop.call_later(seconds, _expire, waiter)
         try:
             await waiter
@@ -135,7 +145,8 @@ class Fleet:
             raise
         finally:
             timer.cancel()
-            self._waiting -= 1
+            for state in states:
+                state.waiting -= 1
         return waiter.result()
 
     def _worth_waiting(self, best: Target, chosen: Target, num_ctx: int | None, now: float) -> bool:

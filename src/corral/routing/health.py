@@ -3,6 +3,13 @@
 Probes never load a model (Ollama: /api/version and /api/ps; OpenAI-type: the health path,
 /models by default). A passing probe brings an ejected deployment back, a failing one counts
 toward ejection, 401/403 marks it misconfigured. /api/ps feeds warm-aware routing.
+
+A deployment whose requests in flight make progress (a chunk within the window, or a first
+token still within its deadline) is evidently alive: passive health covers it, as in Envoy's
+outlier detection, and an active check would only disturb it (llama-cpp-python's server aborts
+the generation in progress when any other request arrives). So it is not probed then, and a
+probe that timed out while its requests progressed does not count against it. Ollama is still
+probed: it answers /api/version and /api/ps beside a generation, and /api/ps feeds warm routing.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from corral.config.schema import RouterConfig
 from corral.providers.base import Provider
@@ -19,20 +26,46 @@ from corral.routing.state import DeploymentState
 log = logging.getLogger("corral.health")
 
 
+PROBED_WHILE_BUSY = frozenset({"ollama"})  # types whose probes never disturb a generation
+
+
 class HealthMonitor:
     def __init__(
-        self, providers: Mapping[str, Provider], states: Mapping[str, DeploymentState], cfg: RouterConfig
+        self,
+        providers: Mapping[str, Provider],
+        states: Mapping[str, DeploymentState],
+        cfg: RouterConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._providers = providers
         self._states = states
         self._cfg = cfg
+        self.clock = clock
+        # silent longer than a probe interval (and a probe's timeout): stalled, probe it
+        self._window = max(cfg.health_interval, cfg.health_timeout)
+
+    def leave_alone(self, name: str) -> bool:
+        """True while ``name``'s requests in flight make progress and a request to it could
+        disturb them: skip active checks and discovery then, keep their last results."""
+        state = self._states.get(name)
+        return (
+            state is not None
+            and state.type not in PROBED_WHILE_BUSY
+            and state.progressing(self.clock(), self._window)
+        )
 
     async def check(self, name: str) -> None:
         state = self._states[name]
+        if self.leave_alone(name):
+            return
         try:
             async with asyncio.timeout(self._cfg.health_timeout):
                 probe = await self._providers[name].probe()
         except TimeoutError:
+            if state.progressing(self.clock(), self._window):
+                log.info("health check of %s timed out while its requests progress: not counted", name)
+                return
             state.record_check(
                 False, None, f"Upstream '{name}' health check timed out after {self._cfg.health_timeout:g} s."
             )

@@ -1,4 +1,5 @@
-"""The live state of one deployment (a provider instance): load, health, ejection, warm models.
+"""The live state of one deployment (a provider instance): load, health, ejection, warm models,
+the signs of life of its requests in flight, and the requests waiting for one of its slots.
 
 Updated from live traffic (passive) and from background checks (active). Reading it is cheap
 and does no I/O, so routing decisions on the request path stay in memory.
@@ -6,7 +7,9 @@ and does no I/O, so routing decisions on the request path stay in memory.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +43,12 @@ class DeploymentState:
     version: str | None = None
     requests: int = 0
     failures: int = 0
+    # signs of life of the requests in flight (monotonic), so active checks can leave it alone
+    last_progress: float = 0.0  # a chunk arrived (written per chunk by the stream relay)
+    first_byte_due: float = 0.0  # the latest deadline of a request here for its first token or its reply
+    # requests waiting for a slot here (see Fleet): on the state, so fleets that share it share them
+    waiters: deque[asyncio.Future[str | None]] = field(default_factory=deque, repr=False, compare=False)
+    waiting: int = 0  # live ones among ``waiters``
 
     def status(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
@@ -69,6 +78,18 @@ class DeploymentState:
 
     def is_busy(self, now: float) -> bool:
         return self.busy_until > now
+
+    def progressing(self, now: float, window: float) -> bool:
+        """Requests are in flight and evidently alive: a chunk arrived within ``window`` s, or
+        one still waits within its deadline for its first token (a stream) or its reply (the
+        engine, the request's own timeout, watches that one). Passive health covers such a
+        deployment; an active check would only disturb it."""
+        return self.in_flight > 0 and (now - self.last_progress <= window or now < self.first_byte_due)
+
+    def expect_first_byte(self, due: float) -> None:
+        """A request was sent here: its first token (a stream) or its reply is due by ``due``."""
+        if due > self.first_byte_due:
+            self.first_byte_due = due
 
     def load(self) -> float:
         """In flight over capacity (an uncapped deployment counts as capacity 8)."""
