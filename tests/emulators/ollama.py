@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.emulators import ollama_gen as gen
+from tests.emulators import ollama_validate as validate
 from tests.emulators.common import (
     PRE_RESPONSE_FAULTS,
     STREAM_FAULTS,
@@ -126,6 +127,9 @@ class OllamaEmulator:
     ``models`` (name -> ModelSpec), ``loaded`` (name -> allocated context length, /api/ps),
     ``fault`` / ``model_faults`` (name -> Fault), ``token_delay`` (s between streamed chunks),
     ``load_seconds`` (delay when a request loads a model that is not in ``loaded``).
+    ``disconnects`` counts generations whose client (corral) went away before the answer ended.
+    Inference requests are validated as Ollama validates them (``ollama_validate``); ``strict``
+    (the default) also refuses fields and options that Ollama would ignore without a word.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class OllamaEmulator:
         registry: Iterable[ModelSpec | dict[str, Any]] | None = None,
         load_seconds: float = 0.0,
         token_delay: float = 0.0,
+        strict: bool = True,
     ) -> None:
         specs = default_models() if models is None else [_spec(m) for m in models]
         self.models: dict[str, ModelSpec] = {m.name: m for m in specs}
@@ -152,6 +157,8 @@ class OllamaEmulator:
         self.token_delay = token_delay
         self.fault: Fault | None = None
         self.model_faults: dict[str, Fault] = {}
+        self.disconnects = 0
+        self.strict = strict  # also refuse what Ollama would silently ignore (see ollama_validate)
         self._recorder = Recorder()
 
     # ------------------------------------------------------------------ observation
@@ -235,12 +242,22 @@ class OllamaEmulator:
         body, problem = await read_json(request)
         if body is None:
             return error(400, problem or "bad request")
+        try:
+            validate.check_request(request.path, body, strict=self.strict)
+        except validate.Refused as refused:
+            return error(refused.status, refused.message)
         name = body.get("model") or body.get("name")
         if not name:
             return error(400, "model is required")
         spec = self.models.get(normalize(str(name)))
         if spec is None:
             return not_found(str(name))
+        try:
+            if request.path == "/api/embed":
+                validate.check_input(body)
+            validate.check_options(body, strict=self.strict)
+        except validate.Refused as refused:
+            return error(refused.status, refused.message)
         return body, spec
 
     async def _ensure_loaded(self, spec: ModelSpec, body: dict[str, Any]) -> int:
@@ -354,10 +371,18 @@ class OllamaEmulator:
 
     # ------------------------------------------------------------------ generation
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._generation(request, "chat")
+        return await self._watched(self._generation(request, "chat"))
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
-        return await self._generation(request, "generate")
+        return await self._watched(self._generation(request, "generate"))
+
+    async def _watched(self, answer: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+        """Count an answer cut short because the client closed the connection."""
+        try:
+            return await answer
+        except (ConnectionError, asyncio.CancelledError):
+            self.disconnects += 1
+            raise
 
     async def _generation(self, request: web.Request, kind: str) -> web.StreamResponse:
         parsed = await self._body_and_model(request)

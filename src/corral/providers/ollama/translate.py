@@ -33,11 +33,13 @@ class OllamaDefaults:
 
 # Top-level fields copied into ``options`` under the same name. frequency_penalty and
 # presence_penalty are OpenAI's additive penalties, which Ollama implements natively under
-# these names; they are NOT repeat_penalty (a multiplier around 1.1).
-_INT_OPTIONS: Final = ("seed", "top_k", "repeat_last_n", "num_ctx", "num_predict", "mirostat")
+# these names; they are NOT repeat_penalty (a multiplier around 1.1). Only options Ollama still
+# has (api.Options): mirostat, mirostat_eta and mirostat_tau went in 0.7 (ollama#10581), and
+# Ollama ignores them without a word, so they are not forwarded from the top level either.
+_INT_OPTIONS: Final = ("seed", "top_k", "repeat_last_n", "num_ctx", "num_predict")
 _NUMBER_OPTIONS: Final = (
     *("temperature", "top_p", "frequency_penalty", "presence_penalty"),
-    *("min_p", "typical_p", "repeat_penalty", "mirostat_eta", "mirostat_tau"),
+    *("min_p", "typical_p", "repeat_penalty"),
 )
 # "minimal" and OpenAI's "xhigh" become the nearest levels every level-taking model accepts.
 _EFFORT_TO_THINK: Final[Mapping[str, bool | str]] = MappingProxyType(
