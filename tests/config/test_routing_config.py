@@ -292,3 +292,30 @@ def test_shared_fallbacks_without_a_loop_are_fine() -> None:
         {"name": "c", "target": "gpu/c"},
     ]
     assert [m.name for m in load(models).models] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("round-robin", "round_robin"),  # Olla
+        ("least-connections", "least_busy"),  # Olla
+        ("least-busy", "least_busy"),  # LiteLLM
+        ("latency-based-routing", "latency"),  # LiteLLM
+        ("simple-shuffle", "weighted"),  # LiteLLM
+        ("usage-based-routing", "least_busy"),  # LiteLLM
+        ("usage-based-routing-v2", "least_busy"),
+        ("Round_Robin", "round_robin"),
+        (" priority ", "priority"),
+    ],
+)
+def test_other_gateways_strategy_names_load_as_corrals(given: str, canonical: str) -> None:
+    config = load([{"name": "m", "targets": ["gpu/a", "vllm/a"], "strategy": given}], {"strategy": given})
+    assert config.models[0].strategy == canonical
+    assert config.router.strategy == canonical
+
+
+def test_an_unknown_strategy_lists_every_accepted_name() -> None:
+    message = error_of(router={"strategy": "cost-based-routing"})
+    assert "router.strategy" in message and "'cost-based-routing'" in message
+    for name in ("warm", "round_robin", "least_busy", "round-robin", "least-connections", "simple-shuffle"):
+        assert name in message

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from collections.abc import Callable
+
 import pytest
 
 from corral.config.schema import AliasTarget, ModelAlias
 from corral.core.call import ModelInfo, Target
-from corral.core.catalog import Catalog, ProviderEntry
+from corral.core.catalog import MAX_NAME, Catalog, ProviderEntry
 from corral.errors import ModelNotFound
 
 
@@ -107,3 +111,52 @@ def test_pool_alias_keeps_weights_priorities_and_fallbacks() -> None:
     assert [(t.provider, t.priority, t.weight) for t in route.targets] == [("gpu", 2, 3.0), ("vllm", 9, 1.0)]
     assert route.fallbacks == ("fast",) and route.strategy == "weighted" and route.num_ctx == 8192
     assert cat.route("gpu/x").fallbacks == () and cat.default_fallbacks == ("other",)
+
+
+# the route cache: bounded, and never holding a name only a client made up ----------------------
+
+
+def _retained(fn: Callable[[], None]) -> int:
+    """Bytes still allocated after ``fn`` ran (and its garbage went)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        fn()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_names_nobody_serves_are_not_kept() -> None:
+    # 'gpu/<anything>' routes to gpu without a lookup: the audit's 100 unique 1 MiB names stayed
+    cat = catalog()
+
+    def flood() -> None:
+        for i in range(50):
+            assert cat.route(f"gpu/{i}-" + "x" * 64 * 1024).targets
+
+    assert _retained(flood) < 256 * 1024  # 50 names of 64 KiB: 3.2 MiB if they were cached
+
+
+def test_known_names_are_cached_and_the_least_recently_used_goes_first() -> None:
+    cat = Catalog(
+        [ProviderEntry("gpu", "ollama")],
+        [ModelAlias("fast", (AliasTarget("gpu/llama3.2:1b"),))],
+        cache_size=2,
+    )
+    cat.update("gpu", [ModelInfo("a:latest"), ModelInfo("b:latest")])
+    fast, a = cat.route("fast"), cat.route("gpu/a:latest")
+    assert cat.route("fast") is fast and cat.route("gpu/a:latest") is a  # cached
+    cat.route("fast")  # now the most recently used
+    cat.route("b")  # a third: evicts gpu/a:latest
+    assert cat.route("fast") is fast
+    assert cat.route("gpu/a:latest") is not a and cat.route("gpu/a:latest") == a
+
+
+def test_a_long_unknown_name_gets_no_suggestions() -> None:
+    # difflib's cost grows with the name's length; nobody serves a name this long
+    with pytest.raises(ModelNotFound) as info:
+        catalog().resolve("llama3.2" + "x" * (MAX_NAME + 1))
+    assert info.value.suggestions == []

@@ -71,6 +71,7 @@ class RecordedRequest:
     json: Any | None
     query: dict[str, str]
     peer: Any = None  # the client's (host, port): which connection carried the request
+    raw: bytes = b""  # the body exactly as it arrived
 
 
 def select_fault(
@@ -116,6 +117,7 @@ class Recorder:
                 json=body,
                 query=dict(request.query),
                 peer=request.transport.get_extra_info("peername") if request.transport else None,
+                raw=raw,
             )
         )
         self.in_flight += 1

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from corral.config.fields import Fields
-from corral.config.schema import STRATEGIES, AliasTarget, ModelAlias, RouterConfig
+from corral.config.schema import STRATEGIES, STRATEGY_ALIASES, AliasTarget, ModelAlias, RouterConfig
 from corral.errors import ConfigError
 
 _MODEL_KEYS = {"name", "target", "targets", "fallbacks", "explicit_only", "strategy", "num_ctx"}
@@ -38,8 +38,8 @@ def parse_alias(f: Fields, providers: set[str]) -> ModelAlias:
             raise f.error("needs 'target: provider/model' or a non-empty 'targets:' list.", "target")
         targets = [_pool_member(f, item, i, providers) for i, item in enumerate(items)]
     strategy = f.string("strategy")
-    if strategy is not None and strategy not in STRATEGIES:
-        raise f.error(f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}.", "strategy")
+    if strategy is not None:
+        strategy = parse_strategy(f, strategy)
     return ModelAlias(
         name=name,
         targets=tuple(targets),
@@ -69,12 +69,26 @@ def _target(f: Fields, target: str, key: str, providers: set[str]) -> str:
     return target
 
 
+def parse_strategy(f: Fields, given: str) -> str:
+    """corral's name for the strategy ``given`` (its own, or another gateway's: round-robin,
+    least-connections, simple-shuffle...), so nothing after the loader sees an alias."""
+    key = given.strip().lower().replace("-", "_")
+    name = key if key in STRATEGIES else STRATEGY_ALIASES.get(key)
+    if name is None:
+        own = [s.replace("_", "-") for s in STRATEGIES if "_" in s]
+        dashed = [*own, *(a.replace("_", "-") for a in STRATEGY_ALIASES)]
+        raise f.error(
+            f"must be one of {', '.join(STRATEGIES)}, or another gateway's name for one "
+            f"({', '.join(dashed)}; '-' or '_', any case), got {given!r}.",
+            "strategy",
+        )
+    return name
+
+
 def parse_router(f: Fields) -> RouterConfig:
     f.reject_unknown(_ROUTER_KEYS)
     d = RouterConfig()
-    strategy = f.string("strategy", d.strategy) or d.strategy
-    if strategy not in STRATEGIES:
-        raise f.error(f"must be one of {', '.join(STRATEGIES)}, got {strategy!r}.", "strategy")
+    strategy = parse_strategy(f, f.string("strategy", d.strategy) or d.strategy)
     levels_raw = f.data.get("power_levels") or {}
     if not isinstance(levels_raw, dict):
         raise f.error("must map eco / balanced / precision to lists of model names.", "power_levels")

@@ -5,18 +5,26 @@ Resolution order for a requested name:
 2. ``provider/model`` where ``provider`` is a configured provider;
 3. ``ollama/model``: every Ollama-type provider whose catalog has the model;
 4. the bare name, against every provider's discovered (or static) catalog.
-Routes are cached until a catalog changes, so the request path does a dict lookup.
+Routes of known names (aliases, discovered models) are cached until a catalog changes, so the
+request path does a dict lookup; the cache is an LRU of ``ROUTE_CACHE`` entries, and a name that
+is not known (``provider/anything``, resolved without a lookup table) is never kept: clients
+choose names, and a cache of every name they try would grow without end. Names longer than
+``MAX_NAME`` are refused where requests are read (``corral.http.json_body``).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from corral.config.schema import ModelAlias
 from corral.core.call import ModelInfo, Route, Target
 from corral.errors import ModelNotFound
+
+MAX_NAME = 256  # characters in a model name a client may send
+ROUTE_CACHE = 4096  # routes kept (least recently used go first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +57,18 @@ class Catalog:
         providers: Iterable[ProviderEntry],
         aliases: Iterable[ModelAlias],
         default_fallbacks: tuple[str, ...] = (),
+        *,
+        cache_size: int = ROUTE_CACHE,
     ) -> None:
         self._providers = {p.name: p for p in providers}
         self._aliases = {a.name: a for a in aliases}
         self._default_fallbacks = default_fallbacks
         self._models: dict[str, list[ModelInfo]] = {name: [] for name in self._providers}
-        self._cache: dict[str, Route] = {}
+        self._cache: OrderedDict[str, Route] = OrderedDict()
+        self._cache_size = cache_size
         self.version = 0  # bumped whenever what a name resolves to may have changed
         self._bare: dict[str, list[Target]] = {}
+        self._served: set[tuple[str, str]] = set()  # (provider, model) pairs discovered or declared
 
     @property
     def providers(self) -> Mapping[str, ProviderEntry]:
@@ -79,6 +91,7 @@ class Catalog:
 
     def _rebuild(self) -> None:
         bare: dict[str, list[Target]] = {}
+        served: set[tuple[str, str]] = set()
         order = sorted(self._providers.values(), key=lambda p: p.priority)
         for entry in order:
             if not entry.enabled:
@@ -86,8 +99,10 @@ class Catalog:
             for info in self._models.get(entry.name, ()):
                 for name in _bare_names(info.id):
                     bare.setdefault(name, []).append(Target(entry.name, info.id, entry.priority))
+                    served.add((entry.name, name))
         self._bare = bare
-        self._cache = {}
+        self._served = served
+        self._cache = OrderedDict()
         self.version += 1
 
     def resolve(self, name: str) -> list[Target]:
@@ -98,12 +113,25 @@ class Catalog:
         """The route for ``name``. Raises ModelNotFound."""
         cached = self._cache.get(name)
         if cached is not None:
+            self._cache.move_to_end(name)
             return cached
         route = self._lookup(name)
         if not route.targets:
             raise ModelNotFound(name, self.suggest(name))
-        self._cache[name] = route
+        if route.is_alias or self._known(name):
+            self._cache[name] = route
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return route
+
+    def _known(self, name: str) -> bool:
+        """Whether ``name`` is in the lookup tables (a discovered model), not merely well formed."""
+        if name in self._bare:
+            return True
+        provider, sep, model = name.partition("/")
+        if not sep:
+            return False
+        return (provider, model) in self._served or (provider == "ollama" and model in self._bare)
 
     def _lookup(self, name: str) -> Route:
         alias = self._aliases.get(name)
@@ -146,5 +174,7 @@ class Catalog:
         return rows
 
     def suggest(self, name: str) -> list[str]:
+        if len(name) > MAX_NAME:  # difflib's cost grows with the name: not for names nobody serves
+            return []
         candidates = {row.id for row in self.listing()} | set(self._bare)
         return difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)

@@ -18,8 +18,8 @@ from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
+from corral.http.json_body import parse_json
 from corral.http.ollama_manage import Management
-from corral.http.openai_routes import parse_json
 from corral.http.replies import json_reply, text_reply
 from corral.http.routes import Route, RouteTable
 from corral.providers.ollama.provider import OllamaProvider

@@ -19,7 +19,7 @@ from corral.errors import InvalidRequest, UpstreamError
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.http.exchange import Exchange
-from corral.http.openai_routes import parse_json
+from corral.http.json_body import parse_json
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.httpclient import TransportError

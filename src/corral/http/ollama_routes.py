@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from corral.core.body import OLLAMA_FIELDS
 from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
-from corral.http.openai_routes import parse_json
+from corral.http.json_body import check_name, parse_json, refuse_shadowing
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
 
@@ -28,9 +29,11 @@ _ENDPOINTS = {
 
 
 def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
+    refuse_shadowing(body, OLLAMA_FIELDS)  # Ollama reads keys case-insensitively
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model is required", param="model")
+    check_name(model)
     if endpoint in (Endpoint.EMBEDDING, Endpoint.LEGACY_EMBEDDING):
         return model, False
     stream = body.get("stream", True)

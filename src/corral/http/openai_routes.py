@@ -13,31 +13,22 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-import orjson
-
 from corral.config.routing import POWER_LEVELS
+from corral.core.body import OPENAI_FIELDS
 from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
+from corral.http.json_body import check_name, parse_json, refuse_shadowing
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return body
-
-
 def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
+    refuse_shadowing(body, OPENAI_FIELDS)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(
@@ -45,6 +36,7 @@ def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
             param="model",
             code="missing_model",
         )
+    check_name(model)
     stream = body.get("stream", False)
     if stream is None:
         stream = False

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
-from corral.errors import NotFound
+from corral.errors import InvalidRequest, NotFound
 from corral.providers.openai_native import bridge
 
 MODELS = ("echo",)
@@ -28,13 +28,32 @@ def _last_user_text(body: dict[str, Any]) -> str:
     if "prompt" in body:
         prompt = body["prompt"]
         return prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
-    for message in reversed(body.get("messages") or []):
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return " ".join(_part_texts(content, f"messages[{i}].content"))
             return str(content or "")
     return ""
+
+
+def _part_texts(parts: list[Any], where: str) -> list[str]:
+    """The text of each content part (image parts have none); a 400 naming a part of the wrong type."""
+    texts = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise InvalidRequest(
+                f'{where}[{j}] must be a content part object such as {{"type": "text", "text": "..."}}.',
+                param=f"{where}[{j}]",
+            )
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise InvalidRequest(f"{where}[{j}].text must be a string.", param=f"{where}[{j}].text")
+        texts.append(text)
+    return texts
 
 
 def _usage(prompt: str, words: list[str]) -> dict[str, int]:

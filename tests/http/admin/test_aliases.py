@@ -52,7 +52,7 @@ def test_aliases_are_validated_as_part_of_the_whole_config(live: Live) -> None:
     cases = [
         ({"name": "a", "target": "nope/m"}, "names provider 'nope'"),
         ({"name": "a", "target": "demo/echo", "fallbacks": ["missing"]}, "'missing' is not a model alias"),
-        ({"name": "a", "target": "demo/echo", "strategy": "random"}, "must be one of"),
+        ({"name": "a", "target": "demo/echo", "strategy": "coin-toss"}, "must be one of"),
         ({"name": "a", "target": "demo/echo", "colour": 1}, "Unknown field 'colour'"),
         ({"name": "a"}, "needs 'target"),
         ({"name": "corral/eco", "target": "demo/echo"}, "reserved"),
