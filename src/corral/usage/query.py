@@ -280,7 +280,7 @@ class UsageQuery:
         if self._postgres:
             epoch: ColumnElement[Any] = func.floor(func.extract("epoch", c.at) / step)
         else:
-            epoch = func.cast(func.strftime(literal_column("'%s'"), c.at), Integer) / step
+            epoch = func.cast(func.strftime(literal_column("'%s'"), c.at), Integer) // step
         keys = [_dimension(name, self._postgres) for name in group_by]
         exprs = [epoch.label("bucket"), *(expr.label(f"g{i}") for i, (expr, _) in enumerate(keys))]
         failed = or_(c.status >= 400, c.error_class.is_not(None))
