@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from corral import __version__
-from corral.cli import admin, keys, models, providers, pull, status, usage
+from corral.cli import admin, importer, keys, models, providers, pull, status, usage
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.config import Config, load_config
 from corral.config.listeners import check_admin_host, is_loopback
@@ -23,6 +23,7 @@ COMMANDS = {
     "admin": admin,
     "usage": usage,
     "pull": pull,
+    "import": importer,
 }
 
 
@@ -90,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     except ConfigError as exc:
         print(f"corral: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except importer.Unreadable as exc:
+        print(f"corral: {exc}", file=sys.stderr)
         return 2
     except CLIError as exc:
         print(f"corral: {exc}", file=sys.stderr)

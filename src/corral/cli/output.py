@@ -1,0 +1,123 @@
+"""How the CLI prints: rich consoles that respect ``NO_COLOR`` and non-terminal output, tables
+that fit the terminal, and ``--json`` for scripts.
+
+On a terminal, tables have a header rule and colour, and shrink (wrapping cells) to the
+terminal's width. Piped or redirected, output is plain: no colour, no box, no wrapping, a
+header of upper-case column names, so ``grep`` and ``awk`` work on it. ``NO_COLOR`` (any
+value) turns colour off on a terminal too; ``FORCE_COLOR`` turns it on when piped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+PLAIN_WIDTH = 10_000  # piped output is never wrapped
+STATE_STYLES = {
+    "healthy": "green",
+    "ok": "green",
+    "ready": "green",
+    "yes": "green",
+    "success": "green",
+    "degraded": "yellow",
+    "busy": "yellow",
+    "starting": "yellow",
+    "ejected": "red",
+    "down": "red",
+    "misconfigured": "red",
+    "unhealthy": "red",
+    "failed": "red",
+    "no": "red",
+    "disabled": "dim",
+}
+
+
+def make_console(
+    file: TextIO | None = None, *, env: Mapping[str, str] | None = None, stderr: bool = False
+) -> Console:
+    """A console on ``file`` (stdout, or stderr with ``stderr``)."""
+    env = os.environ if env is None else env
+    stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
+    tty = _isatty(stream)
+    force = bool(env.get("FORCE_COLOR")) and not env.get("NO_COLOR")
+    terminal = tty or force
+    return Console(
+        file=stream,
+        force_terminal=terminal,
+        no_color=bool(env.get("NO_COLOR")) or not terminal,
+        color_system="auto" if terminal else None,
+        highlight=False,
+        emoji=False,
+        width=None if tty else PLAIN_WIDTH,
+        soft_wrap=not tty,
+    )
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(cell(v) for v in value) or "-"
+    return str(value)
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    console: Console,
+    *,
+    title: str | None = None,
+    numeric: Sequence[str] = (),
+) -> Table:
+    """A table of ``rows``: boxed and coloured on a terminal, plain columns when piped."""
+    fancy = console.is_terminal
+    out = Table(
+        title=title if fancy else None,
+        box=box.SIMPLE_HEAD if fancy else None,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold" if fancy else "",
+        expand=False,
+        title_justify="left",
+    )
+    for name in columns:
+        out.add_column(
+            name.upper(),
+            justify="right" if name in numeric else "left",
+            overflow="fold",
+            no_wrap=not fancy,
+        )
+    for row in rows:
+        out.add_row(*(styled(v) for v in row))
+    return out
+
+
+def styled(value: Any) -> Text:
+    text = cell(value)
+    return Text(text, style=STATE_STYLES.get(text.lower(), ""))
+
+
+def print_json(data: Any, file: TextIO | None = None) -> None:
+    """JSON for scripts, never through rich (no markup, no wrapping)."""
+    stream = file if file is not None else sys.stdout
+    stream.write(json.dumps(data, indent=2, default=str) + "\n")
+    stream.flush()
