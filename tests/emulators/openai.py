@@ -1,4 +1,5 @@
-"""An OpenAI-compatible server emulator (aiohttp): chat completions, completions, embeddings, models.
+"""An OpenAI-compatible server emulator (aiohttp): chat completions, completions, embeddings, models,
+and with ``responses=True`` the stateless Responses API (``openai_responses``) that vLLM serves.
 
 Serve it with ``ServerThread(emu.app).start()``; the OpenAI base URL is ``server.url + emu.api_root``.
 Replies are deterministic (see ``openai_gen``); faults and delays are plain attributes that the
@@ -8,12 +9,14 @@ test thread may change at any time.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from tests.emulators import openai_responses
 from tests.emulators.common import (
     PRE_RESPONSE_FAULTS,
     STREAM_FAULTS,
@@ -40,6 +43,7 @@ class OpenAIModel:
     id: str
     owned_by: str = "organization-owner"
     created: int = 1_700_000_000
+    reasoning: bool = False  # answers reasoning.effort on /v1/responses with a reasoning item
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
@@ -72,6 +76,8 @@ class OpenAIEmulator:
         path_prefix: str = "",
         served_by: str = "openai-emulator",
         token_delay: float = 0.0,
+        responses: bool = False,
+        responses_strict: bool = False,
     ) -> None:
         specs = [OpenAIModel(m) if isinstance(m, str) else m for m in models]
         self.models: dict[str, OpenAIModel] = {m.id: m for m in specs}
@@ -82,9 +88,10 @@ class OpenAIEmulator:
         self.fault: Fault | None = None
         self.model_faults: dict[str, Fault] = {}
         self._recorder = Recorder()
-        self._inference_paths = {
-            f"{self.api_root}/{p}" for p in ("chat/completions", "completions", "embeddings")
-        }
+        self.serves_responses = responses
+        self.responses_strict = responses_strict  # refuse unknown Responses parameters (hosted API)
+        endpoints = ("chat/completions", "completions", "embeddings", "responses")
+        self._inference_paths = {f"{self.api_root}/{p}" for p in endpoints}
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -110,6 +117,8 @@ class OpenAIEmulator:
         app.router.add_post(f"{root}/embeddings", self.embeddings)
         app.router.add_get(f"{root}/models", self.list_models)
         app.router.add_get(f"{root}/models/{{model_id:.+}}", self.get_model)
+        if self.serves_responses:
+            app.router.add_post(f"{root}/responses", self.responses)
         return app
 
     # ------------------------------------------------------------------ middlewares
@@ -214,6 +223,31 @@ class OpenAIEmulator:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generation(request, "text")
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        reasons = self.models[body["model"]].reasoning
+        try:
+            openai_responses.check(body, reasons, self.responses_strict)
+        except openai_responses.Invalid as bad:
+            return web.json_response(
+                error_body(bad.message, "invalid_request_error", bad.code, bad.param), status=400
+            )
+        response_id = f"resp_emu{time.monotonic_ns() % 10**12:012d}"
+        renderer = openai_responses.Renderer(body, openai_responses.plan(body, reasons), response_id)
+        if not body.get("stream"):
+            failed = await self._nonstream_fault(request, body["model"])
+            return failed or web.json_response(renderer.whole())
+        return await write_stream(
+            request,
+            renderer.events(),
+            content_type=SSE,
+            fault=self._fault_for(request, body["model"], STREAM_FAULTS),
+            token_delay=self.token_delay,
+            error_chunk=renderer.failed,
+        )
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
