@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from corral.core.call import Reply
 from corral.edge.server import EdgeServer
 from corral.errors import AuthenticationFailed, InvalidRequest
 from corral.http.exchange import Exchange
-from corral.http.routes import Route, RouteTable
+from corral.http.routes import Route, RouteTable, surface_of_path
 from corral.keys.principal import Principal
 
 MAX_BODY = 1000
@@ -166,7 +167,7 @@ class Edge:
             "/bad-header-stream": self.bad_header_stream,
         }
         for path, handler in routes.items():
-            table.add(["POST"], path, Route(handler, access="open", ollama=path.startswith("/api/")))
+            table.add(["POST"], path, Route(handler, access="open", surface=surface_of_path(path)))
         self.server = EdgeServer(table, {}, self.max_body)
         await self.server.start("127.0.0.1", 0)
         self.port = self.server.port

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from corral.core.call import ModelInfo
-from corral.core.catalog import Catalog
+from corral.conversation.call import ModelInfo
 from corral.errors import CorralError
 from corral.providers.base import Provider
+from corral.routing.catalog import Catalog
 
 log = logging.getLogger("corral.discovery")
 MAX_MODELS = 10_000  # per provider: a hostile or broken upstream cannot fill the catalog

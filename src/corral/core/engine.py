@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from itertools import count
 
 from corral.config.schema import RouterConfig
-from corral.core.call import Attempt, Call, Reply, Route, Served, Target
-from corral.core.catalog import Catalog
+from corral.conversation.call import Attempt, Call, Reply, Route, Served, Target
 from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
 from corral.core.streams import Relay
 from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.base import Provider
 from corral.routing import planner
+from corral.routing.catalog import Catalog
 from corral.routing.fleet import Fleet
 from corral.routing.state import DeploymentState
 from corral.routing.strategies import Context, order

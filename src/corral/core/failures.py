@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.config.schema import RouterConfig
-from corral.core.call import Target
+from corral.conversation.call import Target
 from corral.errors import CorralError, UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from corral.routing.state import DeploymentState
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from corral.conversation.call import Surface
 from corral.edge import wire
 from corral.edge.exchange import EdgeExchange
 from corral.errors import (
@@ -42,7 +43,7 @@ from corral.http.errors import error_parts, internal_error
 from corral.http.exchange import too_large
 from corral.http.limits import CHUNK_OVERHEAD, MAX_HEAD, MAX_HEADERS, SINGLE_HEADERS
 from corral.http.request_ids import id_headers
-from corral.http.routes import Route, control_path, ollama_path
+from corral.http.routes import Route, control_path, surface_of_path
 
 if TYPE_CHECKING:
     from corral.edge.server import EdgeServer
@@ -263,11 +264,11 @@ class EdgeProtocol(asyncio.Protocol):
             try:
                 ex.principal = server.routes.gate(self._headers, route.access == "admin")
             except CorralError as exc:  # no key, a wrong one, or not an admin's: read no body
-                self._refuse_queued(exc, close=True, ollama=route.ollama)
+                self._refuse_queued(exc, close=True, surface=route.surface)
                 return
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > server.max_body:
-            self._refuse_queued(too_large(server.max_body, int(length)), close=True, ollama=route.ollama)
+            self._refuse_queued(too_large(server.max_body, int(length)), close=True, surface=route.surface)
             return
         self._route = route
         self._ex = ex
@@ -322,7 +323,7 @@ class EdgeProtocol(asyncio.Protocol):
             return
         server = self._server
         if self._body_size > server.max_body:
-            self._refuse_queued(too_large(server.max_body), close=True, ollama=self._route.ollama)
+            self._refuse_queued(too_large(server.max_body), close=True, surface=self._route.surface)
             return
         if server.buffered + len(data) > server.max_buffered:
             self._refuse_queued(
@@ -332,7 +333,7 @@ class EdgeProtocol(asyncio.Protocol):
                     code="server_busy",
                 ),
                 close=True,
-                ollama=self._route.ollama,
+                surface=self._route.surface,
             )
             return
         server.buffered += len(data)
@@ -357,11 +358,10 @@ class EdgeProtocol(asyncio.Protocol):
 
     # -- answering ---------------------------------------------------------------------------
 
-    def _refuse_queued(self, exc: CorralError, *, close: bool, ollama: bool | None = None) -> None:
+    def _refuse_queued(self, exc: CorralError, *, close: bool, surface: Surface | None = None) -> None:
         """Answer the current request with an error, in its turn; stop reading if ``close``."""
         ex = EdgeExchange(self._path, self._headers, b"", self._server.app, self, keep_alive=not close)
-        envelope = ollama_path(self._path) if ollama is None else ollama
-        _, body, headers = error_parts(exc, ollama=envelope)
+        _, body, headers = error_parts(exc, surface=surface or surface_of_path(self._path))
         self._queue.append((_Refused(exc.http_status, body, headers), ex))
         self._route = None
         self._ex = None
@@ -379,7 +379,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._body = []
         if self._task is not None or self._queue:
             return
-        _, body, headers = error_parts(exc, ollama=ollama_path(self._path))
+        _, body, headers = error_parts(exc, surface=surface_of_path(self._path))
         with contextlib.suppress(ConnectionError):
             self.send(
                 wire.head(exc.http_status, "application/json", headers, self.date(), len(body), False) + body
@@ -414,7 +414,7 @@ class EdgeProtocol(asyncio.Protocol):
                 raise RuntimeError(f"the handler of {ex.path} wrote no answer")
         except CorralError as exc:
             try:
-                self._fail(ex, exc, route.ollama)
+                self._fail(ex, exc, route.surface)
             except Exception:
                 self._internal(ex)
         except asyncio.CancelledError:
@@ -439,12 +439,12 @@ class EdgeProtocol(asyncio.Protocol):
         if not ex.started:
             ex.answer(500, internal_error(ex.request_id), id_headers(ex.request_id, ex.client_request_id))
 
-    def _fail(self, ex: EdgeExchange, exc: CorralError, ollama: bool) -> None:
+    def _fail(self, ex: EdgeExchange, exc: CorralError, surface: Surface) -> None:
         if ex.started:  # the head is out: all that is left is to end the connection
             ex.keep_alive = False
             return
         status, body, headers = error_parts(
-            exc, ex.request_id, ollama=ollama, client_request_id=ex.client_request_id
+            exc, ex.request_id, surface=surface, client_request_id=ex.client_request_id
         )
         ex.answer(status, body, headers)
 

@@ -1,4 +1,6 @@
-"""The single boundary where corral errors become OpenAI error envelopes."""
+"""The single boundary where corral errors become error envelopes: each surface's own shape
+(OpenAI's ``{"error": {"message", "type", "param", "code"}}``, Ollama's ``{"error": "..."}``),
+chosen by the surface in ``error_parts`` and nowhere else."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from corral.conversation.call import Surface
 from corral.errors import CorralError, UpstreamRejected
 from corral.http.request_ids import CLIENT_REQUEST_ID, REQUEST_ID, id_headers
+from corral.http.routes import surface_of_path
 
 log = logging.getLogger("corral.http")
 
@@ -27,15 +31,16 @@ def error_parts(
     exc: CorralError,
     request_id: str | None = None,
     *,
-    ollama: bool = False,
+    surface: Surface = Surface.OPENAI,
     client_request_id: str | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """Status, JSON body and headers of the answer to ``exc`` (either server writes them)."""
+    """Status, JSON body and headers of the answer to ``exc`` in ``surface``'s envelope (either
+    server writes them)."""
     headers = id_headers(request_id, client_request_id) if request_id else {}
     extra = getattr(exc, "headers", None)  # e.g. Retry-After on a 429 from the limits
     if isinstance(extra, dict) and extra:
         headers.update(extra)
-    if ollama:
+    if surface is Surface.OLLAMA:
         return exc.http_status, ollama_envelope(exc.message), headers
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="corral"'
@@ -47,10 +52,10 @@ def error_response(
     exc: CorralError,
     request_id: str | None = None,
     *,
-    ollama: bool = False,
+    surface: Surface = Surface.OPENAI,
     client_request_id: str | None = None,
 ) -> web.Response:
-    status, body, headers = error_parts(exc, request_id, ollama=ollama, client_request_id=client_request_id)
+    status, body, headers = error_parts(exc, request_id, surface=surface, client_request_id=client_request_id)
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
@@ -72,7 +77,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             exc,
             request.get(REQUEST_ID),
-            ollama=request.path.startswith("/api/"),
+            surface=surface_of_path(request.path),
             client_request_id=request.get(CLIENT_REQUEST_ID),
         )
     except web.HTTPException as exc:
@@ -91,7 +96,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             else exc.reason
         )
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        if request.path.startswith("/api/"):
+        if surface_of_path(request.path) is Surface.OLLAMA:
             body = ollama_envelope(f"{exc.reason}: {request.method} {request.path}")
         else:
             body = envelope(message, kind, code=code)

@@ -13,9 +13,10 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.core.call import Reply
+from corral.core.call import Reply, Surface
 from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from corral.gateway import Gateway
+from corral.http import catalog_view
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
 from corral.http.json_body import parse_json
@@ -51,13 +52,13 @@ class FleetRoutes:
         self._manage = Management(gateway, auth, limit)
 
     def add_to(self, table: RouteTable) -> None:
-        table.add(["GET"], "/", Route(self.root, access="open", ollama=True))  # HEAD too
-        table.add(["GET"], "/api/version", Route(self.version, access="open", ollama=True))
-        table.add(["GET"], "/api/tags", Route(self.tags, ollama=True))
-        table.add(["GET"], "/api/ps", Route(self.ps, ollama=True))
-        table.add(["POST"], "/api/show", Route(self.show, ollama=True))
+        table.add(["GET"], "/", Route(self.root, access="open", surface=Surface.OLLAMA))  # HEAD too
+        table.add(["GET"], "/api/version", Route(self.version, access="open", surface=Surface.OLLAMA))
+        table.add(["GET"], "/api/tags", Route(self.tags, surface=Surface.OLLAMA))
+        table.add(["GET"], "/api/ps", Route(self.ps, surface=Surface.OLLAMA))
+        table.add(["POST"], "/api/show", Route(self.show, surface=Surface.OLLAMA))
         self._manage.add_to(table)
-        refused = Route(self.refused, ollama=True)
+        refused = Route(self.refused, surface=Surface.OLLAMA)
         for path in _REFUSED:
             table.add(_ANY, path, refused)
         table.add_prefix(_ANY, "/api/blobs/", refused)
@@ -76,10 +77,14 @@ class FleetRoutes:
         gw = self._gateway(ex.app)
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         extra: list[dict[str, Any]] = []
+        view = catalog_view.snapshot(ex.app)
         for name, entry in gw.catalog.providers.items():
             if not entry.enabled:
                 continue
             for info in gw.catalog.models_of(name):
+                meta = view.get(name, info.id)
+                if meta is not None and not meta.enabled:
+                    continue  # disabled in the catalog: not listed
                 if entry.type == "ollama":
                     digest = str(info.details.get("digest", ""))
                     row = merged.get((info.id, digest))
@@ -96,9 +101,11 @@ class FleetRoutes:
                         if "capabilities" in info.details:
                             row["capabilities"] = info.details["capabilities"]
                         merged[(info.id, digest)] = row
+                    catalog_view.fill_tags_row(row, meta)
                     row["corral_instances"].append(name)
                 else:
-                    extra.append(_synthetic(f"{name}/{info.id}", entry.type, name))
+                    row = _synthetic(f"{name}/{info.id}", entry.type, name)
+                    extra.append(catalog_view.fill_tags_row(row, meta))
         for alias in gw.config.models:
             extra.append(_synthetic(alias.name, "alias", alias.target))
         models = [m for m in [*merged.values(), *extra] if who.may_use(m["name"])]

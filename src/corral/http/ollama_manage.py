@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from corral.core.call import Reply
+from corral.core.call import Reply, Surface
 from corral.errors import InvalidRequest, UpstreamError
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
@@ -44,9 +44,9 @@ class Management:
         self._limit = limit
 
     def add_to(self, table: RouteTable) -> None:
-        table.add(["POST"], "/api/pull", Route(self.pull, access="admin", ollama=True))
-        table.add(["DELETE"], "/api/delete", Route(self.delete, access="admin", ollama=True))
-        table.add(["POST"], "/api/copy", Route(self.copy, access="admin", ollama=True))
+        table.add(["POST"], "/api/pull", Route(self.pull, access="admin", surface=Surface.OLLAMA))
+        table.add(["DELETE"], "/api/delete", Route(self.delete, access="admin", surface=Surface.OLLAMA))
+        table.add(["POST"], "/api/copy", Route(self.copy, access="admin", surface=Surface.OLLAMA))
 
     def _select(self, ex: Exchange, body: dict[str, Any]) -> list[OllamaProvider]:
         gw = self._gateway(ex.app)

@@ -54,7 +54,7 @@ class OllamaRoutes:
 
     def add_to(self, table: RouteTable) -> None:
         for path in _ENDPOINTS:
-            table.add(["POST"], path, Route(self.serve, ollama=True))
+            table.add(["POST"], path, Route(self.serve, surface=Surface.OLLAMA))
 
     async def serve(self, ex: Exchange) -> None:
         started = time.monotonic()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from corral.conversation.call import Surface
 from corral.http.exchange import Exchange
 from corral.keys.principal import Principal
 
@@ -29,7 +30,7 @@ CONTROL_PREFIXES = ("/admin", "/metrics", "/console")
 class Route:
     handler: Handler
     access: Access = "key"
-    ollama: bool = False  # errors in Ollama's envelope ({"error": "..."}) instead of OpenAI's
+    surface: Surface = Surface.OPENAI  # the API its answers, errors included, are written in
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +86,10 @@ class RouteTable:
         return sorted(self._exact)
 
 
-def ollama_path(path: str) -> bool:
-    """Requests under /api/ that match no route are answered in Ollama's envelope."""
-    return path.startswith("/api/")
+def surface_of_path(path: str) -> Surface:
+    """The surface whose envelope answers a request that matched no route (or was refused
+    before its route was looked up): Ollama's under /api/, else OpenAI's."""
+    return Surface.OLLAMA if path.startswith("/api/") else Surface.OPENAI
 
 
 def control_path(path: str) -> bool:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from corral.config.schema import RouterConfig
-from corral.core.call import Target
+from corral.conversation.call import Target
 from corral.routing.budget import RetryBudget
 from corral.routing.state import DeploymentState
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from corral.core.call import Route
-from corral.core.catalog import Catalog
+from corral.conversation.call import Route
 from corral.errors import ModelNotFound
+from corral.routing.catalog import Catalog
 
 MAX_POOLS = 8
 

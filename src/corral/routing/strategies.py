@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from itertools import groupby
 
-from corral.core.call import Target
+from corral.conversation.call import Target
 from corral.routing.state import DeploymentState
 
 States = Mapping[str, DeploymentState]
