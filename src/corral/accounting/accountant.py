@@ -172,7 +172,11 @@ class Accountant:
             (max(1, len(call.raw) // 4), len(outcome.tail) // 4) if outcome else (0, 0)
         )
         ptype = self._provider_type(provider) if provider else None
-        cost = self.prices.cost(served or call.model, ptype, prompt, completion) if reply is not None else 0.0
+        cost = (
+            self.prices.cost(served or call.model, ptype, prompt, completion, provider)
+            if reply is not None
+            else 0.0
+        )
         ttft = None if outcome is None or outcome.first_byte_at is None else outcome.first_byte_at - t.started
         upstream = (t.engine_done or now) - t.engine_started if t.engine_started else None
         overhead = max(0.0, latency - upstream) if upstream is not None else latency

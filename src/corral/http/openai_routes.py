@@ -19,6 +19,7 @@ from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest
+from corral.http import catalog_view
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
 from corral.http.json_body import check_name, parse_json, refuse_shadowing
@@ -111,7 +112,12 @@ class OpenAIRoutes:
     async def list_models(self, ex: Exchange) -> None:
         who = ex.principal or self._keys.check(ex)
         rows = self._catalog(ex).listing()
-        data = [_model_row(row.id, row.created, row.owned_by) for row in rows if who.may_use(row.id)]
+        view = catalog_view.snapshot(ex.app)  # a model the catalog disables is not listed
+        data = [
+            _model_row(row.id, row.created, row.owned_by)
+            for row in rows
+            if who.may_use(row.id) and catalog_view.listed(view, row.owned_by, row.id)
+        ]
         await ex.write(json_reply({"object": "list", "data": data}))
 
     async def get_model(self, ex: Exchange) -> None:

@@ -27,6 +27,7 @@ from corral.security.crypto import Crypto
 from corral.store.access import WRITE_OPTION, Access, Clock, utc_now
 from corral.store.aliases import AliasRepo
 from corral.store.audit import AuditRepo
+from corral.store.catalog import CatalogRepo
 from corral.store.errors import StoreUnavailable
 from corral.store.keys import KeyRepo
 from corral.store.providers import ProviderRepo
@@ -87,6 +88,7 @@ class Store:
         self.aliases = AliasRepo(access)
         self.keys = KeyRepo(access)
         self.audit = AuditRepo(access)
+        self.catalog = CatalogRepo(access)
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.engine.url)!r})"

@@ -165,3 +165,22 @@ usage = Table(
     Index("ix_usage_served_model_at", "served_model", "at"),
     Index("ix_usage_provider_at", "provider", "at"),
 )
+
+# The model catalog (corral.store.catalog, revision 0004): one row per provider and model id,
+# with what the operator says about it (display name, enabled, prices per million tokens,
+# notes) and what an import read from the provider (capabilities, context length).
+catalog = Table(
+    "catalog",
+    metadata,
+    Column("provider", String(128), primary_key=True),
+    Column("model", String(256), primary_key=True),  # the provider's own model id
+    Column("display_name", String(256), nullable=True),
+    Column("enabled", Boolean(create_constraint=False), nullable=False),
+    Column("input_price", Double, nullable=True),  # USD per million input tokens
+    Column("output_price", Double, nullable=True),  # USD per million output tokens
+    Column("capabilities", _json(), nullable=True),  # list of strings, e.g. ["completion", "tools"]
+    Column("context_length", Integer, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)

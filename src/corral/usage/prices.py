@@ -8,20 +8,26 @@ Configured as a mapping (from YAML) of model pattern to prices, for example::
       "claude-*": {input: 3, output: 15, provider_types: [openai]}
 
 Patterns are ``fnmatch`` globs (``*``, ``?``, ``[...]``), matched case-insensitively against the
-served model name. An exact name wins; otherwise the matching pattern with the most literal
-characters wins, then the one listed first. ``provider_types`` restricts an entry to providers
-of those types.
+served model name (``name`` and ``name:latest`` are the same Ollama model). An exact name
+wins; otherwise the matching pattern with the most literal characters wins, then the one listed
+first. ``provider_types`` restricts an entry to providers of those types.
 
 Local models (provider types ``ollama`` and ``demo``) cost 0 unless priced on purpose: by an
 exact name, or by an entry whose ``provider_types`` names their type. A glob without
 ``provider_types`` never prices them, so ``gpt-*`` meant for OpenAI does not bill a local
 ``gpt-oss:20b``. A model no entry matches also costs 0, and its requests are still counted.
+
+The model catalog (``corral catalog``, ``/admin/catalog``) comes first: a catalog entry for the
+provider that served the request and its model, with a price, decides the cost; ``prices:``
+applies to everything else. The table holds an in-memory ``CatalogSnapshot``, replaced whole
+when the catalog changes (``use_catalog``), so the lookup on the request path is two dict
+reads and never touches the database.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -59,10 +65,60 @@ class Price:
         return fnmatchcase(model.lower(), self.pattern.lower())
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    """One catalog entry as the request path and the model listings read it."""
+
+    provider: str
+    model: str
+    display_name: str | None = None
+    enabled: bool = True
+    price: Price | None = None  # None: the catalog does not price it (prices: may)
+    capabilities: tuple[str, ...] | None = None
+    context_length: int | None = None
+
+
+class CatalogSnapshot:
+    """The catalog, in memory: entries by provider and model id (``name`` and ``name:latest``
+    are the same Ollama model)."""
+
+    def __init__(self, models: Iterable[CatalogModel] = ()) -> None:
+        self._by: dict[tuple[str, str], CatalogModel] = {}
+        for m in models:
+            self._by[(m.provider, _plain(m.model))] = m
+
+    def __len__(self) -> int:
+        return len(self._by)
+
+    def get(self, provider: str, model: str) -> CatalogModel | None:
+        return self._by.get((provider, _plain(model)))
+
+    def __iter__(self) -> Iterator[CatalogModel]:
+        return iter(self._by.values())
+
+
+def _other_tag(model: str) -> str:
+    """``name`` <-> ``name:latest``: the same Ollama model."""
+    return model.removesuffix(":latest") if model.endswith(":latest") else model + ":latest"
+
+
+def _plain(model: str) -> str:
+    lowered = model.lower()
+    return lowered.removesuffix(":latest")
+
+
+def catalog_price(model: str, input_price: float | None, output_price: float | None) -> Price | None:
+    """A catalog entry's price; one side missing is 0, both missing is no price."""
+    if input_price is None and output_price is None:
+        return None
+    return Price(model, input_price or 0.0, output_price or 0.0, None)
+
+
 class PriceTable:
     """Looks up the price of a model; ``cost`` turns token counts into USD."""
 
     def __init__(self, prices: Iterable[Price] = ()) -> None:
+        self.catalog = CatalogSnapshot()  # replaced whole by use_catalog
         self._exact: dict[str, list[Price]] = {}
         self._globs: list[Price] = []
         for price in prices:
@@ -85,24 +141,50 @@ class PriceTable:
             raise ConfigError(f"{where} must be a mapping of model name or glob to {{input: X, output: Y}}.")
         return cls(_entry(f"{where}.{pattern}", pattern, spec) for pattern, spec in data.items())
 
-    def price_for(self, model: str | None, provider_type: str | None = None) -> Price | None:
-        """The entry that prices ``model`` on a provider of ``provider_type``, or None."""
+    def use_catalog(self, snapshot: CatalogSnapshot) -> None:
+        """Price from this catalog from now on (one assignment: a request sees the old or the new)."""
+        self.catalog = snapshot
+
+    def price_for(
+        self, model: str | None, provider_type: str | None = None, provider: str | None = None
+    ) -> Price | None:
+        """The price of ``model`` served by ``provider`` (of ``provider_type``): the catalog's
+        entry for that provider and model when it has a price, else the matching entry of
+        ``prices:``, else None."""
         if not model:
             return None
-        for price in self._exact.get(model.lower(), ()):
-            if price.applies(model, provider_type):
+        if provider is not None:
+            entry = self.catalog.get(provider, model)
+            if entry is not None and entry.price is not None:
+                return entry.price
+        key = model.lower()
+        exact = self._exact.get(key)
+        if exact is None:
+            key = _other_tag(key)
+            exact = self._exact.get(key, [])
+        for price in exact:
+            if price.applies(key, provider_type):
                 return price
         for price in self._globs:
             if price.applies(model, provider_type):
                 return price
         return None
 
-    def is_priced(self, model: str | None, provider_type: str | None = None) -> bool:
-        return self.price_for(model, provider_type) is not None
+    def is_priced(
+        self, model: str | None, provider_type: str | None = None, provider: str | None = None
+    ) -> bool:
+        return self.price_for(model, provider_type, provider) is not None
 
-    def cost(self, model: str | None, provider_type: str | None, prompt: int, completion: int) -> float:
+    def cost(
+        self,
+        model: str | None,
+        provider_type: str | None,
+        prompt: int,
+        completion: int,
+        provider: str | None = None,
+    ) -> float:
         """USD for ``prompt`` input and ``completion`` output tokens; 0.0 for unpriced (and local) models."""
-        price = self.price_for(model, provider_type)
+        price = self.price_for(model, provider_type, provider)
         if price is None:
             return 0.0
         return (max(prompt, 0) * price.input + max(completion, 0) * price.output) / PER

@@ -50,7 +50,7 @@ def test_every_admin_route_needs_an_admin_key(gw: GatewayServer, user_key: str) 
     assert len(routes) >= 20 and ("DELETE", "/admin/keys/{id}") in routes
     with httpx.Client(base_url=gw.admin_url, timeout=10) as client:
         for method, template in routes:
-            path = template.format(name="x", id="AAAAAAAA")
+            path = template.format(name="x", id="AAAAAAAA", provider="x", model="x")
             for headers, status, code in [
                 ({}, 401, "missing_api_key"),
                 ({"Authorization": "Bearer wrong"}, 401, "invalid_api_key"),

@@ -12,6 +12,8 @@ from aiohttp import web
 from corral.http.admin.aliases import AliasRoutes
 from corral.http.admin.audit import AuditRoutes
 from corral.http.admin.budgets import BudgetRoutes
+from corral.http.admin.catalog import CatalogRoutes
+from corral.http.admin.catalog import lifecycle as catalog_lifecycle
 from corral.http.admin.context import AdminContext
 from corral.http.admin.fleet_models import FleetModelRoutes
 from corral.http.admin.health import AdminRoutes
@@ -35,6 +37,8 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
     limit = app[CONFIG].server.max_request_bytes
     plan, fleet = PlanRoutes(ctx), FleetModelRoutes(lambda parts: parts[GATEWAY], auth, limit)
     playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, limit)
+    catalog = CatalogRoutes(ctx)
+    app.cleanup_ctx.append(catalog_lifecycle)  # after the app's own: the store and accountant exist
     routes = [
         ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
         ("GET", "/admin/providers", providers.list),
@@ -60,6 +64,12 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("GET", "/admin/keys/{id}", keys.get),
         ("PATCH", "/admin/keys/{id}", keys.update),
         ("DELETE", "/admin/keys/{id}", keys.delete),
+        ("GET", "/admin/catalog", catalog.list),
+        ("POST", "/admin/catalog", catalog.create),
+        ("POST", "/admin/catalog/import", catalog.import_),
+        ("GET", "/admin/catalog/{provider}/{model:.+}", catalog.get),
+        ("PATCH", "/admin/catalog/{provider}/{model:.+}", catalog.update),
+        ("DELETE", "/admin/catalog/{provider}/{model:.+}", catalog.delete),
         ("GET", "/admin/budgets", BudgetRoutes(ctx).list),
         ("GET", "/admin/audit", AuditRoutes(ctx).list),
         ("GET", "/admin/usage", usage.summary),

@@ -54,7 +54,8 @@ class ModelDetails:
             row["family"] = inner.get("family")
             row.update(_loaded(gateway, provider, model))
             state = gateway.fleet.states.get(provider)
-            price = acct.prices.price_for(model, state.type if state else None) if acct is not None else None
+            ptype = state.type if state else None
+            price = acct.prices.price_for(model, ptype, provider) if acct is not None else None
             row["price"] = None if price is None else {"input": price.input, "output": price.output}
             client = gateway.providers.get(provider)
             if isinstance(client, OllamaProvider):

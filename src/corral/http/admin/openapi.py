@@ -113,6 +113,22 @@ KEY_FIELDS: dict[str, Schema] = {
     **LIMIT_FIELDS,
 }
 STAMPS = {"created_at": TEXT_OR_NULL, "updated_at": TEXT_OR_NULL}
+PRICE = nullable({"type": "number", "minimum": 0, "maximum": 1_000_000})
+CATALOG_FIELDS: dict[str, Schema] = {
+    "display_name": nullable({"type": "string", "maxLength": 256}),
+    "enabled": {"type": "boolean"},
+    "input_price": {**PRICE, "description": "USD per million input tokens"},
+    "output_price": {**PRICE, "description": "USD per million output tokens"},
+    "capabilities": nullable(
+        {"type": "array", "maxItems": 64, "items": {"type": "string", "minLength": 1, "maxLength": 64}}
+    ),
+    "context_length": nullable({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
+    "notes": nullable({"type": "string", "maxLength": 4096}),
+}
+CATALOG_KEY = {
+    "provider": {"type": "string", "minLength": 1, "maxLength": 128},
+    "model": {"type": "string", "minLength": 1, "maxLength": 256},
+}
 
 
 def schemas() -> dict[str, Schema]:
@@ -213,6 +229,25 @@ def schemas() -> dict[str, Schema]:
             {"name": STRING, "type": STRING, "state": STRING, "in_flight": {"type": "integer"}},
             ("name", "type", "state", "in_flight"),
             closed=False,
+        ),
+        "CatalogCreate": obj({**CATALOG_KEY, **CATALOG_FIELDS}, ("provider", "model")),
+        "CatalogPatch": obj({**CATALOG_KEY, **CATALOG_FIELDS}),
+        "CatalogEntry": obj(
+            {**CATALOG_KEY, **CATALOG_FIELDS, **STAMPS},
+            ("provider", "model", *CATALOG_FIELDS),
+        ),
+        "CatalogImport": obj(
+            {
+                "provider": STRING,
+                "dry_run": {"type": "boolean"},
+                "found": {"type": "integer"},
+                "added": {"type": "array", "items": {"type": "object"}},
+                "updated": {"type": "array", "items": {"type": "object"}},
+                "unchanged": {"type": "array", "items": STRING},
+                "not_listed": {"type": "array", "items": STRING},
+                "show_failed": {"type": "array", "items": STRING},
+            },
+            ("provider", "dry_run", "found", "added", "updated", "unchanged", "not_listed", "show_failed"),
         ),
         "Health": obj(
             {
@@ -335,7 +370,47 @@ def document() -> Schema:
         ("model", "messages"),
         closed=False,
     )  # fmt: skip
+    entry = [
+        path_param("provider", CATALOG_KEY["provider"]),
+        path_param("model", CATALOG_KEY["model"]),
+    ]
+    import_body = obj({"provider": CATALOG_KEY["provider"], "dry_run": {"type": "boolean"}}, ("provider",))
     paths: dict[str, dict[str, Schema]] = {
+        "/admin/catalog": {
+            "get": op(
+                "The model catalog: per provider and model, display name, enabled, prices (USD per "
+                "million tokens), capabilities, context length, notes",
+                listing("CatalogEntry"),
+                params=[query("provider", CATALOG_KEY["provider"], "Only this provider's models.")],
+            ),
+            "post": op(
+                "Add a model to the catalog",
+                ref("CatalogEntry"),
+                status=201,
+                body="CatalogCreate",
+                errors=WRITE,
+            ),
+        },
+        "/admin/catalog/import": {
+            "post": op(
+                "Import a provider's models (its listing, and /api/show for Ollama): capabilities and "
+                "context length; prices are left to the operator. dry_run shows what would change",
+                ref("CatalogImport"),
+                body_schema=import_body,
+                errors=(400, 401, 403, 404, 409, 413, 502, 503, 504),
+            )
+        },
+        "/admin/catalog/{provider}/{model}": {
+            "get": op("Read a catalog entry", ref("CatalogEntry"), params=entry),
+            "patch": op(
+                "Change a catalog entry: omitted fields are kept, null clears",
+                ref("CatalogEntry"),
+                body="CatalogPatch",
+                params=entry,
+                errors=WRITE,
+            ),
+            "delete": op("Remove a model from the catalog", ref("Deleted"), params=entry, errors=WRITE),
+        },
         "/admin/usage/series": {
             "get": op("Usage per time bucket (requests, tokens, cost, errors, p50/p95)", OBJ, params=series)
         },

@@ -81,7 +81,8 @@ class PlaygroundRoutes:
         acct = app.get(ACCOUNTANT)
         if acct is not None and served is not None:
             state = self._gateway(app).fleet.states.get(served.provider)
-            cost = acct.prices.cost(served.model, state.type if state else None, prompt, completion)
+            ptype = state.type if state else None
+            cost = acct.prices.cost(served.model, ptype, prompt, completion, served.provider)
         return {
             "provider": served.provider if served else None,
             "model": served.model if served else None,
