@@ -61,6 +61,19 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument("--disabled", action="store_true", help="add it disabled")
     client_options(add)
 
+    rotate = actions.add_parser(
+        "set-key",
+        help="replace a provider's API key (from stdin or an environment variable, never argv)",
+        description="Replace the API key of a provider added through the API. The next request uses "
+        "the new key; requests already in flight finish with the old one; the old ciphertext is "
+        "overwritten in the store and the audit log records the change without the key.",
+    )
+    rotate.add_argument("name")
+    source = rotate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--api-key-env", metavar="VAR", help="read the new key from this variable")
+    source.add_argument("--api-key-stdin", action="store_true", help="read the new key from stdin")
+    client_options(rotate)
+
     test = actions.add_parser("test", help="probe a provider and count its models")
     test.add_argument("name")
     client_options(test)
@@ -78,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"Added provider '{created['name']}'; the gateway routes to it now.")
         return _show(args, [created], single=True)
+    if args.action == "set-key":
+        key = _from_env(os.environ, args.api_key_env, "--api-key-env") if args.api_key_env else _read_secret()
+        updated = api.request("PATCH", f"/admin/providers/{_quote(args.name)}", {"api_key": key})
+        if not args.json:
+            print(
+                f"Replaced the API key of '{args.name}' (now {updated.get('api_key_preview')}): the next "
+                "request uses it; requests in flight finish with the old one."
+            )
+        return _show(args, [updated], single=True)
     if args.action == "test":
         result = api.request("POST", f"/admin/providers/{_quote(args.name)}/test")
         if args.json:
