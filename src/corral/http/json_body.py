@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from corral.core.body import shadowing_path
+from corral.conversation.body import shadowing_path
 from corral.core.catalog import MAX_NAME
 from corral.errors import BodyTooLarge, InvalidRequest
 

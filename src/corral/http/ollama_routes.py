@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.core.body import OLLAMA_FIELDS
+from corral.conversation.body import OLLAMA_FIELDS
 from corral.core.call import Call, Endpoint, Surface
 from corral.core.engine import Engine
 from corral.errors import InvalidRequest

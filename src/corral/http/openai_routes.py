@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from corral.config.routing import POWER_LEVELS
-from corral.core.body import OPENAI_FIELDS
+from corral.conversation.body import OPENAI_FIELDS
 from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
 from corral.core.engine import Engine
