@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.cli.client import CLIError, home_dir
+from corral.cli.output import print_json
 
 if TYPE_CHECKING:
     from corral.security.crypto import Crypto
@@ -39,6 +40,7 @@ def add_parser(subparsers: Any) -> None:
         default=os.environ.get("CORRAL_CONFIG"),
         help="the gateway's config file, for its database_url (default: $CORRAL_CONFIG)",
     )
+    rotate.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
             f"There is no data directory at {home}. Set CORRAL_HOME to the gateway's data directory."
         )
     explicit = load_config(args.config, env=env).database_url if args.config else None
-    return asyncio.run(rotate(env, home, database_url(env, home, explicit)))
+    return asyncio.run(rotate(env, home, database_url(env, home, explicit), as_json=args.json))
 
 
-async def rotate(env: Mapping[str, str], home: Path, url: str) -> int:
+async def rotate(env: Mapping[str, str], home: Path, url: str, *, as_json: bool = False) -> int:
     from corral.security.crypto import ENV_VAR, KEY_FILE, Crypto, DecryptError, generate_key
 
     from_env = env.get(ENV_VAR, "").strip()
@@ -82,6 +84,15 @@ async def rotate(env: Mapping[str, str], home: Path, url: str) -> int:
         if isinstance(exc, DecryptError):
             raise CLIError(f"{exc.message} Nothing was changed.") from None
         raise
+    if as_json:
+        if not from_env:
+            write_key_file(path, [new])
+        shown = None if not from_env else new  # with the key in the environment, shown this once
+        key_file = None if from_env else str(path)
+        print_json(
+            {"reencrypted": count, "key_id": crypto.primary_id, "key_file": key_file, "new_key": shown}
+        )
+        return 0
     if not from_env:
         write_key_file(path, [new])
         print(f"Re-encrypted {count} stored secret(s) under a new key (id {crypto.primary_id}).")

@@ -8,15 +8,16 @@ again. ``--expires`` takes a duration from now (``30d``, ``12h``, ``90m``, ``2w`
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rich.markup import escape
+
 from corral.cli.client import CLIError
+from corral.cli.output import make_console, print_json, show
 from corral.cli.providers import client, client_options
-from corral.cli.table import render
 
 COLUMNS = ("id", "name", "owner", "scope", "models", "expires_at", "enabled", "last_used_at")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -85,22 +86,31 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "create":
         issued = api.request("POST", "/admin/keys", create_body(args, datetime.now(UTC)))
         if args.json:
-            print(json.dumps(issued, indent=2))
+            print_json(issued)
             print(SHOWN_ONCE, file=sys.stderr)
             return 0
         expiry = issued["expires_at"] or "never"
         about = f"name {issued['name']}, scope {issued['scope']}, expires {expiry}"
-        print(f"Created gateway key {issued['id']} ({about}):")
-        print(f"\n    {issued['key']}\n")
-        print(SHOWN_ONCE)
+        out = make_console()
+        out.print(f"Created gateway key [bold]{issued['id']}[/bold] ({escape(about)}):")
+        out.print(f"\n    [bold green]{issued['key']}[/bold green]\n", soft_wrap=True)
+        out.print(f"[yellow]{SHOWN_ONCE}[/yellow]")
         return 0
     if args.action == "list":
         rows = api.get("/admin/keys")["data"]
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print_json(rows)
         else:
-            print(render(COLUMNS, [[row.get(c) for c in COLUMNS] for row in rows]))
+            show(
+                COLUMNS,
+                [[row.get(c) for c in COLUMNS] for row in rows],
+                empty="No gateway keys yet.",
+                optional=("last_used_at", "owner", "models", "expires_at"),
+            )
         return 0
     deleted = api.request("DELETE", f"/admin/keys/{args.id}")
-    print(json.dumps(deleted, indent=2) if args.json else f"Revoked key {args.id}; it no longer works.")
+    if args.json:
+        print_json(deleted)
+    else:
+        make_console().print(f"Revoked key {args.id}; it no longer works.")
     return 0

@@ -1,4 +1,10 @@
-"""``corral``: the command line entry point and its subcommands."""
+"""``corral``: the command line entry point and its subcommands.
+
+argparse, not typer: the CLI starts in a few tens of milliseconds (it runs in scripts, shell
+completions and health checks), needs no extra dependency, and its completion scripts are
+generated from the same parser tree (``corral completion bash|zsh|fish``). Output goes
+through rich (``corral.cli.output``); every command takes ``--json`` for scripts.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,37 @@ import sys
 from collections.abc import Sequence
 
 from corral import __version__
-from corral.cli import admin, importer, keys, models, providers, pull, status, usage
+from corral.cli import (
+    admin,
+    catalog,
+    chat,
+    completion,
+    importer,
+    keys,
+    models,
+    providers,
+    pull,
+    status,
+    usage,
+)
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
+from corral.cli.output import make_console, print_json
 from corral.config import Config, load_config
 from corral.config.listeners import check_admin_host, is_loopback
 from corral.errors import ConfigError
 
 COMMANDS = {
+    "status": status,
+    "chat": chat,
     "providers": providers,
     "keys": keys,
     "models": models,
     "admin": admin,
     "usage": usage,
     "pull": pull,
+    "catalog": catalog,
     "import": importer,
+    "completion": completion,
 }
 
 
@@ -46,15 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, help="port of the control plane (default 4001)")
     serve.add_argument("--demo", action="store_true", help="add the built-in demo provider (model demo/echo)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--json", action="store_true", help="print the addresses as one JSON line when ready")
 
     check = sub.add_parser("check", help="validate a config file and print what it defines")
     check.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"), required=False)
-
-    status = sub.add_parser("status", help="show every deployment's health (from a running gateway)")
-    _client_options(status)
+    check.add_argument("--json", action="store_true", help="print what it defines as JSON")
     for command in COMMANDS.values():
         command.add_parser(sub)
     return parser
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command tree (``corral completion`` reads it)."""
+    return _parser()
 
 
 def _client_options(parser: argparse.ArgumentParser, plane: str = "admin") -> None:
@@ -66,15 +93,19 @@ def _client_options(parser: argparse.ArgumentParser, plane: str = "admin") -> No
     parser.add_argument("--url", help=default)
     parser.set_defaults(plane=plane)
     parser.add_argument(
-        "--key", help="admin key (default: $CORRAL_ADMIN_KEY, $CORRAL_MASTER_KEY, or the key file)"
+        "--key",
+        help="a gateway key (default: $CORRAL_API_KEY, $CORRAL_ADMIN_KEY, $CORRAL_MASTER_KEY, key file)"
+        if plane == "data"
+        else "admin key (default: $CORRAL_ADMIN_KEY, $CORRAL_MASTER_KEY, or the key file)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def _client(args: argparse.Namespace) -> AdminClient:
     env = os.environ
-    url = args.url or default_url(env, getattr(args, "plane", "admin"))
-    return AdminClient(url, args.key or default_key(env, home_dir(env)))
+    plane = getattr(args, "plane", "admin")
+    url = args.url or default_url(env, plane)
+    return AdminClient(url, args.key or default_key(env, home_dir(env), plane), plane=plane)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,12 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
-        if args.command == "status":
-            return status.run(_client(args), args)
         if args.command in COMMANDS:
             code: int = COMMANDS[args.command].run(args)
             return code
     except ConfigError as exc:
+        if getattr(args, "json", False) and args.command == "check":
+            print_json({"ok": False, "error": str(exc)})
         print(f"corral: configuration error: {exc}", file=sys.stderr)
         return 2
     except importer.Unreadable as exc:
@@ -98,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 1
 
 
@@ -130,9 +163,18 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    _describe(config)
+    if not args.json:
+        _describe(config)
 
     def ready(at: Addresses) -> None:
+        if args.json:
+            console = f"{at.admin}/console" if config.admin.console else None
+            generated = key.value if key.source == "generated" else None  # shown only this once
+            print_json(
+                {"data": at.data, "admin": at.admin, "console": console, "master_key": key.source,
+                 "generated_master_key": generated}
+            )  # fmt: skip
+            return
         print(
             f"corral {__version__} listening on {at.data}  (OpenAI API at {at.data}/v1, Ollama API at "
             f"{at.data}/api)\n  control plane (admin API, metrics) on {at.admin}",
@@ -165,6 +207,22 @@ def _describe(config: Config) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(f"{config.source}: OK")
+    if args.json:
+        print_json(
+            {
+                "ok": True,
+                "source": config.source,
+                "providers": [
+                    {"name": p.name, "type": p.type, "base_url": p.base_url, "enabled": p.enabled}
+                    for p in config.providers
+                ],
+                "aliases": [
+                    {"name": m.name, "targets": [t.target for t in m.targets]} for m in config.models
+                ],
+                "prices": len(config.prices),
+            }
+        )
+        return 0
+    make_console().print(f"[green]{config.source}: OK[/green]")
     _describe(config)
     return 0

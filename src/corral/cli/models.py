@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from corral.cli.output import print_json, show
 from corral.cli.providers import client, client_options
-from corral.cli.table import render
 
 COLUMNS = ("id", "type", "provider", "context", "capabilities", "aliases")
 
@@ -19,7 +18,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = client(args).get("/admin/models")["data"]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return 0
     table = [
         [
@@ -32,5 +31,11 @@ def run(args: argparse.Namespace) -> int:
         ]
         for m in rows
     ]
-    print(render(COLUMNS, table))
+    show(
+        COLUMNS,
+        table,
+        title=f"{len(rows)} models",
+        empty="No models: add a provider, or wait for discovery.",
+        optional=("aliases", "capabilities", "provider"),
+    )
     return 0

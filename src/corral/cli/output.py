@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 PLAIN_WIDTH = 10_000  # piped output is never wrapped
+CELL = 24  # the width a long cell is counted with when deciding which columns fit (it wraps)
 STATE_STYLES = {
     "healthy": "green",
     "ok": "green",
@@ -87,9 +88,13 @@ def table(
     *,
     title: str | None = None,
     numeric: Sequence[str] = (),
+    optional: Sequence[str] = (),
 ) -> Table:
-    """A table of ``rows``: boxed and coloured on a terminal, plain columns when piped."""
+    """A table of ``rows``: boxed and coloured on a terminal, plain columns when piped. On a
+    terminal too narrow for every column, the ``optional`` ones go first (in that order); what
+    is left wraps inside its cells."""
     fancy = console.is_terminal
+    columns, rows = fit(columns, rows, console.width if fancy else PLAIN_WIDTH, optional)
     out = Table(
         title=title if fancy else None,
         box=box.SIMPLE_HEAD if fancy else None,
@@ -111,13 +116,54 @@ def table(
     return out
 
 
+def fit(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int, optional: Sequence[str]
+) -> tuple[list[str], list[list[Any]]]:
+    """The columns that fit in ``width`` (dropping ``optional`` ones in order), and the rows cut
+    to them. A column counts as wide as its header and its cells, up to ``CELL`` characters."""
+    keep = list(columns)
+
+    def needed() -> int:
+        widths = [
+            max([len(name), *(min(len(cell(row[columns.index(name)])), CELL) for row in rows)])
+            for name in keep
+        ]
+        return sum(widths) + 2 * (len(widths) - 1)
+
+    for name in optional:
+        if needed() <= width:
+            break
+        if name in keep and len(keep) > 1:
+            keep.remove(name)
+    index = [columns.index(name) for name in keep]
+    return keep, [[row[i] for i in index] for row in rows]
+
+
 def styled(value: Any) -> Text:
     text = cell(value)
     return Text(text, style=STATE_STYLES.get(text.lower(), ""))
 
 
-def print_json(data: Any, file: TextIO | None = None) -> None:
+def print_json(data: Any, file: IO[str] | None = None) -> None:
     """JSON for scripts, never through rich (no markup, no wrapping)."""
     stream = file if file is not None else sys.stdout
     stream.write(json.dumps(data, indent=2, default=str) + "\n")
     stream.flush()
+
+
+def show(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    numeric: Sequence[str] = (),
+    console: Console | None = None,
+    empty: str | None = None,
+    optional: Sequence[str] = (),
+) -> None:
+    """Print a table on stdout (or ``console``); ``empty`` instead when there are no rows."""
+    out = console or make_console()
+    if not rows and empty is not None:
+        out.print(empty)
+        return
+    out.print(table(columns, rows, out, title=title, numeric=numeric, optional=optional))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from typing import Any
 from urllib.parse import quote
 
+from rich.markup import escape
+
 from corral.cli.client import AdminClient, CLIError
-from corral.cli.table import render
+from corral.cli.output import make_console, print_json, show
 
 COLUMNS = ("name", "type", "base_url", "managed_by", "enabled", "priority", "api_key", "headers")
 
@@ -34,7 +35,7 @@ def client(args: argparse.Namespace) -> AdminClient:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("providers", help="list, add, test and remove providers")
+    parser = subparsers.add_parser("providers", help="list, add, re-key, test and remove providers")
     actions = parser.add_subparsers(dest="action", required=True)
     client_options(actions.add_parser("list", help="every provider (config file and API)"))
 
@@ -89,29 +90,38 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "add":
         created = api.request("POST", "/admin/providers", provider_body(args, os.environ))
         if not args.json:
-            print(f"Added provider '{created['name']}'; the gateway routes to it now.")
+            make_console().print(f"Added provider '{escape(created['name'])}'; the gateway routes to it now.")
         return _show(args, [created], single=True)
     if args.action == "set-key":
         key = _from_env(os.environ, args.api_key_env, "--api-key-env") if args.api_key_env else _read_secret()
         updated = api.request("PATCH", f"/admin/providers/{_quote(args.name)}", {"api_key": key})
-        if not args.json:
-            print(
-                f"Replaced the API key of '{args.name}' (now {updated.get('api_key_preview')}): the next "
-                "request uses it; requests in flight finish with the old one."
+        if args.json:
+            print_json(updated)
+        else:
+            make_console().print(
+                f"Replaced the API key of '{escape(args.name)}' (now {updated.get('api_key_preview')}): "
+                "the next request uses it; requests in flight finish with the old one."
             )
-        return _show(args, [updated], single=True)
+        return 0
     if args.action == "test":
         result = api.request("POST", f"/admin/providers/{_quote(args.name)}/test")
+        out = make_console()
         if args.json:
-            print(json.dumps(result, indent=2))
+            print_json(result)
         elif result["success"]:
             found = result["models_found"]
-            print(f"OK: {args.name} answered in {result['latency_ms']} ms and lists {found} models.")
+            out.print(
+                f"[green]OK[/green]: {escape(args.name)} answered in {result['latency_ms']} ms and lists "
+                f"{found} models."
+            )
         else:
-            print(f"FAILED: {args.name}: {result['error']}")
+            out.print(f"[red]FAILED[/red]: {escape(args.name)}: {escape(str(result['error']))}")
         return 0 if result["success"] else 1
     deleted = api.request("DELETE", f"/admin/providers/{_quote(args.name)}")
-    print(json.dumps(deleted, indent=2) if args.json else f"Deleted provider '{args.name}'.")
+    if args.json:
+        print_json(deleted)
+    else:
+        make_console().print(f"Deleted provider '{escape(args.name)}'.")
     return 0
 
 
@@ -163,7 +173,7 @@ def _quote(name: str) -> str:
 
 def _show(args: argparse.Namespace, rows: list[dict[str, Any]], *, single: bool = False) -> int:
     if args.json:
-        print(json.dumps(rows[0] if single else rows, indent=2))
+        print_json(rows[0] if single else rows)
         return 0
     table = [
         [
@@ -178,5 +188,5 @@ def _show(args: argparse.Namespace, rows: list[dict[str, Any]], *, single: bool 
         ]
         for p in rows
     ]
-    print(render(COLUMNS, table))
+    show(COLUMNS, table, empty="No providers.", optional=("headers", "priority", "managed_by", "api_key"))
     return 0

@@ -1,36 +1,38 @@
 """``corral pull MODEL [--instance NAME ... | --all]``: pull a model onto Ollama instances,
-with a live progress bar per instance and a summary at the end."""
+with a progress bar per instance and a summary at the end.
+
+It goes to the data plane's ``/api/pull`` (an Ollama API route), which streams each
+instance's progress tagged with its name, then a summary line. On a terminal each instance
+gets a rich progress bar (bytes, speed, time left); piped, a line per step; with ``--json``
+the NDJSON lines as they come.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
 from corral.cli.client import AdminClient, CLIError
+from corral.cli.output import make_console, print_json
 from corral.cli.providers import client, client_options
 
-
-@dataclass
-class Progress:
-    status: str = "waiting"
-    completed: int = 0
-    total: int = 0
-    error: str | None = None
-
-    def line(self, name: str, width: int = 28) -> str:
-        if self.error:
-            return f"{name:<16} failed: {self.error}"
-        if self.total:
-            done = int(width * min(self.completed, self.total) / self.total)
-            pct = 100 * self.completed / self.total
-            return f"{name:<16} [{'#' * done}{'.' * (width - done)}] {pct:5.1f}%  {self.status}"
-        return f"{name:<16} {self.status}"
+STEPS = ("success", "verifying sha256 digest", "writing manifest")
+PULL_TIMEOUT = 3600.0  # seconds without a byte before the pull is given up (a big model)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -45,61 +47,99 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    return pull(client(args), args, out)
+def progress_bars(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.fields[instance]:<16}"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.percentage:>5.1f}%"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        auto_refresh=False,
+        expand=True,
+    )
 
 
-def pull(client: AdminClient, args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+@dataclass
+class Pull:
+    """The state of one pull: a task per instance, the summary line."""
+
+    console: Console
+    bars: Progress | None
+    tasks: dict[str, TaskID] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def update(self, line: dict[str, Any]) -> None:
+        name = line.get("instance")
+        if name is None:
+            self.summary = line
+            return
+        name = str(name)
+        status = str(line.get("status") or self.status.get(name, "waiting"))
+        total, completed = int(line.get("total") or 0), int(line.get("completed") or 0)
+        changed = status != self.status.get(name)
+        self.status[name] = status
+        if self.bars is None:
+            if changed and (status in STEPS or not total):
+                self.console.print(f"{escape(name):<16} {escape(status)}")
+            return
+        task = self.tasks.get(name)
+        if task is None:
+            task = self.tasks[name] = self.bars.add_task("", instance=name, status=status, total=None)
+        fields: dict[str, Any] = {"status": status}
+        if total:
+            fields.update(total=total, completed=min(completed, total))
+        if status == "success":
+            done = self.bars.tasks[self.tasks[name]].total
+            fields["completed"] = done if done else 0
+        self.bars.update(task, **fields)
+        self.bars.refresh()
+
+
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    return pull(client(args), args, console)
+
+
+def pull(api: AdminClient, args: argparse.Namespace, console: Console | None = None) -> int:
+    out = console or make_console()
     query = "?instance=" + quote(",".join(args.instance)) if args.instance else ""
-    if not client.key:
-        raise CLIError("No admin key. Pass --key, or set CORRAL_MASTER_KEY (or CORRAL_ADMIN_KEY).")
-    url = client.url + "/api/pull" + query
-    if not url.startswith(("http://", "https://")):
-        raise CLIError(f"--url must be an http:// or https:// URL, got {client.url!r}.")
-    body = json.dumps({"model": args.model}).encode()
-    req = urllib.request.Request(url, method="POST", data=body)  # noqa: S310 - scheme checked above
-    req.add_header("Authorization", f"Bearer {client.key}")
-    req.add_header("Content-Type", "application/json")
-    bars: dict[str, Progress] = {}
-    live = out.isatty()
-    drawn = 0
-    summary: dict[str, Any] = {}
+    bars = progress_bars(out) if out.is_terminal and not args.json else None
+    state = Pull(out, bars)
     try:
-        with urllib.request.urlopen(req, timeout=client.timeout) as resp:  # noqa: S310
-            for raw in resp:
+        if bars is not None:
+            bars.start()
+        with api.stream("POST", "/api/pull" + query, {"model": args.model}, timeout=PULL_TIMEOUT) as resp:
+            for raw in resp.iter_lines():
                 if not raw.strip():
                     continue
                 line = json.loads(raw)
-                name = line.get("instance")
-                if name is None:
-                    summary = line
-                    continue
-                bar = bars.setdefault(name, Progress())
-                bar.status = line.get("status", bar.status)
-                bar.total = int(line.get("total") or bar.total)
-                bar.completed = int(line.get("completed") or bar.completed)
-                if live:
-                    out.write("\x1b[F" * drawn + "".join(b.line(n) + "\x1b[K\n" for n, b in bars.items()))
-                    drawn = len(bars)
-                elif (
-                    bar.status in ("success", "verifying sha256 digest", "writing manifest") or not bar.total
-                ):
-                    out.write(bar.line(name) + "\n")
-                out.flush()
-    except urllib.error.HTTPError as exc:
-        raise CLIError(f"pull refused (HTTP {exc.code}): {_message(exc.read())}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CLIError(f"Cannot reach corral at {client.url} ({getattr(exc, 'reason', exc)}).") from None
-    failed = _failures(summary)
-    ok = [n for n in summary.get("instances", bars) if n not in failed]
-    out.write(
-        f"\n{args.model}: pulled on {len(ok)} of {len(ok) + len(failed)} instance(s)"
-        f"{': ' + ', '.join(ok) if ok else ''}\n"
-    )
+                if args.json:
+                    print_json(line, out.file)
+                state.update(line)
+    except json.JSONDecodeError:
+        raise CLIError("The gateway's /api/pull answered something that is not NDJSON.") from None
+    finally:
+        if bars is not None:
+            bars.stop()
+    if args.json:
+        return 1 if _failures(state.summary) or not state.summary else 0
+    return finish(args.model, state, out)
+
+
+def finish(model: str, state: Pull, out: Console) -> int:
+    failed = _failures(state.summary)
+    ok = [n for n in state.summary.get("instances", state.status) if n not in failed]
+    names = f": {', '.join(ok)}" if ok else ""
+    colour = "green" if ok and not failed else ("yellow" if ok else "red")
+    out.print()
+    where = f"{len(ok)} of {len(ok) + len(failed)} instance(s){names}"
+    out.print(f"[{colour}]{escape(model)}: pulled on {escape(where)}[/]")
     for name, why in failed.items():
-        out.write(f"  {name}: {why}\n")
-    return 1 if failed or not summary else 0
+        out.print(f"  [red]{escape(name)}[/red]: {escape(why)}")
+    return 1 if failed or not state.summary else 0
 
 
 def _failures(summary: dict[str, Any]) -> dict[str, str]:
@@ -111,12 +151,3 @@ def _failures(summary: dict[str, Any]) -> dict[str, str]:
         name, _, why = part.partition(": ")
         out[name] = why
     return out
-
-
-def _message(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-        err = data.get("error")
-        return str(err.get("message") if isinstance(err, dict) else err)
-    except (ValueError, AttributeError):
-        return raw.decode(errors="replace")[:200]

@@ -1,23 +1,39 @@
-"""``corral usage``: a summary table; ``corral usage tail``: requests as they finish;
-``corral usage compare``: providers side by side. All read a running gateway's /admin/usage."""
+"""``corral usage``: a summary table; ``corral usage tail``: requests as they finish, as a live
+view; ``corral usage compare``: providers side by side. All read a running gateway's
+/admin/usage.
+
+``tail`` on a terminal keeps a live table of the newest requests (with a running count, tokens
+and cost) redrawn in place; piped, it prints one row per request as it finishes; with
+``--json`` one JSON object per request. It stops on Ctrl-C or after ``--follow-seconds``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
 from corral.cli.client import AdminClient
+from corral.cli.output import make_console, print_json, show, table
 from corral.cli.providers import client, client_options
-from corral.cli.table import render
 
 SUMMARY = ("requests", "total_tokens", "cost_usd", "errors", "latency_p50_ms", "latency_p95_ms")
+TAIL = ("at", "key_id", "requested_model", "provider", "status", "total_tokens", "cost_usd", "latency_ms")
+NUMERIC = ("requests", "total_tokens", "cost_usd", "errors", "latency_p50_ms", "latency_p95_ms", "latency_ms")
+SHOWN = 20  # rows the live view keeps
+SPARE = ("key_id", "cost_usd", "total_tokens")  # left out first on a narrow terminal
+POLL = 1.0
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser("usage", help="usage: summary, tail, compare")
+    parser: argparse.ArgumentParser = sub.add_parser("usage", help="usage: summary, tail (live), compare")
     client_options(parser)
     parser.add_argument("view", nargs="?", default="summary", choices=["summary", "tail", "compare"])
     parser.add_argument("--last", default="24h", help="window: 15m, 1h, 7d (default 24h)")
@@ -44,45 +60,96 @@ def _params(args: argparse.Namespace, **extra: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    return show(client(args), args)
+    return show_usage(client(args), args)
 
 
-def show(client: AdminClient, args: argparse.Namespace) -> int:
+def show_usage(api: AdminClient, args: argparse.Namespace, console: Console | None = None) -> int:
+    out = console or make_console()
     if args.view == "tail":
-        return _tail(client, args)
+        return tail(api, args, out)
     if args.view == "compare":
-        data = client.get("/admin/usage/compare?" + _params(args))
+        data = api.get("/admin/usage/compare?" + _params(args))
         columns: tuple[str, ...] = ("provider", *SUMMARY)
     else:
-        data = client.get("/admin/usage?" + _params(args, group_by=args.group_by))
+        data = api.get("/admin/usage?" + _params(args, group_by=args.group_by))
         columns = (*[g for g in args.group_by.split(",") if g], *SUMMARY)
     if args.json:
-        print(json.dumps(data, indent=2))
+        print_json(data, out.file)
         return 0
-    rows = [[row.get(c) for c in columns] for row in data["data"]]
-    print(render(columns, rows) if rows else f"No requests in the last {args.last}.")
+    rows = [[_cost(c, row.get(c)) for c in columns] for row in data["data"]]
+    show(columns, rows, console=out, numeric=NUMERIC, title=f"Usage, last {args.last}",
+         empty=f"No requests in the last {args.last}.")  # fmt: skip
     return 0
 
 
-def _tail(client: AdminClient, args: argparse.Namespace) -> int:
-    stop = time.monotonic() + args.follow_seconds if args.follow_seconds else None
+def _cost(column: str, value: Any) -> Any:
+    return f"{value:.6f}" if column == "cost_usd" and isinstance(value, int | float) else value
+
+
+def _row(record: dict[str, Any]) -> list[Any]:
+    at = str(record.get("at") or "")[11:19] or None
+    return [at if c == "at" else _cost(c, record.get(c)) for c in TAIL]
+
+
+def tail(
+    api: AdminClient,
+    args: argparse.Namespace,
+    out: Console,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    stop = clock() + args.follow_seconds if args.follow_seconds else None
     after: int | None = None
-    columns = ("at", "key_id", "requested_model", "provider", "status", "total_tokens", "latency_ms")
-    printed_header = False
+    recent: deque[list[Any]] = deque(maxlen=SHOWN)
+    totals = {"requests": 0, "tokens": 0, "cost": 0.0, "errors": 0}
+    live = Live(console=out, auto_refresh=False) if out.is_terminal and not args.json else None
+    header_done = False
     try:
-        while stop is None or time.monotonic() < stop:
+        if live is not None:
+            live.start()
+            live.update(_view(recent, totals, out), refresh=True)
+        while stop is None or clock() < stop:
             query = {"limit": "100", **({"after": str(after)} if after is not None else {"limit": "20"})}
-            for row in client.get("/admin/usage/recent?" + urlencode(query))["data"]:
-                after = max(after or 0, int(row["id"]))
+            fresh = api.get("/admin/usage/recent?" + urlencode(query))["data"]
+            for record in sorted(fresh, key=lambda r: int(r["id"])):
+                after = max(after or 0, int(record["id"]))
+                totals["requests"] += 1
+                totals["tokens"] += int(record.get("total_tokens") or 0)
+                totals["cost"] += float(record.get("cost_usd") or 0.0)
+                totals["errors"] += int(record.get("status", 200)) >= 400
                 if args.json:
-                    print(json.dumps(row), flush=True)
-                    continue
-                line = render(columns, [[row.get(c) for c in columns]]).splitlines()
-                if not printed_header:
-                    print(line[0])
-                    printed_header = True
-                print(line[1], flush=True)
-            time.sleep(1.0)
+                    print_json(record, out.file)
+                elif live is not None:
+                    recent.appendleft(_row(record))
+                else:
+                    lines = _plain_lines([_row(record)], out)
+                    if not header_done:
+                        out.print(lines[0])
+                        header_done = True
+                    out.print(lines[1])
+            if live is not None:
+                live.update(_view(recent, totals, out), refresh=True)
+            sleep(POLL)
     except KeyboardInterrupt:
         pass
+    finally:
+        if live is not None:
+            live.stop()
     return 0
+
+
+def _plain_lines(rows: list[list[Any]], out: Console) -> list[str]:
+    with out.capture() as captured:
+        out.print(table(TAIL, rows, out, numeric=NUMERIC))
+    return captured.get().splitlines()
+
+
+def _view(recent: deque[list[Any]], totals: dict[str, Any], out: Console) -> Group:
+    summary = Text.assemble(
+        ("live ", "bold green"),
+        f"{totals['requests']} requests, {totals['tokens']:,} tokens, USD {totals['cost']:.6f}, ",
+        (f"{totals['errors']} errors", "red" if totals["errors"] else ""),
+        ("   Ctrl-C to stop", "dim"),
+    )
+    shown = table(TAIL, list(recent), out, title="Requests as they finish", numeric=NUMERIC, optional=SPARE)
+    return Group(shown, summary)
