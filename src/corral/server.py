@@ -120,7 +120,6 @@ class Listener:
                 admin_host, admin_port, ssl=context, reuse_address=True, backlog=128,
             )  # fmt: skip
             admin_url = url("https" if context else "http", admin_host, control.sockets[0].getsockname()[1])
-            edge.admin_url = admin_url
             await edge.start(host, port)
         except OSError:
             if control is not None:

@@ -59,6 +59,19 @@ def serving(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.P
             proc.wait(20)
 
 
+def admin_url_printed(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The startup output up to the control plane's line (printed before the first request is
+    served), and the address on it."""
+    assert proc.stdout is not None
+    marker = "control plane (admin API, metrics) on "
+    seen = ""
+    while marker not in seen:
+        line = proc.stdout.readline()
+        assert line, f"corral ended its output without naming the control plane:\n{seen}"
+        seen += line
+    return seen, seen.split(marker, 1)[1].split()[0]
+
+
 def test_first_start_creates_a_0600_key_prints_it_once_and_serves_both_planes(tmp_path: Path) -> None:
     env = env_for(tmp_path)
     with serving(["--demo"], env) as (proc, url, _ready_after):
@@ -70,13 +83,15 @@ def test_first_start_creates_a_0600_key_prints_it_once_and_serves_both_planes(tm
             json={"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]},
         )
         assert resp.json()["choices"][0]["message"]["content"] == "Echo: hi"
-        # the admin API lives on the control plane only; the data plane names where it is
+        # the admin API lives on the control plane only, at the address printed at start; the data
+        # plane names the settings, never the address
+        started, admin_url = admin_url_printed(proc)
         on_data = httpx.get(url + "/admin/keys", headers=auth)
-        admin_url = on_data.json()["error"]["message"].split("use ")[1].removesuffix("/admin/keys.")
-        assert on_data.status_code == 404 and admin_url.startswith("http://127.0.0.1:")
+        assert on_data.status_code == 404 and "admin.port" in on_data.json()["error"]["message"]
+        assert admin_url.startswith("http://127.0.0.1:") and admin_url not in on_data.text
         assert httpx.get(admin_url + "/admin/keys", headers=auth).status_code == 200
         assert httpx.get(admin_url + "/v1/models", headers=auth).status_code == 404
-    out = proc.stdout.read() if proc.stdout else ""
+    out = started + (proc.stdout.read() if proc.stdout else "")
     assert f"control plane (admin API, metrics) on {admin_url}" in out
     assert stat.S_IMODE((tmp_path / "master_key").stat().st_mode) == 0o600
     assert out.count(key) == 1

@@ -302,10 +302,10 @@ class EdgeProtocol(asyncio.Protocol):
     def _no_route(self, method: str, path: str, allow: tuple[str, ...]) -> CorralError:
         if allow:
             return MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allow)}.", allow)
-        if control_path(path):
-            where = self._server.admin_url or "the control-plane listener (admin.host, admin.port)"
+        if control_path(path):  # named by its settings: its address is not for every client to learn
             return NotFound(
-                f"{path} is served by corral's control plane, not here: use {where}{path}.",
+                f"{path} is served by corral's control plane, not here: it listens on its own address, "
+                "admin.host and admin.port in the config (corral serve prints it at start).",
                 code="not_found",
             )
         return NotFound(

@@ -43,7 +43,6 @@ class EdgeServer:
         max_buffered: int | None = None,
         send_timeout: float = 60.0,
         body_timeout: float = 300.0,
-        admin_url: str | None = None,
     ) -> None:
         self.routes = routes
         self.app = app
@@ -52,7 +51,6 @@ class EdgeServer:
         self.buffered = 0  # request-body bytes held by every connection together
         self.send_timeout = send_timeout
         self.body_timeout = body_timeout
-        self.admin_url = admin_url  # named in the 404 for a control-plane path
         self.clock = Clock()
         self.connections: set[EdgeProtocol] = set()
         self._tasks: set[asyncio.Task[None]] = set()
