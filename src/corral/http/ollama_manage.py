@@ -8,6 +8,7 @@ instance's progress lines merged, each tagged with ``"instance"``, then one summ
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +29,9 @@ from corral.providers.upstream import error_detail
 from corral.tasks import stop_tasks
 
 NDJSON = "application/x-ndjson"
-Event = tuple[str, dict[str, Any] | None, str | None, bool]  # instance, progress line, error, finished
+Event = tuple[str, bytes | None, str | None, bool]  # instance, progress line (tagged), error, finished
+UNREADABLE = "sent progress corral cannot read"
+log = logging.getLogger("corral.http")
 
 
 def manageable(p: OllamaProvider) -> bool:
@@ -51,8 +54,15 @@ class Management:
     def _select(self, ex: Exchange, body: dict[str, Any]) -> list[OllamaProvider]:
         gw = self._gateway(ex.app)
         named = [n for v in ex.query_values("instance") for n in v.split(",") if n]
-        if isinstance(body.get("instances"), list):
-            named += [str(n) for n in body["instances"]]
+        if "instances" in body:
+            given = body["instances"]
+            if not isinstance(given, list) or not all(isinstance(n, str) for n in given):
+                raise InvalidRequest(
+                    "'instances' must be a list of instance names (strings), e.g. [\"gpu-a\"]; "
+                    "leave it out to use every Ollama instance.",
+                    param="instances",
+                )
+            named += given
         ollamas = {n: p for n, p in gw.providers.items() if isinstance(p, OllamaProvider)}
         if named:
             unknown = [n for n in named if n not in ollamas]
@@ -106,7 +116,7 @@ class Management:
                     if error is not None:
                         failures[name] = error
                 elif line is not None:
-                    yield orjson.dumps({**line, "instance": name}) + b"\n"
+                    yield line
         finally:
             await stop_tasks(tasks)
             gw = self._gateway(app)
@@ -163,6 +173,8 @@ class Management:
 
 
 async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Queue[Event]) -> None:
+    """One instance's pull, its progress lines onto ``queue`` (tagged, encoded), then its end:
+    every way it can fail (any exception) is that instance's failure, never a success."""
     error: str | None = None
     try:
         resp = await p.manage("POST", "/api/pull", payload)
@@ -177,7 +189,12 @@ async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Q
                         error = line["error"]
                         return
                     if isinstance(line, dict):
-                        await queue.put((p.name, line, None, False))
+                        try:  # e.g. nested deeper than orjson writes: unreadable progress
+                            tagged = orjson.dumps({**line, "instance": p.name}) + b"\n"
+                        except orjson.JSONEncodeError:
+                            error = UNREADABLE
+                            return
+                        await queue.put((p.name, tagged, None, False))
         finally:
             resp.release()
     except UpstreamError as exc:
@@ -185,7 +202,12 @@ async def _pull_one(p: OllamaProvider, payload: dict[str, Any], queue: asyncio.Q
     except TransportError as exc:
         error = f"the connection broke during the pull ({exc})"
     except (orjson.JSONDecodeError, ValueError):
-        error = "sent progress corral cannot read"
+        error = UNREADABLE
+    except orjson.JSONEncodeError:
+        error = "corral could not forward the request: a value in it is nested too deeply to encode"
+    except Exception as exc:
+        log.exception("the pull on %s failed unexpectedly", p.name)
+        error = f"corral could not run the pull ({type(exc).__name__}); its log has the details"
     finally:
         await queue.put((p.name, None, error, True))
 
