@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from corral.accounting.tokens import tokens_of
+from corral.accounting.tokens import usage_of
 from corral.core.call import Call, Reply
 from corral.errors import CorralError, InvalidRequest, PermissionDenied
 from corral.keys.principal import Principal
@@ -166,11 +166,8 @@ class Accountant:
         provider = by.provider if by is not None else None
         served = by.model if by is not None else None
         outcome = reply.outcome if reply is not None else None
-        counts = tokens_of(outcome) if outcome is not None else None
-        estimated = counts is None and reply is not None
-        prompt, completion = counts or (
-            (max(1, len(call.raw) // 4), len(outcome.tail) // 4) if outcome else (0, 0)
-        )
+        usage = usage_of(call, outcome)
+        prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, usage.estimated
         ptype = self._provider_type(provider) if provider else None
         cost = (
             self.prices.cost(served or call.model, ptype, prompt, completion, provider)

@@ -1,8 +1,11 @@
 """What flows through the engine: a ``Call`` in, a ``Reply`` out.
 
-A ``Call`` is one client request, parsed once at the edge. The engine and providers read
-fields from ``body`` and may forward ``raw`` untouched. A ``Reply`` is either a complete
-JSON body or an async iterator of ready-to-write bytes (SSE for the OpenAI surface).
+A ``Call`` is one client request, parsed once at the edge, in its surface's API: ``body`` as
+parsed, ``raw`` as received. An upstream that speaks that API gets it passed through (the body
+re-encoded, the answer's bytes relayed); any other gets the call read into the conversation
+model, once (``request``). A ``Reply`` is the answer in the client's API: a whole body or an
+async iterator of ready-to-write bytes, with what was learned on the way (``Outcome``) and who
+answered (``Served``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.conversation.answer import Usage
+    from corral.conversation.request import Request
 
 
 class Endpoint(enum.Enum):
@@ -37,6 +44,7 @@ class Call:
     request_id: str  # corral's own, unique
     surface: Surface = Surface.OPENAI
     client_request_id: str | None = None  # the client's X-Request-Id, for correlation only
+    request: Request | None = None  # the call in the conversation model, once read (``surfaces.request_of``)
 
 
 @dataclass(slots=True, frozen=True)
@@ -80,7 +88,10 @@ class Outcome:
     """What is learned while a reply is streamed: filled in by the provider, read afterwards."""
 
     error: str | None = None  # set when the stream ended in an in-band error
-    usage: dict[str, int] | None = None  # prompt_tokens / completion_tokens, when the provider knows them
+    # the token counts, when known (a dict from the providers not moved to the model yet)
+    usage: Usage | dict[str, int] | None = None
+    pieces: int = 0  # pieces of generated text relayed (one per token, as upstreams stream them)
+    chars: int = 0  # their characters, where corral read them (the model path)
     tail: bytes = (
         b""  # else: the body, or the last bytes of a stream, to read usage from later (off the hot path)
     )
