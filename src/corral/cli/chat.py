@@ -179,7 +179,7 @@ def chat(api: AdminClient, args: argparse.Namespace, out: Console, stdin: TextIO
 def once(api: AdminClient, args: argparse.Namespace, out: Console, messages: list[dict[str, str]]) -> Turn:
     if args.json:
         turn = ask(api, args.model, messages, args, None)
-        print_json(turn.as_json(), out.file)
+        print_json(turn.as_json(), out.file, line=args.prompt is None)  # interactive: a line per turn
         return turn
 
     def write(text: str) -> None:

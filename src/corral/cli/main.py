@@ -172,7 +172,8 @@ def _serve(args: argparse.Namespace) -> int:
             generated = key.value if key.source == "generated" else None  # shown only this once
             print_json(
                 {"data": at.data, "admin": at.admin, "console": console, "master_key": key.source,
-                 "generated_master_key": generated}
+                 "generated_master_key": generated},
+                line=True,
             )  # fmt: skip
             return
         print(

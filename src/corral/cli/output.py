@@ -144,10 +144,11 @@ def styled(value: Any) -> Text:
     return Text(text, style=STATE_STYLES.get(text.lower(), ""))
 
 
-def print_json(data: Any, file: IO[str] | None = None) -> None:
-    """JSON for scripts, never through rich (no markup, no wrapping)."""
+def print_json(data: Any, file: IO[str] | None = None, *, line: bool = False) -> None:
+    """JSON for scripts, never through rich (no markup, no wrapping). ``line``: one compact
+    line (NDJSON), for commands that print a stream of objects."""
     stream = file if file is not None else sys.stdout
-    stream.write(json.dumps(data, indent=2, default=str) + "\n")
+    stream.write(json.dumps(data, default=str, indent=None if line else 2) + "\n")
     stream.flush()
 
 

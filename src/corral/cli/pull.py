@@ -68,6 +68,7 @@ class Pull:
 
     console: Console
     bars: Progress | None
+    quiet: bool = False  # --json: the lines are printed as they come, nothing else
     tasks: dict[str, TaskID] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -83,7 +84,7 @@ class Pull:
         changed = status != self.status.get(name)
         self.status[name] = status
         if self.bars is None:
-            if changed and (status in STEPS or not total):
+            if changed and (status in STEPS or not total) and not self.quiet:
                 self.console.print(f"{escape(name):<16} {escape(status)}")
             return
         task = self.tasks.get(name)
@@ -107,7 +108,7 @@ def pull(api: AdminClient, args: argparse.Namespace, console: Console | None = N
     out = console or make_console()
     query = "?instance=" + quote(",".join(args.instance)) if args.instance else ""
     bars = progress_bars(out) if out.is_terminal and not args.json else None
-    state = Pull(out, bars)
+    state = Pull(out, bars, quiet=args.json)
     try:
         if bars is not None:
             bars.start()
@@ -117,7 +118,7 @@ def pull(api: AdminClient, args: argparse.Namespace, console: Console | None = N
                     continue
                 line = json.loads(raw)
                 if args.json:
-                    print_json(line, out.file)
+                    print_json(line, out.file, line=True)
                 state.update(line)
     except json.JSONDecodeError:
         raise CLIError("The gateway's /api/pull answered something that is not NDJSON.") from None

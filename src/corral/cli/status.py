@@ -109,7 +109,7 @@ def watch(client: AdminClient, args: argparse.Namespace, out: Console, sleep: Ca
             done += 1
             stamp = time.strftime("%H:%M:%S")
             if args.json:
-                print_json(data, out.file)
+                print_json(data, out.file, line=True)
             elif live is not None:
                 hint = Text("Ctrl-C to stop", style="dim")
                 live.update(Group(render(data, out, at=stamp), hint), refresh=True)

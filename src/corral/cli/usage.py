@@ -118,7 +118,7 @@ def tail(
                 totals["cost"] += float(record.get("cost_usd") or 0.0)
                 totals["errors"] += int(record.get("status", 200)) >= 400
                 if args.json:
-                    print_json(record, out.file)
+                    print_json(record, out.file, line=True)
                 elif live is not None:
                     recent.appendleft(_row(record))
                 else:
