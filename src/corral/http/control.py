@@ -62,6 +62,8 @@ class ControlHandler(web_protocol.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        if isinstance(exc, ConnectionError):  # the client left, or a broken-off answer ended it
+            raise ConnectionResetError("the connection is closed; there is no one to answer") from exc
         if status >= 500:
             response = super().handle_error(request, status, exc, message)
         else:

@@ -71,8 +71,24 @@ def internal_error(request_id: str | None) -> bytes:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except Exception as exc:
+            if request.writer.output_size == 0:
+                raise  # nothing sent yet: answered below
+            # the head (and maybe part of a stream) is out: a second answer would be written inside
+            # the first, so the connection ends here, and the client sees a cut answer
+            log.error(
+                "error after the answer to %s %s began (request %s); closing the connection: %s",
+                request.method, request.path, request.get(REQUEST_ID) or "-", exc,
+                exc_info=not isinstance(exc, CorralError),
+            )  # fmt: skip
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the answer broke off; the connection was closed") from exc
+    except ConnectionError:
+        raise  # the connection is gone (the client left, or it was ended above): nothing to answer
     except CorralError as exc:
         return error_response(
             exc,
