@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from corral.cli.client import AdminClient, CLIError
-from corral.cli.output import make_console, print_json, show
+from corral.cli.output import make_console, print_json, show, table
 from corral.cli.providers import client, client_options
 
 COLUMNS = ("provider", "model", "display_name", "enabled", "input", "output", "context", "capabilities")
@@ -73,6 +74,17 @@ def rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
+def table_for(entries: list[dict[str, Any]], console: Console) -> Table:
+    return table(
+        COLUMNS,
+        rows(entries),
+        console,
+        numeric=("input", "output", "context"),
+        optional=("display_name", "capabilities", "context"),
+        title="Model catalog (prices: USD per million tokens)",
+    )
+
+
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
     api = client(args)
     out = console or make_console()
@@ -82,15 +94,10 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         if args.json:
             print_json(entries, out.file)
         else:
-            show(
-                COLUMNS,
-                rows(entries),
-                console=out,
-                numeric=("input", "output", "context"),
-                optional=("display_name", "capabilities", "context"),
-                title="Model catalog (prices: USD per million tokens)",
-                empty="The catalog is empty. Fill it with `corral catalog import PROVIDER`.",
-            )
+            if entries:
+                out.print(table_for(entries, out))
+            else:
+                out.print("The catalog is empty. Fill it with `corral catalog import PROVIDER`.")
         return 0
     if args.action == "import":
         return import_models(api, args, out)

@@ -183,12 +183,12 @@ def once(api: AdminClient, args: argparse.Namespace, out: Console, messages: lis
         return turn
 
     def write(text: str) -> None:
-        out.file.write(text)
+        out.print(Text(text), end="", soft_wrap=True)  # as it arrives (and recorded, for docs)
         out.file.flush()
 
     turn = ask(api, args.model, messages, args, write)
     if not turn.content.endswith("\n"):
-        out.file.write("\n")
+        out.print()
     out.print(stats_line(turn))
     return turn
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from corral.cli.client import CLIError
@@ -112,11 +114,14 @@ def render_report(
             continue
         console.print()
         console.print(Text(f"{TITLES[kind]} ({counts[kind]})", style=f"bold {KIND_STYLES[kind]}"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(justify="right", style="dim", no_wrap=True)
+        grid.add_column()
         for e in entries:
-            at = f"line {e.line}" if e.line else "     -"
-            line = Text.assemble(("  ", ""), (f"{at:>9}", "dim"), ("  ", ""), (e.where, "bold"), (": ", ""))
-            line.append(e.message)
-            console.print(line)
+            grid.add_row(
+                f"line {e.line}" if e.line else "-", Text.assemble((e.where, "bold"), ": ", e.message)
+            )
+        console.print(Padding(grid, (0, 0, 0, 2)))
     if conversion.env_refs:
         console.print()
         names = ", ".join(sorted(conversion.env_refs))

@@ -75,7 +75,7 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        return f"{value:,.1f}" if abs(value) >= 100 or value == int(value) else f"{value:.4g}"
     if isinstance(value, list | tuple):
         return ", ".join(cell(v) for v in value) or "-"
     return str(value)
@@ -104,12 +104,12 @@ def table(
         expand=False,
         title_justify="left",
     )
-    for name in columns:
+    for i, name in enumerate(columns):
         out.add_column(
             name.upper(),
             justify="right" if name in numeric else "left",
             overflow="fold",
-            no_wrap=not fancy,
+            no_wrap=not fancy or i == 0,  # the first column names the row: never folded
         )
     for row in rows:
         out.add_row(*(styled(v) for v in row))
@@ -122,6 +122,10 @@ def fit(
     """The columns that fit in ``width`` (dropping ``optional`` ones in order), and the rows cut
     to them. A column counts as wide as its header and its cells, up to ``CELL`` characters."""
     keep = list(columns)
+    for name in optional:  # an optional column with nothing in it says nothing
+        i = columns.index(name) if name in columns else -1
+        if i >= 0 and rows and all(row[i] is None or row[i] == [] for row in rows) and width < PLAIN_WIDTH:
+            keep.remove(name)
 
     def needed() -> int:
         widths = [
