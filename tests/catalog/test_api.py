@@ -172,3 +172,25 @@ def test_listings_carry_catalog_metadata_where_they_have_a_place(setup: Setup) -
     model = httpx.get(setup.gw.v1 + "/models", headers=setup.gw.headers()).json()["data"][0]
     assert set(model) == {"id", "object", "created", "owned_by"}  # nothing invented
     assert setup.chat("kimi-k2.5").status_code == 200  # hidden from listings, still served
+
+
+def test_a_restarted_gateway_prices_from_the_stored_catalog_at_once(tmp_path: Path) -> None:
+    """The catalog is loaded into memory when the gateway starts, not only when it changes."""
+    cloud = OllamaEmulator([ModelSpec("gpt-oss:120b")], api_key=CLOUD_KEY)
+    with ServerThread(cloud.app) as up:
+        config = make_config(
+            {
+                "providers": [
+                    {"name": "ollama-cloud", "type": "ollama", "base_url": up.url, "api_key": CLOUD_KEY}
+                ]
+            }
+        )
+        with GatewayServer(config, home=tmp_path) as first:
+            body = ENTRY | {"input_price": 1_000_000.0}
+            created = httpx.post(first.admin_url + "/admin/catalog", json=body, headers=first.headers())
+            assert created.status_code == 201
+        with GatewayServer(config, home=tmp_path) as second:
+            setup = Setup(second, cloud)
+            assert setup.chat("gpt-oss:120b").status_code == 200
+            (row,) = usage_rows(second, 1)
+    assert row["cost_usd"] == pytest.approx(row["prompt_tokens"] * 1.0)
