@@ -299,14 +299,12 @@ def test_an_upstream_cannot_forge_the_playground_usage_event(tmp_path: Path) -> 
 # -- 11, 12: 500s for malformed input --------------------------------------------------------------
 
 
-@finding(11, "JSON nested 1000 deep is a RecursionError (500, traceback logged), before any key")
 @pytest.mark.parametrize("path", ["/console/session", "/admin/keys"])
 def test_deeply_nested_json_is_a_400(stack: Stack, path: str) -> None:
     resp = httpx.post(stack.admin + path, content=deep_object(1000), headers=stack.gateway.headers())
     assert resp.status_code == 400, resp.text
 
 
-@finding(12, "last=999999w overflows the date (500), user scope included")
 @pytest.mark.parametrize(
     "path", ["/console/api/usage", "/console/api/usage/series", "/admin/usage", "/admin/usage/series"]
 )

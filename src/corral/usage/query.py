@@ -43,6 +43,7 @@ MAX_GROUPS = 3
 PERCENTILES = (0.5, 0.95)
 _LAST = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_LAST_DAYS = 400  # 'last' reaches back at most this far (further, its date would not exist)
 MAX_BUCKETS = 1500
 _FILTER_PARAMS = {"key": "key_id", "user": "user", "model": "model", "provider": "provider"}
 DIMENSIONS = ("provider", "model", "key", "user", "hour", "day", "instance", "requested_model")
@@ -101,7 +102,14 @@ def parse_last(value: str) -> timedelta:
             f"got {value[:40]!r}.",
             param="last",
         )
-    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds > MAX_LAST_DAYS * 86400:
+        raise InvalidRequest(
+            f"'last' may be at most {MAX_LAST_DAYS} days (like {MAX_LAST_DAYS}d); for older usage give "
+            "'since' (and 'until') as dates.",
+            param="last",
+        )
+    return timedelta(seconds=seconds)
 
 
 def parse_group_by(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -1,9 +1,9 @@
 """Strict, hand-written input checks for the admin API.
 
-Bodies are JSON objects of bounded size; strings never carry NUL characters (no database
-stores them); unknown fields are refused by the validator of each object; path names that
-cannot exist are a 404 before any lookup; query parameters are parsed with bounds. Every error
-is an ``InvalidRequest`` (400) whose message names the field and says what is expected.
+Bodies are JSON objects of bounded size and depth; strings never carry NUL characters (no
+database stores them); unknown fields are refused by the validator of each object; path names
+that cannot exist are a 404 before any lookup; query parameters are parsed with bounds. Every
+error is an ``InvalidRequest`` (400) whose message names the field and says what is expected.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp import web
 from corral.errors import BodyTooLarge, ConfigError, InvalidRequest, NotFound
 
 MAX_BODY = 1024 * 1024
+MAX_DEPTH = 64  # objects and arrays inside each other
 _FIELD = re.compile(r"^(?:provider|alias) '[^']*'\.([A-Za-z_]+)")
 _KEY_ID = re.compile(r"\A[0-9A-Za-z]{8}\Z")
 
@@ -59,20 +60,35 @@ def _json_type(value: object) -> str:
 
 
 def _no_nul(value: object, where: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
+    """No NUL in any string of ``value`` (keys included), and nothing nested deeper than
+    ``MAX_DEPTH``; walked without recursion, so no body can exhaust the stack."""
+    stack: list[tuple[object, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidRequest(
+                    f"'{path or 'body'}' contains a NUL character (\\u0000), which cannot be stored.",
+                    param=path or None,
+                )
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= MAX_DEPTH:
             raise InvalidRequest(
-                f"'{where or 'body'}' contains a NUL character (\\u0000), which cannot be stored.",
-                param=where or None,
+                f"'{path or 'body'}' is nested more than {MAX_DEPTH} levels deep; the admin API takes "
+                "flatter objects.",
+                param=path or None,
+                code="too_deep",
             )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else str(key)
-            _no_nul(key, path)
-            _no_nul(item, path)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _no_nul(item, f"{where}[{i}]")
+        children: list[tuple[object, str, int]] = []  # in order; pushed reversed, so taken in order
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                inner_path = f"{path}.{key}" if path else str(key)
+                children += [(key, inner_path, depth + 1), (inner, inner_path, depth + 1)]
+        else:
+            children = [(inner, f"{path}[{i}]", depth + 1) for i, inner in enumerate(item)]
+        stack.extend(reversed(children))
 
 
 def reject_unknown(data: Mapping[str, Any], allowed: Iterable[str], kind: str) -> None:
