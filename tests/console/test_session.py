@@ -1,12 +1,16 @@
-"""Console sessions and the sign-in throttle, on fake clocks: idle expiry, bounds, the key
-behind a session re-checked on every lookup, and the back-off of failed sign-ins."""
+"""Console sessions and the sign-in throttle, on fake clocks: idle expiry and lifetime, bounds
+(per key, and a full table), the key behind a session re-checked on every lookup, and the
+back-off of failed sign-ins."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from corral.console.session import Sessions, SignInThrottle, digest
+from corral.errors import ServerBusy
 from corral.keys.cache import KeyCache
 from corral.keys.principal import Principal
 from corral.store.keys import KeyRecord
@@ -81,14 +85,44 @@ def test_the_principal_is_read_again_so_new_limits_apply_at_once() -> None:
     assert found is not None and found[1].models == frozenset({"only-this"})
 
 
-def test_the_table_is_bounded_least_recently_used_first() -> None:
-    sessions = Sessions(lambda: None, 600, limit=3)
+def test_a_key_holds_a_few_sessions_and_signing_in_again_ends_its_least_recently_used() -> None:
+    sessions = Sessions(lambda: None, 600, per_key=3)
     tokens = [sessions.open(Principal.master())[0] for _ in range(3)]
     assert sessions.lookup(tokens[0]) is not None  # now the most recently used
     newest, _ = sessions.open(Principal.master())
     assert len(sessions) == 3
     assert sessions.lookup(tokens[1]) is None
     assert all(sessions.lookup(t) is not None for t in (tokens[0], tokens[2], newest))
+
+
+def test_a_full_table_refuses_a_new_session_and_never_ends_another_keys() -> None:
+    clock = Clock()
+    keys = KeyCache()
+    for key_id in ("AAAAAAAA", "BBBBBBBB"):
+        keys.put(record(key_id))
+    sessions = Sessions(lambda: keys, 600, limit=3, per_key=2, clock=clock)
+    admins = [sessions.open(Principal.master())[0] for _ in range(2)]
+    other, _ = sessions.open(Principal.from_key(record("AAAAAAAA")))
+    with pytest.raises(ServerBusy):
+        sessions.open(Principal.from_key(record("BBBBBBBB")))
+    assert all(sessions.lookup(t) is not None for t in (*admins, other))
+    again, _ = sessions.open(Principal.from_key(record("AAAAAAAA")))  # in place of its own
+    assert sessions.lookup(other) is None and sessions.lookup(again) is not None
+    assert all(sessions.lookup(t) is not None for t in admins)
+    clock.now += 601  # every session idle too long: ended ones make room
+    sessions.open(Principal.from_key(record("BBBBBBBB")))
+    assert len(sessions) == 1
+
+
+def test_a_session_ends_at_its_lifetime_however_much_it_is_used() -> None:
+    clock = Clock()
+    sessions = Sessions(lambda: None, 600, lifetime=3600, clock=clock)
+    token, _ = sessions.open(Principal.master())
+    for _ in range(6):
+        clock.now += 590
+        assert sessions.lookup(token) is not None
+    clock.now += 590  # 4130 s after sign-in, 590 s after the last use
+    assert sessions.lookup(token) is None
 
 
 def test_failed_sign_ins_wait_twice_as_long_each_time_capped() -> None:

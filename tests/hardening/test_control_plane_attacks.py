@@ -167,7 +167,6 @@ def test_guesses_from_another_site_do_not_lock_the_admin_out(lone: GatewayServer
 # -- 3: any key can empty the session table --------------------------------------------------------
 
 
-@finding(3, "a user key signing in 1000 times evicts every admin session")
 def test_a_user_key_cannot_sign_the_admins_out(lone: GatewayServer) -> None:
     key, _ = user_key(lone)
     admin, _ = sign_in(lone.admin_url, lone.key)
@@ -335,7 +334,6 @@ def test_a_client_hanging_up_mid_body_is_not_an_internal_error(
 # -- 14: sessions without an end -------------------------------------------------------------------
 
 
-@finding(14, "a session kept in use never ends: no absolute lifetime")
 def test_a_session_in_constant_use_still_ends_within_a_week() -> None:
     clock = Clock()
     sessions = Sessions(lambda: None, 3600, clock=clock)

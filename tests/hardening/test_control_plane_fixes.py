@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
+from tests.support.gateway import make_config
 
 # -- finding 6: an error once an answer has begun -------------------------------------------------
 
@@ -62,3 +63,11 @@ async def test_an_error_after_the_answer_began_ends_the_connection_without_a_sec
     assert b'{"status": "pulling"}' in answer and not answer.endswith(b"0\r\n\r\n")  # cut, not ended
     assert "error after the answer to GET /stream began" in caplog.text
     assert "unhandled error" not in caplog.text and "Error handling request" not in caplog.text
+
+
+# -- finding 14: the session lifetime is a setting -------------------------------------------------
+
+
+def test_the_session_lifetime_is_admin_session_max() -> None:
+    assert make_config({}).admin.session_max == 12 * 3600
+    assert make_config({"admin": {"session_max": "2h"}}).admin.session_max == 7200

@@ -24,7 +24,16 @@ SERVER_KEYS = {
     "body_timeout",
     "max_buffered_bytes",
 }
-ADMIN_KEYS = {"host", "port", "tls_cert", "tls_key", "allow_insecure_remote", "console", "session_idle"}
+ADMIN_KEYS = {
+    "host",
+    "port",
+    "tls_cert",
+    "tls_key",
+    "allow_insecure_remote",
+    "console",
+    "session_idle",
+    "session_max",
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -89,6 +98,7 @@ def parse_admin(f: Fields) -> AdminConfig:
         allow_insecure_remote=f.boolean("allow_insecure_remote", d.allow_insecure_remote),
         console=f.boolean("console", d.console),
         session_idle=_positive(f, "session_idle", d.session_idle),
+        session_max=_positive(f, "session_max", d.session_max),
     )
     check_admin_host(config, f)
     return config

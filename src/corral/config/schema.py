@@ -145,6 +145,7 @@ class AdminConfig:
     allow_insecure_remote: bool = False  # serve a non-loopback address over plain HTTP anyway
     console: bool = True
     session_idle: float = 1800.0  # a console session unused this long (seconds) is signed out
+    session_max: float = 43200.0  # and any session this long (seconds) after its sign-in
 
 
 @dataclass(frozen=True, slots=True)

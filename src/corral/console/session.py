@@ -1,10 +1,15 @@
 """Console sessions: a key signs in once, the browser then holds only a random session token.
 
 ``Sessions`` keeps, per session, the SHA-256 of its token (never the token, never the key), the
-key id and scope it was opened with, a CSRF token, and when it was last used. It is bounded
-(the least recently used session goes first) and in memory only: a restart signs everyone out.
-On every request the key behind a session is looked up again in the key cache, so a key that
-is revoked, disabled, expired or given another scope ends its sessions on the next request.
+key id and scope it was opened with, a CSRF token, and when it was opened and last used. A
+session ends when it has not been used for ``idle`` seconds, and in any case ``lifetime``
+seconds after it was opened. The table is in memory only (a restart signs everyone out) and
+bounded: one key holds at most ``per_key`` sessions (signing in again ends that key's least
+recently used one), and a key never ends another key's sessions to make room: when the table
+is full of live sessions, a key signing in replaces its own least recently used session, and a
+key holding none is refused (503) until some end. On every request the key
+behind a session is looked up again in the key cache, so a key that is revoked, disabled,
+expired or given another scope ends its sessions on the next request.
 
 ``Sessions.principal`` is the hook ``Authenticator`` calls when a request carries no key: it
 honours the session cookie only on aiohttp requests (the control plane; the data plane's edge
@@ -30,7 +35,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from corral.errors import AuthenticationFailed, CorralError, PermissionDenied
+from corral.errors import AuthenticationFailed, CorralError, PermissionDenied, ServerBusy
 from corral.keys.cache import KeyCache
 from corral.keys.principal import MASTER, Principal
 
@@ -39,6 +44,8 @@ CSRF_HEADER = "X-CSRF-Token"
 BACKGROUND_HEADER = "X-Corral-Background"  # the console's timed refreshes: they do not count as use
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SESSIONS = 1000
+MAX_PER_KEY = 10  # sessions one key may hold (browsers, tabs signed in separately)
+LIFETIME = 12 * 3600.0  # seconds: a session ends this long after sign-in, however much it is used
 MAX_CLIENTS = 4096
 FREE_FAILURES = 5  # failed sign-ins from one address before the waits begin
 MAX_WAIT = 300.0  # seconds
@@ -75,13 +82,17 @@ class Sessions:
         keys: Callable[[], KeyCache | None],
         idle: float,
         *,
+        lifetime: float = LIFETIME,
         limit: int = MAX_SESSIONS,
+        per_key: int = MAX_PER_KEY,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self.idle = idle
+        self.lifetime = lifetime
         self._limit = limit
+        self._per_key = per_key
         self._clock = clock
         self._wall = wall
         self._open: OrderedDict[bytes, Session] = OrderedDict()  # least recently used first
@@ -90,14 +101,33 @@ class Sessions:
         return len(self._open)
 
     def open(self, who: Principal) -> tuple[str, Session]:
-        """A new session for ``who``: its token (for the cookie, never stored) and the session."""
-        token = secrets.token_urlsafe(32)
+        """A new session for ``who``: its token (for the cookie, never stored) and the session.
+        ``ServerBusy`` when the table is full of other keys' live sessions."""
         now = self._clock()
+        if len(self._open) >= self._limit:
+            for hashed in [h for h, s in self._open.items() if not self._alive(s, now)]:
+                del self._open[hashed]
+        mine = [h for h, s in self._open.items() if s.key_id == who.key_id]  # least recently used first
+        over = len(mine) - self._per_key + 1  # to make room within the key's own share
+        if len(self._open) >= self._limit:
+            over = max(over, 1)  # a full table: the key may only give up one of its own
+        for hashed in mine[: max(0, over)]:
+            del self._open[hashed]
+        if len(self._open) >= self._limit:
+            raise ServerBusy(
+                f"The console already has {self._limit} sessions open, all in use; sign in again when "
+                "some end (signed out, or unused for admin.session_idle). Scripts need no session: "
+                "send the key as 'Authorization: Bearer <key>'.",
+                code="too_many_sessions",
+            )
+        token = secrets.token_urlsafe(32)
         session = Session(who.key_id, who.scope, secrets.token_urlsafe(32), now, now)
-        while len(self._open) >= self._limit:
-            self._open.popitem(last=False)
         self._open[digest(token)] = session
         return token, session
+
+    def _alive(self, session: Session, now: float) -> bool:
+        """Within its idle time and its lifetime (the key behind it is checked on lookup)."""
+        return now - session.seen <= self.idle and now - session.opened <= self.lifetime
 
     def close(self, token: str) -> None:
         self._open.pop(digest(token), None)
@@ -114,7 +144,7 @@ class Sessions:
         if session is None:
             return None
         now = self._clock()
-        who = self._current(session) if now - session.seen <= self.idle else None
+        who = self._current(session) if self._alive(session, now) else None
         if who is None:
             del self._open[hashed]
             return None

@@ -41,7 +41,7 @@ def add_console_routes(app: web.Application, auth: Authenticator) -> None:
     from corral.http.app import CONFIG, GATEWAY
 
     config = app[CONFIG]
-    sessions = Sessions(lambda: auth.keys, config.admin.session_idle)
+    sessions = Sessions(lambda: auth.keys, config.admin.session_idle, lifetime=config.admin.session_max)
     auth.sessions = sessions
     app[SESSIONS] = sessions
     playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, config.server.max_request_bytes)
