@@ -58,6 +58,7 @@ class Answer:
     finish: FinishReason | None = None
     usage: Usage | None = None
     logprobs: list[TokenLogprob] | None = None
+    refusal: str = ""  # the model declined, saying this (OpenAI's ``refusal``)
 
 
 @dataclass(slots=True)

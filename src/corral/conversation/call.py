@@ -32,6 +32,8 @@ class Surface(enum.Enum):
 
     OPENAI = "openai"
     OLLAMA = "ollama"
+    MESSAGES = "anthropic_messages"  # Anthropic's /v1/messages (Claude Code)
+    RESPONSES = "openai_responses"  # OpenAI's /v1/responses, stateless (Codex)
 
 
 @dataclass(slots=True)

@@ -149,6 +149,15 @@ class Sampling:
 Reasoning = bool | Literal["low", "medium", "high", "max"]
 
 
+@dataclass(slots=True, frozen=True)
+class ToolChoice:
+    """A tool choice an upstream must honour: ``required`` (some tool) or the tool ``name``.
+    None on a ``Request`` leaves the choice to the model; "none" withholds the tools instead."""
+
+    required: bool = True
+    name: str | None = None
+
+
 @dataclass(slots=True)
 class Request:
     """One request in the model. ``endpoint`` says which fields matter: chat (``messages``),
@@ -158,6 +167,8 @@ class Request:
     stream: bool = False
     messages: list[Message] = field(default_factory=list)
     tools: list[Tool] | None = None  # None: none sent; the tool choice "none" withholds them
+    tool_choice: ToolChoice | None = None  # a forced choice (the Messages and Responses surfaces)
+    parallel_tool_calls: bool | None = None  # False: at most one call per answer
     prompt: str | None = None
     suffix: str | None = None
     raw: bool | None = None  # a completion: no prompt template

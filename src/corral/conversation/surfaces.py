@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from corral.conversation.answer import Answer, Delta, Embeddings, Event, Failure, Finish, Usage
+from corral.conversation.anthropic.surface import MessagesSurface
 from corral.conversation.call import Call, Endpoint, Outcome, Reply, Surface
 from corral.conversation.ollama import answers as ollama_answers
 from corral.conversation.ollama import requests as ollama_requests
@@ -33,6 +34,7 @@ from corral.conversation.openai import answers as openai_answers
 from corral.conversation.openai import requests as openai_requests
 from corral.conversation.openai.streams import SSEWriter
 from corral.conversation.request import Request
+from corral.conversation.responses.surface import ResponsesSurface
 
 # What an upstream adapter answers with: a whole answer, embeddings, or a stream's events (the
 # events of one network read at a time).
@@ -118,7 +120,12 @@ class OllamaSurface:
 
 
 SURFACES: Mapping[Surface, SurfaceAdapter] = MappingProxyType(
-    {Surface.OPENAI: OpenAISurface(), Surface.OLLAMA: OllamaSurface()}
+    {
+        Surface.OPENAI: OpenAISurface(),
+        Surface.OLLAMA: OllamaSurface(),
+        Surface.MESSAGES: MessagesSurface(),
+        Surface.RESPONSES: ResponsesSurface(),
+    }
 )
 
 

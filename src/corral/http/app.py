@@ -21,6 +21,7 @@ from corral.control.plane import ControlPlane
 from corral.core.engine import Engine
 from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
+from corral.http.agent_routes import AgentRoutes
 from corral.http.auth import Authenticator
 from corral.http.control import HANDLER_ARGS, control_middlewares, on_prepare
 from corral.http.exchange import Exchange
@@ -50,7 +51,7 @@ def create_app(
     """Build the app. With ``home`` the control plane (store, gateway keys, admin changes) runs
     too; without it the gateway serves the config file alone, with the master key only."""
     app = web.Application(
-        middlewares=control_middlewares(),
+        middlewares=control_middlewares((config.admin.host, *config.admin.allowed_hosts)),
         client_max_size=config.server.max_request_bytes,
         handler_args=HANDLER_ARGS,
     )
@@ -93,6 +94,7 @@ def create_app(
     table = RouteTable(auth.gate)
     OpenAIRoutes(engine, auth, limit).add_to(table)
     OllamaRoutes(engine, auth, limit).add_to(table)
+    AgentRoutes(engine, auth, limit).add_to(table)
     FleetRoutes(lambda parts: parts[GATEWAY], auth, limit).add_to(table)
     table.add(["GET"], "/healthz", Route(healthz, access="open"))
     table.add(["GET"], "/readyz", Route(readyz, access="open"))

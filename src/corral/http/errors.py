@@ -27,6 +27,25 @@ def ollama_envelope(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+# status -> Anthropic's error type; 503 (busy, corral's limits or the upstream) is Anthropic's
+# 529 overloaded_error, which its clients retry
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}  # fmt: skip
+
+
+def anthropic_error(status: int) -> tuple[int, str]:
+    if status == 503:
+        return 529, "overloaded_error"
+    if status in _ANTHROPIC_TYPES:
+        return status, _ANTHROPIC_TYPES[status]
+    return status, "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_envelope(message: str, error_type: str) -> bytes:
+    """Anthropic's error body: {"type": "error", "error": {"type", "message"}}."""
+    return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
+
+
 def error_parts(
     exc: CorralError,
     request_id: str | None = None,
@@ -42,6 +61,9 @@ def error_parts(
         headers.update(extra)
     if surface is Surface.OLLAMA:
         return exc.http_status, ollama_envelope(exc.message), headers
+    if surface is Surface.MESSAGES:
+        status, kind = anthropic_error(exc.http_status)
+        return status, anthropic_envelope(exc.message, kind), headers
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="corral"'
     error_type = exc.type_for_status if isinstance(exc, UpstreamRejected) else exc.error_type

@@ -88,8 +88,15 @@ class RouteTable:
 
 def surface_of_path(path: str) -> Surface:
     """The surface whose envelope answers a request that matched no route (or was refused
-    before its route was looked up): Ollama's under /api/, else OpenAI's."""
-    return Surface.OLLAMA if path.startswith("/api/") else Surface.OPENAI
+    before its route was looked up): Ollama's under /api/, Anthropic's under /v1/messages, the
+    Responses API's under /v1/responses, else OpenAI's."""
+    if path.startswith("/api/"):
+        return Surface.OLLAMA
+    if path.startswith("/v1/messages"):
+        return Surface.MESSAGES
+    if path.startswith("/v1/responses"):
+        return Surface.RESPONSES
+    return Surface.OPENAI
 
 
 def control_path(path: str) -> bool:

@@ -16,6 +16,7 @@ from corral.core.body import sse_error, with_model
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError
 from corral.httpclient import Pool, Response, TransportError
+from corral.providers import model_path, openai_model
 from corral.providers.openai_native import bridge
 from corral.providers.upstream import (
     JSON_BODY,
@@ -47,6 +48,8 @@ class OpenAIProvider:
         self._paths = {ep: cfg.path(key) for ep, key in _PATH_KEYS.items()}
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
+        if call.surface in model_path.MODEL_SURFACES:
+            return await openai_model.send(self, call, attempt, self._paths[Endpoint.CHAT])
         if call.surface is Surface.OLLAMA:
             started = bridge.now_ns()
             return bridge.to_native(

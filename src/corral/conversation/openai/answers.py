@@ -160,6 +160,8 @@ def read(data: dict[str, Any]) -> Answer:
     answer = Answer(finish=_finish(choice.get("finish_reason")), usage=read_usage(data.get("usage")))
     if isinstance(msg, dict):
         answer.text = text(msg.get("content")) or text(msg.get("refusal"))
+        if not text(msg.get("content")):
+            answer.refusal = text(msg.get("refusal"))  # also the text, for surfaces with no place for it
         answer.reasoning = thinking(msg)
         raw = msg.get("tool_calls")
         if isinstance(raw, list):

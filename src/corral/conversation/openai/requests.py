@@ -430,6 +430,11 @@ def write(req: Request, model: str) -> tuple[Endpoint, dict[str, Any]]:
     _write_sampling(out, req.sampling)
     _write_format(out, req.format)
     chat = endpoint is Endpoint.CHAT
+    if chat and req.tools and req.tool_choice is not None:
+        name = req.tool_choice.name
+        out["tool_choice"] = {"type": "function", "function": {"name": name}} if name else "required"
+    if chat and req.tools and req.parallel_tool_calls is False:
+        out["parallel_tool_calls"] = False
     if chat and req.reasoning is not None and req.reasoning is not False:
         out["reasoning_effort"] = "medium" if req.reasoning is True else _TO_EFFORT[req.reasoning]
     if req.logprobs is True:

@@ -21,7 +21,8 @@ from corral.config.schema import ProviderConfig
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError, UpstreamTimeout
 from corral.httpclient import Pool, Response, TransportError
-from corral.providers.ollama import native, responses, translate
+from corral.providers import model_path
+from corral.providers.ollama import model, native, responses, translate
 from corral.providers.ollama.aggregate import Aggregator
 from corral.providers.upstream import JSON_BODY, health_get, make_pool, rejected, upstream_errors
 
@@ -65,6 +66,8 @@ class OllamaProvider:
     async def send(self, call: Call, attempt: Attempt) -> Reply:
         if call.surface is Surface.OLLAMA:
             return await native.send(self, call, attempt)
+        if call.surface in model_path.MODEL_SURFACES:
+            return await model.send(self, call, attempt)
         payload = orjson.dumps(self._request(call, attempt))
         first_by = (
             None if attempt.first_byte_timeout is None else time.monotonic() + attempt.first_byte_timeout
