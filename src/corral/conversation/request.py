@@ -156,6 +156,7 @@ class ToolChoice:
 
     required: bool = True
     name: str | None = None
+    strict: bool = True  # an upstream that cannot force a choice refuses it (else it lets the model choose)
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ def ollama_body(
 ) -> dict[str, Any]:
     """The ``/api/chat`` body for ``req``; a forced tool choice, which Ollama cannot honour, is
     refused rather than ignored."""
-    if req.tools and req.tool_choice is not None:
+    if req.tools and req.tool_choice is not None and req.tool_choice.strict:
         what = f"the tool {req.tool_choice.name!r}" if req.tool_choice.name else "a tool call"
         raise InvalidRequest(
             f"tool_choice forces {what}, which an Ollama upstream cannot enforce: use tool_choice "

@@ -7,9 +7,10 @@ messages (in order, the rest of the turn after them; ``is_error`` prefixes "Erro
 ``tool_use`` blocks become the assistant's tool calls (their ids kept), ``thinking`` blocks its
 reasoning (the signature is only meaningful to Anthropic and dropped). ``tools`` become
 function definitions; ``tool_choice`` ``any`` / ``tool`` are kept as a forced choice, which an
-upstream that cannot force one refuses; ``none`` withholds the tools. ``thinking`` enabled or
-adaptive is reasoning on (``budget_tokens`` is not a level any other API has: the upstream's
-default depth), disabled is off. Fields only Anthropic's own service uses (``cache_control``,
+upstream that cannot force one refuses; ``none`` withholds the tools. ``thinking`` enabled is
+reasoning on (``budget_tokens`` is not a level any other API has: the upstream's default depth),
+disabled is off, adaptive (what Claude Code sends) leaves it to the model: an Ollama model that
+cannot think refuses ``think: true``. Fields only Anthropic's own service uses (``cache_control``,
 ``context_management``, ``output_config.effort``, ``metadata``, betas' fields) are accepted and
 not forwarded.
 
@@ -272,8 +273,10 @@ def _thinking(value: Any) -> bool | None:
     if value is None:
         return None
     kind = value.get("type") if isinstance(value, dict) else None
-    if kind in ("enabled", "adaptive"):
+    if kind == "enabled":
         return True
+    if kind == "adaptive":  # the model decides: its default, so a model that cannot think still answers
+        return None
     if kind == "disabled":
         return False
     _fail("thinking.type", "thinking.type must be 'enabled', 'adaptive' or 'disabled'.")

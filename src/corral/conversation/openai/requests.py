@@ -38,6 +38,7 @@ from corral.conversation.request import (
     Sampling,
     Text,
     Tool,
+    ToolChoice,
     ToolCall,
 )
 
@@ -90,6 +91,11 @@ def _read_chat(body: dict[str, Any]) -> Request:
         # "required" and a named function all send them and leave the choice to the model.
         if body.get("tool_choice") != "none":
             req.tools = [Tool(t) for t in tools]
+        choice = body.get("tool_choice")
+        if choice == "required":  # kept for upstreams that can force it (not strict: see above)
+            req.tool_choice = ToolChoice(strict=False)
+        elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
+            req.tool_choice = ToolChoice(name=choice["function"]["name"], strict=False)
     req.format = _format(body)
     if req.format is None:
         native = body.get("format")  # Ollama's own field, sent via extra_body
