@@ -38,8 +38,8 @@ from corral.conversation.request import (
     Sampling,
     Text,
     Tool,
-    ToolChoice,
     ToolCall,
+    ToolChoice,
 )
 
 # "minimal" and OpenAI's "xhigh" become the nearest levels every level-taking model accepts.
