@@ -9,6 +9,8 @@ wrong and how to fix it, and never carry a secret.
     │   ├── MethodNotAllowed         405     invalid_request_error
     │   ├── BodyTooLarge             413     invalid_request_error
     │   ├── HeadTooLarge             431     invalid_request_error
+    │   ├── MisdirectedRequest       421     invalid_request_error  (a Host the server is not)
+    │   ├── CodingNotImplemented     501     invalid_request_error
     │   └── VersionNotSupported      505     invalid_request_error
     ├── AuthenticationFailed         401     authentication_error
     ├── PermissionDenied             403     permission_error
@@ -61,6 +63,12 @@ class HeadTooLarge(InvalidRequest):
     status = 431
 
 
+class MisdirectedRequest(InvalidRequest):
+    """The request names a host this server does not answer for (``Host``)."""
+
+    status = 421
+
+
 class MethodNotAllowed(InvalidRequest):
     status = 405
 
@@ -71,6 +79,12 @@ class MethodNotAllowed(InvalidRequest):
 
 class VersionNotSupported(InvalidRequest):
     status = 505
+
+
+class CodingNotImplemented(InvalidRequest):
+    """A transfer coding corral does not decode (anything but chunked)."""
+
+    status = 501
 
 
 class ServerBusy(CorralError):

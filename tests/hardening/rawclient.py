@@ -42,7 +42,7 @@ def request(
     *,
     headers: str = "",
     version: str = "1.1",
-    host: str | None = "test",
+    host: str | None = "127.0.0.1",
 ) -> bytes:
     """A request with a Content-Length body (when ``body`` is given); ``headers`` are extra
     lines, each ending in CRLF."""

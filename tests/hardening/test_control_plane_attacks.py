@@ -196,7 +196,7 @@ def test_the_control_plane_holds_at_most_max_buffered_bytes_of_bodies(lone: Gate
 @finding(5, "sign-in reads a chunked body to 32 MiB before its 1 MiB limit, before any key")
 def test_sign_in_stops_reading_a_chunked_body_past_its_limit(stack: Stack) -> None:
     port = stack.gateway.admin_port
-    head = "POST /console/session HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = "POST /console/session HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     piece = b"10000\r\n" + b" " * 0x10000 + b"\r\n"
     with RawConnection(port) as conn:
         conn.send(head.encode())
@@ -240,7 +240,6 @@ def test_a_throttled_address_cannot_keep_guessing_with_a_bearer_header(lone: Gat
 # -- 8: any Host is answered -----------------------------------------------------------------------
 
 
-@finding(8, "the control plane answers any Host (DNS rebinding reaches it from a web page)")
 def test_a_request_for_another_host_name_is_refused(lone: GatewayServer) -> None:
     rebound = f"rebind.attacker.example:{lone.admin_port}"
     resp = httpx.get(lone.admin_url + "/metrics", headers={"Host": rebound})

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 
+from corral.errors import ConfigError
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
-from tests.support.gateway import make_config
+from tests.support.gateway import GatewayServer, make_config
 
 # -- finding 6: an error once an answer has begun -------------------------------------------------
 
@@ -71,3 +74,31 @@ async def test_an_error_after_the_answer_began_ends_the_connection_without_a_sec
 def test_the_session_lifetime_is_admin_session_max() -> None:
     assert make_config({}).admin.session_max == 12 * 3600
     assert make_config({"admin": {"session_max": "2h"}}).admin.session_max == 7200
+
+
+# -- finding 8: the host names the control plane answers for ---------------------------------------
+
+
+def test_the_control_plane_answers_only_its_own_host_names(tmp_path: Path) -> None:
+    config = make_config({"admin": {"allowed_hosts": ["Corral.Example.com"]}}, demo=True)
+    with GatewayServer(config, home=tmp_path) as gw:
+        port = gw.admin_port
+
+        def status(host: str) -> int:
+            return httpx.get(
+                gw.admin_url + "/admin/health", headers={**gw.headers(), "Host": host}
+            ).status_code
+
+        answered = ["127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", "console.localhost", "[::1]:1",
+                    "10.1.2.3", "corral.example.com", f"corral.example.com.:{port}"]  # fmt: skip
+        assert [status(h) for h in answered] == [200] * len(answered)
+        refused = ["example.com", "corral.example.com.evil.example", "localhost.evil.example", "a b"]
+        assert [status(h) for h in refused] == [421] * len(refused)
+        resp = httpx.get(gw.admin_url + "/metrics", headers={"Host": "rebind.example"})
+        assert resp.json()["error"]["code"] == "unknown_host" and "admin.allowed_hosts" in resp.text
+
+
+@pytest.mark.parametrize("name", ["https://corral.example.com", "corral.example.com:4001", "a/b", ""])
+def test_allowed_hosts_are_plain_host_names(name: str) -> None:
+    with pytest.raises(ConfigError):
+        make_config({"admin": {"allowed_hosts": [name]}})

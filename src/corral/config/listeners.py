@@ -2,12 +2,14 @@
 
 The control plane carries the admin API and its keys' power: it listens on loopback unless
 told otherwise, and a non-loopback address needs TLS (``tls_cert`` and ``tls_key``) or the
-explicit ``allow_insecure_remote: true``.
+explicit ``allow_insecure_remote: true``. It answers only for its own names in ``Host``:
+``allowed_hosts`` lists those beyond IP addresses, localhost and ``host`` itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from corral.config.fields import Fields
 from corral.config.schema import AdminConfig, ServerConfig
@@ -33,7 +35,9 @@ ADMIN_KEYS = {
     "console",
     "session_idle",
     "session_max",
+    "allowed_hosts",
 }
+_HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 
 
 def is_loopback(host: str) -> bool:
@@ -99,9 +103,22 @@ def parse_admin(f: Fields) -> AdminConfig:
         console=f.boolean("console", d.console),
         session_idle=_positive(f, "session_idle", d.session_idle),
         session_max=_positive(f, "session_max", d.session_max),
+        allowed_hosts=_host_names(f),
     )
     check_admin_host(config, f)
     return config
+
+
+def _host_names(f: Fields) -> tuple[str, ...]:
+    names = f.strings("allowed_hosts") or []
+    for i, name in enumerate(names):
+        if _HOST_NAME.match(name) is None:
+            raise f.error(
+                f"item {i} ({name[:80]!r}) must be a host name such as corral.example.com: no scheme, "
+                "no port, no path (IP addresses and localhost are always answered).",
+                "allowed_hosts",
+            )
+    return tuple(name.lower() for name in names)
 
 
 def check_admin_host(config: AdminConfig, f: Fields | None = None) -> None:

@@ -146,6 +146,7 @@ class AdminConfig:
     console: bool = True
     session_idle: float = 1800.0  # a console session unused this long (seconds) is signed out
     session_max: float = 43200.0  # and any session this long (seconds) after its sign-in
+    allowed_hosts: tuple[str, ...] = ()  # names in Host it answers for, besides IPs and localhost
 
 
 @dataclass(frozen=True, slots=True)

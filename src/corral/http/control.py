@@ -1,17 +1,26 @@
 """Guards of the control-plane listener (aiohttp): the same head rules the edge applies on the
-data plane, answers that do not name the server's software or version, and requests that are
-not HTTP answered in one log line instead of a traceback."""
+data plane, only its own host names in ``Host`` (DNS rebinding: a web page whose name an
+attacker points at 127.0.0.1 reaches loopback ports, but says its own name), answers that do not
+name the server's software or version, and requests that are not HTTP answered in one log line
+instead of a traceback.
+
+The names answered: any IP address (a rebound page never has one for its name), ``localhost``
+and names under ``.localhost`` (browsers resolve them to loopback themselves), the name the
+listener is bound to (``admin.host``), and ``admin.allowed_hosts``; anything else is a 421."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web, web_protocol
 from aiohttp.typedefs import Handler, Middleware
 
-from corral.errors import InvalidRequest
+from corral.errors import InvalidRequest, MisdirectedRequest
 from corral.http.errors import envelope, error_middleware, error_response
 from corral.http.limits import MAX_HEAD, MAX_HEADERS, SINGLE_HEADERS
 
@@ -40,9 +49,52 @@ async def single_headers(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
-def control_middlewares() -> list[Middleware]:
-    """Checks run before every control-plane handler."""
-    return [single_headers, error_middleware]
+def host_name(host: str) -> str | None:
+    """The name in a ``Host`` value (no port, no brackets, lower case, no final dot); None when
+    it is not one."""
+    try:
+        name = urlsplit("//" + host).hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None
+
+
+def answers_for(name: str, allowed: frozenset[str]) -> bool:
+    if name in allowed or name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def known_hosts(names: Iterable[str]) -> Middleware:
+    """Refuse (421) a request whose ``Host`` names another server than this one."""
+    allowed = frozenset(n for n in (host_name(name) for name in names) if n)
+
+    @web.middleware
+    async def known_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        name = host_name(host) if host is not None else ""  # no Host (HTTP/1.0): not a browser's
+        if name is None or (name and not answers_for(name, allowed)):
+            return error_response(
+                MisdirectedRequest(
+                    f"This is corral's control plane, which does not answer for the host name "
+                    f"'{(host or '')[:100]}'. Use its address (e.g. http://127.0.0.1:<admin.port>), or add "
+                    "the name to admin.allowed_hosts in the config.",
+                    code="unknown_host",
+                )
+            )
+        return await handler(request)
+
+    return known_host
+
+
+def control_middlewares(names: Iterable[str] = ()) -> list[Middleware]:
+    """Checks run before every control-plane handler; ``names``: the host names it answers for
+    besides IP addresses and localhost (``admin.host``, ``admin.allowed_hosts``)."""
+    return [single_headers, known_hosts(names), error_middleware]
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
