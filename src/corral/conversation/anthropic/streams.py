@@ -29,6 +29,13 @@ from corral.conversation.anthropic.answers import (
 from corral.conversation.openai.streams import SSEDecoder
 
 
+def estimated(pieces: int, chars: int, given: Usage | None = None) -> Usage:
+    """Output tokens counted from the stream (a piece a token, at least 4 characters a token),
+    for an upstream that gave none or 0 (llama.cpp's server ignores ``include_usage``)."""
+    prompt = given.prompt_tokens if given is not None else 0
+    return Usage(prompt, max(pieces, -(-chars // 4)), estimated=True)
+
+
 def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -50,7 +57,10 @@ class _Call:
 class MessagesWriter:
     """The model's events in, a Messages client's SSE events out."""
 
-    __slots__ = ("_calls", "_next", "_omit", "_open", "_started", "_thought", "done", "message_id", "model")
+    __slots__ = (
+        *("_calls", "_chars", "_next", "_omit", "_open", "_pieces", "_started", "_thought"),
+        *("done", "message_id", "model"),
+    )
 
     def __init__(self, *, model: str, message_id: str, omit_thinking: bool) -> None:
         self.model = model
@@ -61,6 +71,8 @@ class MessagesWriter:
         self._open: tuple[str, int] | None = None  # (kind, index) of the open block
         self._thought = ""  # the thinking block's text, for its signature
         self._calls: dict[int, _Call] = {}  # by the model's tool call index
+        self._pieces = 0  # generated pieces and their characters, for usage the upstream did not give
+        self._chars = 0
         self.done = False
 
     def write(self, event: Event) -> bytes:
@@ -92,6 +104,9 @@ class MessagesWriter:
 
     def _delta(self, event: Delta) -> bytes:
         out = b""
+        if event.text or event.reasoning:
+            self._pieces += 1
+            self._chars += len(event.text) + len(event.reasoning)
         if event.reasoning:
             out += self._ensure("thinking", {"type": "thinking", "thinking": "", "signature": ""})
             self._thought += event.reasoning
@@ -154,6 +169,12 @@ class MessagesWriter:
         self._open = None
         return out
 
+    def _usage(self, event: Finish) -> Usage:
+        usage = event.usage
+        if usage is None or (usage.completion_tokens == 0 and self._pieces):
+            return estimated(self._pieces, self._chars, usage)
+        return usage
+
     def _finish(self, event: Finish) -> bytes:
         out = self._close()
         for call in self._calls.values():
@@ -162,7 +183,8 @@ class MessagesWriter:
         reason = stop_reason(event.reason, bool(self._calls))
         delta = {"stop_reason": reason, "stop_sequence": None}
         out += sse(
-            "message_delta", {"type": "message_delta", "delta": delta, "usage": usage_dict(event.usage)}
+            "message_delta",
+            {"type": "message_delta", "delta": delta, "usage": usage_dict(self._usage(event))},
         )
         return out + sse("message_stop", {"type": "message_stop"})
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from corral.conversation.answer import Delta, Event, Failure, ToolCallDelta
+from corral.conversation.answer import Delta, Event, Failure, Finish, ToolCallDelta, Usage
+from corral.conversation.anthropic.streams import estimated
 from corral.conversation.responses.answers import (
     call_item,
     message_item,
@@ -45,9 +46,11 @@ class ResponsesWriter:
     __slots__ = (
         "_body",
         "_calls",
+        "_chars",
         "_items",
         "_model",
         "_open",
+        "_pieces",
         "_reasoning",
         "_seq",
         "_summary",
@@ -67,6 +70,8 @@ class ResponsesWriter:
         self._reasoning = ""
         self._text = ""
         self._calls: dict[int, _Call] = {}
+        self._pieces = 0  # for usage the upstream did not give
+        self._chars = 0
         self.done = False
 
     def _event(self, kind: str, **fields: Any) -> bytes:
@@ -103,17 +108,23 @@ class ResponsesWriter:
                 out += self._begin_call(call) + self._close()
         status = "incomplete" if event.reason == "length" else "completed"
         kind = "response.incomplete" if status == "incomplete" else "response.completed"
-        reasoning_tokens = 0
-        return out + self._event(
-            kind, response=self._response(status, usage=usage_dict(event.usage, reasoning_tokens))
-        )
+        return out + self._event(kind, response=self._response(status, usage=usage_dict(self._usage(event))))
 
     def _where(self) -> dict[str, Any]:
         assert self._open is not None
         return {"item_id": self._open[1], "output_index": len(self._items)}
 
+    def _usage(self, event: Finish) -> Usage:
+        usage = event.usage
+        if usage is None or (usage.completion_tokens == 0 and self._pieces):
+            return estimated(self._pieces, self._chars, usage)
+        return usage
+
     def _delta(self, event: Delta) -> bytes:
         out = b""
+        if event.text or event.reasoning:
+            self._pieces += 1
+            self._chars += len(event.text) + len(event.reasoning)
         if event.reasoning:
             if self._open is None or self._open[0] != "reasoning":
                 out += self._close() + self._begin("reasoning", new_id("rs"))
