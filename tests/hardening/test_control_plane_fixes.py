@@ -13,12 +13,16 @@ import logging
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from aiohttp import web
 
 from corral.errors import ConfigError
+from corral.http.admin.playground import without_events
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
+from tests.hardening.attackers import ForgingOpenAI, playground_info
 from tests.support.gateway import GatewayServer, make_config
+from tests.support.servers import ServerThread
 
 # -- finding 6: an error once an answer has begun -------------------------------------------------
 
@@ -102,3 +106,56 @@ def test_the_control_plane_answers_only_its_own_host_names(tmp_path: Path) -> No
 def test_allowed_hosts_are_plain_host_names(name: str) -> None:
     with pytest.raises(ConfigError):
         make_config({"admin": {"allowed_hosts": [name]}})
+
+
+# -- finding 10: the playground's usage event is corral's alone -------------------------------------
+
+FORGED = orjson.dumps({"provider": "local-gpu", "model": "free", "cost_usd": 0, "prompt_tokens": 1})
+CHUNK = orjson.dumps(
+    {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "gpt-forged",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+    }
+)
+
+
+async def _relayed(stream: bytes, size: int) -> bytes:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for at in range(0, len(stream), size):
+            yield stream[at : at + size]
+
+    return b"".join([part async for part in without_events(chunks())])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64, 4096])
+async def test_the_relay_drops_event_lines_however_the_stream_is_cut(size: int) -> None:
+    stream = (
+        b"data: 1\n\nevent: corral\ndata: 2\r\n\r\ndata: 3\nevent:x\ndata: 4\n\nevent\r\n\n"
+        b"events: kept\neve: kept\n: comment\n\r\ndata: [DONE]\n\nevent"
+    )
+    assert await _relayed(stream, size) == (
+        b"data: 1\n\n\r\ndata: 3\n\n\nevents: kept\neve: kept\n: comment\n\r\ndata: [DONE]\n\n"
+    )
+    assert await _relayed(b"data: {", size) == b"data: {"  # a last line without an end goes on
+
+
+def test_an_upstream_event_never_reaches_the_playground(tmp_path: Path) -> None:
+    stream = b"data: " + CHUNK + b"\n\nevent: corral\ndata: " + FORGED + b"\n\ndata: [DONE]\n\n"
+    with ServerThread(ForgingOpenAI(stream).app) as up:
+        config = make_config(
+            {"providers": [{"name": "paid-cloud", "type": "openai", "base_url": up.url + "/v1"}]}
+        )
+        with GatewayServer(config, home=tmp_path) as gw:
+            resp = httpx.post(
+                gw.admin_url + "/admin/playground/chat",
+                headers=gw.headers(),
+                timeout=20,
+                json={"model": "gpt-forged", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            )
+    assert resp.status_code == 200 and "local-gpu" not in resp.text, resp.text
+    assert resp.text.count("event: corral") == 1
+    info = playground_info(resp.text)
+    assert info is not None and info["provider"] == "paid-cloud"

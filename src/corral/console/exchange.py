@@ -5,15 +5,16 @@ The caller is authenticated by the control plane (key or console session) before
 exchange is made. ``write`` answers a whole reply at once, or relays a stream chunk by chunk,
 with the same headers the edge sends (ids, ``x-corral-*``, no caching). A ``Report`` sees the
 reply when it is complete: before a whole reply is sent (it may add headers) and after a
-stream's last chunk (the bytes it returns are sent before the end). ``answer()`` is what the
-aiohttp handler returns.
+stream's last chunk (the bytes it returns are sent before the end). A ``Relay`` sees a
+stream's chunks on their way out and may change them (the playground drops the upstream's own
+SSE event lines). ``answer()`` is what the aiohttp handler returns.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -24,12 +25,19 @@ from corral.http.request_ids import CLIENT_REQUEST_ID, REQUEST_ID
 from corral.keys.principal import Principal
 
 Report = Callable[[Reply], bytes]
+Relay = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 
 
 class ControlExchange(Exchange):
-    __slots__ = ("_request", "report", "response")
+    __slots__ = ("_request", "relay", "report", "response")
 
-    def __init__(self, request: web.Request, principal: Principal, report: Report | None = None) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        principal: Principal,
+        report: Report | None = None,
+        relay: Relay | None = None,
+    ) -> None:
         super().__init__(
             request.path, request.headers, request.app, method=request.method,
             query=request.query_string, principal=principal,
@@ -39,6 +47,7 @@ class ControlExchange(Exchange):
         if self.client_request_id is not None:
             request[CLIENT_REQUEST_ID] = self.client_request_id
         self.report = report
+        self.relay = relay
         self.response: web.StreamResponse | None = None
 
     async def body(self, limit: int) -> bytes:
@@ -63,9 +72,10 @@ class ControlExchange(Exchange):
         headers["Content-Type"] = reply.content_type
         response = self.response = web.StreamResponse(status=reply.status, headers=headers)
         chunks = reply.chunks
+        relayed = self.relay(chunks) if self.relay is not None else chunks
         try:
             await response.prepare(self._request)
-            async for chunk in chunks:
+            async for chunk in relayed:
                 if chunk:
                     await response.write(chunk)
                     if reply.outcome.first_byte_at is None:
@@ -78,8 +88,9 @@ class ControlExchange(Exchange):
         except ConnectionError:
             pass  # the client went away; closing the iterator below releases the upstream
         finally:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
+            for stream in (relayed, chunks) if relayed is not chunks else (chunks,):
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
 
     def answer(self) -> web.StreamResponse:
         if self.response is None:  # a handler that returned without writing is a bug

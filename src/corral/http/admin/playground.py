@@ -6,7 +6,10 @@ The request runs ``OpenAIRoutes.serve`` (the same checks, engine, limits and usa
 ``x-corral-provider``, ``-model``, ``-attempts`` and ``-fallback`` headers; a stream ends, after
 ``data: [DONE]``, with one ``event: corral`` whose data says what the call cost (tokens, and
 whether they were estimated; USD; time to first byte and in total). A whole (non-stream)
-answer carries the same object in the ``x-corral-usage`` header.
+answer carries the same object in the ``x-corral-usage`` header. That event is corral's alone:
+an upstream's stream (relayed as it came from an OpenAI-type upstream) loses its own named
+events on the way, and corral's event starts on a fresh line, whatever the upstream's last
+bytes were, so an upstream cannot forge what the console shows as provider and cost.
 
 ``/console/api/chat`` (``corral.console``) is the same handler for a user-scope session: there
 the caller needs any valid key, here admin scope like every route under /admin.
@@ -15,7 +18,7 @@ the caller needs any valid key, here admin scope like every route under /admin.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -32,10 +35,59 @@ from corral.http.serving import ACCOUNTANT
 from corral.keys.principal import Principal
 
 USAGE_HEADER = "x-corral-usage"
+_EVENT = b"event"
 
 
 def usage_event(data: Mapping[str, Any]) -> bytes:
-    return b"event: corral\ndata: " + orjson.dumps(data) + b"\n\n"
+    """corral's own event, after a blank line: whatever came before, it begins a new event."""
+    return b"\n\nevent: corral\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def without_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """An SSE stream without its named events: a block (lines up to a blank one) with an
+    ``event`` field loses that line and every line after it in the block; every other byte goes
+    on as it came, chunk by chunk. Lines are split at LF, as the console splits them; at most
+    the first 6 bytes of a line are held, until they tell what it is."""
+    held = b""  # the start of the current line, not judged yet
+    keep: bool | None = None  # the current line's fate, once judged
+    dropping = False  # inside a block whose event line was dropped
+    async for chunk in chunks:
+        out = bytearray()
+        start = 0
+        while start < len(chunk):
+            end = chunk.find(b"\n", start)
+            stop = len(chunk) if end < 0 else end + 1
+            piece, start = chunk[start:stop], stop
+            if keep is None:
+                held += piece
+                kind = _kind(held, end >= 0)
+                if kind is None:
+                    continue
+                dropping = kind == "event" or (dropping and kind != "blank")
+                keep = not dropping
+                piece, held = held, b""
+            if keep:
+                out += piece
+            if end >= 0:
+                keep = None
+        if out:
+            yield bytes(out)
+    if held and not dropping and _kind(held, True) != "event":
+        yield held
+
+
+def _kind(start: bytes, ended: bool) -> str | None:
+    """What a line beginning with ``start`` is: "blank", "event" (an ``event`` field), "other";
+    None while too little of it is known (``ended``: nothing more of it will come)."""
+    if start.startswith((b"\n", b"\r\n")) or (ended and start == b"\r"):
+        return "blank"
+    if start == b"\r":
+        return None
+    if not _EVENT.startswith(start[:5]):
+        return "other"
+    if len(start) <= len(_EVENT):
+        return None if not ended else "event" if start.rstrip(b"\r\n") == _EVENT else "other"
+    return "event" if start[5:6] in (b":", b"\r", b"\n") else "other"
 
 
 class PlaygroundRoutes:
@@ -66,7 +118,7 @@ class PlaygroundRoutes:
                 reply.headers[USAGE_HEADER] = orjson.dumps(info).decode()
             return usage_event(info)
 
-        ex = ControlExchange(request, who, report)
+        ex = ControlExchange(request, who, report, without_events)
         await self._openai.serve(ex, Endpoint.CHAT)
         return ex.answer()
 
