@@ -68,6 +68,18 @@ def _body(model: str, stream: bool) -> bytes:
     return json.dumps({"model": model, "messages": MESSAGES, "stream": stream}).encode()
 
 
+# the agents' surfaces (issue #15): the same prompt as a Messages and as a Responses request
+AGENT_SURFACES = {"messages": "/v1/messages", "responses": "/v1/responses"}
+
+
+def _agent_body(kind: str, model: str, stream: bool) -> bytes:
+    if kind == "messages":
+        return json.dumps(
+            {"model": model, "max_tokens": 256, "messages": MESSAGES, "stream": stream}
+        ).encode()
+    return json.dumps({"model": model, "input": MESSAGES, "stream": stream}).encode()
+
+
 def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: bool = True) -> list[Cell]:
     """The benchmark matrix. Without ``gateway_url`` only the direct calls are measured."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -89,6 +101,17 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
                 path = "/api/chat" if shape == "ollama facade" else "/v1/chat/completions"
                 gateway = Target("corral", gateway_url + path, _body(gw_model, stream), headers, stream)
             cells.append(Cell(shape + suffix, gateway, direct))
+    for stream in (False, True):  # over an Ollama-type upstream, against the same direct /api/chat
+        for kind, path in AGENT_SURFACES.items():
+            direct = agent = None
+            if mock_url:
+                direct = Target(
+                    "direct", mock_url + "/api/chat", _body(OLLAMA_MODEL, stream), headers, stream
+                )
+            if gateway_url:
+                body = _agent_body(kind, f"mock-ollama/{OLLAMA_MODEL}", stream)
+                agent = Target("corral", gateway_url + path, body, headers, stream)
+            cells.append(Cell(kind + (" stream" if stream else ""), agent, direct))
     if gateway_url and demo:
         for stream in (False, True):
             url = gateway_url + "/v1/chat/completions"
@@ -103,6 +126,10 @@ def build_cells(mock_url: str | None, gateway_url: str | None, key: str, demo: b
         "ollama facade stream",
         "openai",
         "openai stream",
+        "messages",
+        "messages stream",
+        "responses",
+        "responses stream",
         "demo",
         "demo stream",
     ]
@@ -183,6 +210,9 @@ async def check_cells(cells: Sequence[Cell]) -> list[str]:
 
 def _shape_problem(target: Target, ctype: str, raw: bytes) -> str | None:
     native_ollama = "/api/" in target.url  # the mock directly, or corral's Ollama facade
+    for kind, path in AGENT_SURFACES.items():
+        if target.url.endswith(path):
+            return _agent_problem(kind, target.stream, raw)
     if not target.stream:
         try:
             doc = json.loads(raw)
@@ -200,6 +230,19 @@ def _shape_problem(target: Target, ctype: str, raw: bytes) -> str | None:
     if raw.count(b"data: ") < 3:
         return f"SSE stream with fewer than 3 events: {raw[:200]!r}"
     return None
+
+
+def _agent_problem(kind: str, stream: bool, raw: bytes) -> str | None:
+    if stream:
+        last = b"event: message_stop" if kind == "messages" else b"event: response.completed"
+        final = raw[raw.rfind(b"event: ") :]
+        return None if final.startswith(last) else f"{kind} stream without its final event: {raw[-200:]!r}"
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return f"not JSON: {raw[:120]!r}"
+    ok = doc.get("type") == "message" if kind == "messages" else doc.get("status") == "completed"
+    return None if ok else f"unexpected JSON: {raw[:120]!r}"
 
 
 # --------------------------------------------------------------------------- latency at c=1

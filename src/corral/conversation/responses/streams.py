@@ -44,6 +44,7 @@ class ResponsesWriter:
     """The model's events in, a Responses client's typed events out."""
 
     __slots__ = (
+        "_base",
         "_body",
         "_calls",
         "_chars",
@@ -73,6 +74,8 @@ class ResponsesWriter:
         self._pieces = 0  # for usage the upstream did not give
         self._chars = 0
         self.done = False
+        # the response object's fields that never change, built once
+        self._base = response(body, response_id=response_id, model=model, status="in_progress", output=[])
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **fields}
@@ -80,22 +83,19 @@ class ResponsesWriter:
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
     def _response(self, status: str, **extra: Any) -> dict[str, Any]:
-        return response(
-            self._body,
-            response_id=self.response_id,
-            model=self._model,
-            status=status,
-            output=list(self._items),
-            **extra,
-        )
+        incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
+        out = {**self._base, "status": status, "output": list(self._items), "incomplete_details": incomplete}
+        out.update(extra)
+        return out
 
     def write(self, event: Event) -> bytes:
         if self.done:
             return b""
         out = b""
         if self._seq == 0:
-            out += self._event("response.created", response=self._response("in_progress"))
-            out += self._event("response.in_progress", response=self._response("in_progress"))
+            head = self._response("in_progress")
+            out += self._event("response.created", response=head)
+            out += self._event("response.in_progress", response=head)
         if isinstance(event, Delta):
             return out + self._delta(event)
         self.done = True
@@ -140,12 +140,23 @@ class ResponsesWriter:
                 "response.reasoning_text.delta", **self._where(), content_index=0, delta=event.reasoning
             )
         if event.text:
-            if self._open is None or self._open[0] != "message":
+            item = self._open
+            if item is None or item[0] != "message":
                 out += self._close() + self._begin("message", new_id("msg"))
+                item = self._open
+                assert item is not None
             self._text += event.text
-            out += self._event(
-                "response.output_text.delta", **self._where(), content_index=0, delta=event.text, logprobs=[]
-            )
+            data: dict[str, Any] = {
+                "type": "response.output_text.delta",
+                "sequence_number": self._seq,
+                "item_id": item[1],
+                "output_index": len(self._items),
+                "content_index": 0,
+                "delta": event.text,
+                "logprobs": [],
+            }
+            self._seq += 1
+            out += b"event: response.output_text.delta\ndata: " + orjson.dumps(data) + b"\n\n"  # the hot path
         for fragment in event.tool_calls or ():
             call = self._calls.get(fragment.index)
             if call is None:
