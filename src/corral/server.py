@@ -23,6 +23,7 @@ from aiohttp import web
 from corral.config.schema import AdminConfig, Config
 from corral.edge.server import EdgeServer
 from corral.http.app import CONFIG, DATA_ROUTES, create_app
+from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler
 
 log = logging.getLogger("corral.server")
@@ -106,7 +107,7 @@ class Listener:
         server = config.server
         edge = EdgeServer(
             app[DATA_ROUTES], app, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
-            send_timeout=server.send_timeout, body_timeout=server.body_timeout,
+            send_timeout=server.send_timeout, body_timeout=server.body_timeout, budget=app.get(BODY_BUDGET),
         )  # fmt: skip
         handlers = runner.server
         assert handlers is not None

@@ -19,8 +19,11 @@ from aiohttp import web
 
 from corral.errors import ConfigError
 from corral.http.admin.playground import without_events
+from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
-from tests.hardening.attackers import ForgingOpenAI, playground_info
+from tests.console.conftest import wait_until
+from tests.hardening.attackers import LIMIT, ForgingOpenAI, lone_gateway, playground_info, user_key
+from tests.hardening.rawclient import RawConnection, request, wait_read
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
 
@@ -159,3 +162,37 @@ def test_an_upstream_event_never_reaches_the_playground(tmp_path: Path) -> None:
     assert resp.text.count("event: corral") == 1
     info = playground_info(resp.text)
     assert info is not None and info["provider"] == "paid-cloud"
+
+
+# -- finding 4: one body budget for both planes -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("holder", "refused"), [("data", "control"), ("control", "data")])
+def test_both_planes_share_one_body_budget_and_give_it_back(
+    tmp_path: Path, holder: str, refused: str
+) -> None:
+    with lone_gateway(tmp_path) as gw:
+        assert gw.app is not None
+        budget = gw.app[BODY_BUDGET]
+        key, _ = user_key(gw)
+        ports = {"data": (gw.port, "/v1/chat/completions"), "control": (gw.admin_port, "/console/api/chat")}
+        length = LIMIT - 64 * 1024
+
+        def head(plane: str) -> bytes:
+            return request("POST", ports[plane][1], headers=f"Authorization: Bearer {key}\r\n"
+                           f"Content-Length: {length}\r\n")  # fmt: skip
+
+        with RawConnection(ports[holder][0]) as first:
+            first.send(head(holder) + b" " * (length - 64 * 1024))
+            wait_read(ports[holder][0], first.local_port)
+            with RawConnection(ports[refused][0]) as second:
+                second.send(head(refused))
+                sent, answered = second.send_until_refused(b" " * 16384, length, ports[refused][0])
+                assert answered and sent < length
+                assert second.response().status == 503
+        wait_until(lambda: budget.held == 0)  # both hung up: every byte given back
+        bearer = {"Authorization": f"Bearer {key}"}
+        big = {"model": "demo/echo", "messages": [{"role": "user", "content": "x" * (length - 1024)}]}
+        ok = httpx.post(gw.admin_url + "/console/api/chat", json=big, headers=bearer)
+        assert ok.status_code == 200, ok.text
+        wait_until(lambda: budget.held == 0)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from corral.core.call import Reply
+from corral.http.bodies import read_body
 from corral.http.exchange import Exchange, too_large
 from corral.http.replies import STREAM_HEADERS, answer_headers
 from corral.http.request_ids import CLIENT_REQUEST_ID, REQUEST_ID
@@ -53,11 +54,8 @@ class ControlExchange(Exchange):
     async def body(self, limit: int) -> bytes:
         length = self._request.content_length
         if length is not None and length > limit:
-            raise too_large(limit, length)
-        try:
-            return await self._request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large(limit) from None
+            raise too_large(limit, length)  # the data plane's words: the limit is max_request_bytes
+        return await read_body(self._request, limit)
 
     async def write(self, reply: Reply) -> None:
         if reply.chunks is None and self.report is not None:

@@ -31,6 +31,7 @@ from corral.limits import Limits
 from corral.usage.query import UsageFilter, UsageQuery, parse_group_by, parse_step
 from corral.usage.spend import spend_since
 
+SIGN_IN_MAX = 8192  # bytes: a sign-in is {"key": "..."}; a key is at most 512 characters (3 KiB escaped)
 SIGN_IN_FAILED = (
     "That key was not accepted. Use the master key (printed when corral first started, and kept in "
     "its data directory) or an admin gateway key (gw_...)."
@@ -122,7 +123,7 @@ class ConsoleRoutes:
         wait = self._throttle.wait(client)
         if wait > 0:
             raise SignInThrottled(wait)
-        body = await read_object(request)
+        body = await read_object(request, SIGN_IN_MAX)
         key = body.get("key")
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
             raise InvalidRequest('Send the key to sign in with as {"key": "..."}.', param="key")

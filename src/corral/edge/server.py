@@ -23,6 +23,7 @@ from typing import Any
 
 from corral.edge.protocol import EdgeProtocol
 from corral.edge.wire import Clock
+from corral.http.bodies import BodyBudget
 from corral.http.routes import RouteTable
 
 log = logging.getLogger("corral.edge")
@@ -43,12 +44,14 @@ class EdgeServer:
         max_buffered: int | None = None,
         send_timeout: float = 60.0,
         body_timeout: float = 300.0,
+        budget: BodyBudget | None = None,
     ) -> None:
         self.routes = routes
         self.app = app
         self.max_body = max_body
-        self.max_buffered = max_buffered if max_buffered is not None else 8 * max_body
-        self.buffered = 0  # request-body bytes held by every connection together
+        # request-body bytes held by every connection together (shared with the control plane)
+        self.budget = budget or BodyBudget(max_buffered if max_buffered is not None else 8 * max_body)
+        self.max_buffered = self.budget.limit
         self.send_timeout = send_timeout
         self.body_timeout = body_timeout
         self.clock = Clock()
@@ -64,6 +67,15 @@ class EdgeServer:
             lambda: EdgeProtocol(self), host, port, backlog=backlog, reuse_address=True
         )
         self._sweeper = loop.create_task(self._sweep())
+
+    @property
+    def buffered(self) -> int:
+        """Request-body bytes held now, by both planes (the protocol adds and takes back)."""
+        return self.budget.held
+
+    @buffered.setter
+    def buffered(self, held: int) -> None:
+        self.budget.held = held
 
     @property
     def port(self) -> int:

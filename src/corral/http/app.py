@@ -23,6 +23,7 @@ from corral.gateway import Gateway
 from corral.http.admin import add_admin_routes
 from corral.http.agent_routes import AgentRoutes
 from corral.http.auth import Authenticator
+from corral.http.bodies import BODY_BUDGET, BodyBudget
 from corral.http.control import HANDLER_ARGS, control_middlewares, on_prepare
 from corral.http.exchange import Exchange
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
@@ -57,6 +58,7 @@ def create_app(
     )
     app.on_response_prepare.append(on_prepare)
     app[CONFIG] = config
+    app[BODY_BUDGET] = BodyBudget(config.server.max_buffered_bytes)  # both planes' bodies together
 
     auth = Authenticator(master_key)
 

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from corral.errors import BodyTooLarge, ConfigError, InvalidRequest, NotFound
+from corral.errors import ConfigError, InvalidRequest, NotFound
+from corral.http.bodies import read_body
 
 MAX_BODY = 1024 * 1024
 MAX_DEPTH = 64  # objects and arrays inside each other
@@ -26,13 +27,10 @@ _FIELD = re.compile(r"^(?:provider|alias) '[^']*'\.([A-Za-z_]+)")
 _KEY_ID = re.compile(r"\A[0-9A-Za-z]{8}\Z")
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (at most 1 MiB, no NUL characters)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise BodyTooLarge(f"The request body is larger than {MAX_BODY} bytes.", code="body_too_large")
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise BodyTooLarge(f"The request body is larger than {MAX_BODY} bytes.", code="body_too_large")
+async def read_object(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    """The request body as a JSON object (at most ``limit`` bytes, read as it arrives and counted
+    in the shared body budget; no NUL characters)."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
     try:
