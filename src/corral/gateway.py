@@ -11,18 +11,19 @@ only after their in-flight requests have finished. The retry budget carries over
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from corral.config.provider_types import REGISTRY
 from corral.config.schema import Config, ProviderConfig
 from corral.core.catalog import Catalog, ProviderEntry
 from corral.core.discovery import Discovery
 from corral.core.engine import Engine
 from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
-from corral.providers.ollama.provider import OllamaProvider
-from corral.providers.openai_compat import OpenAIProvider
 from corral.routing.budget import RetryBudget
 from corral.routing.fleet import Fleet
 from corral.routing.health import HealthMonitor
@@ -34,11 +35,10 @@ DRAIN_LIMIT = 600.0  # seconds a replaced provider may keep serving in-flight re
 
 
 def build_provider(cfg: ProviderConfig) -> Provider:
-    if cfg.type == "ollama":
-        return OllamaProvider(cfg)
-    if cfg.type == "openai":
-        return OpenAIProvider(cfg)
-    raise ValueError(f"unknown provider type {cfg.type!r}")
+    """The provider ``cfg`` configures, built by its type's adapter (``provider_types.REGISTRY``)."""
+    module, _, name = REGISTRY[cfg.type].adapter.partition(":")
+    factory: Callable[[ProviderConfig], Provider] = getattr(importlib.import_module(module), name)
+    return factory(cfg)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import yaml
 
 from corral.config.fields import Fields
 from corral.config.listeners import parse_admin, parse_server
+from corral.config.provider_types import BEARER, CONFIG_TYPES, NO_AUTH, REGISTRY, Auth, takes, type_fields
 from corral.config.routing import check_chains, parse_alias, parse_router
 from corral.config.schema import (
     DEFAULT_PATHS,
@@ -59,9 +60,8 @@ _PROVIDER_KEYS = {
     "options",
     "max_parallel",
     "first_token_timeout",
+    "auth",
 }
-_OLLAMA_ONLY = {"keep_alive", "num_ctx", "options"}
-_TYPES: tuple[ProviderType, ...] = ("ollama", "openai")
 
 
 def load_config(
@@ -194,12 +194,12 @@ def _provider(f: Fields) -> ProviderConfig:
             "name",
         )
     kind = f.string("type", required=True)
-    if kind not in _TYPES:
-        raise f.error(f"must be one of {', '.join(_TYPES)}, got {kind!r}.", "type")
-    ptype: ProviderType = "ollama" if kind == "ollama" else "openai"
-    if ptype != "ollama":
-        for key in _OLLAMA_ONLY & f.data.keys():
-            raise f.error("applies only to providers of type: ollama.", key)
+    if kind not in CONFIG_TYPES:
+        raise f.error(f"must be one of {', '.join(CONFIG_TYPES)}, got {kind!r}.", "type")
+    ptype: ProviderType = kind
+    spec = REGISTRY[ptype]
+    for key in (type_fields() - spec.fields) & f.data.keys():
+        raise f.error(f"applies only to providers of type: {', '.join(takes(key))}.", key)
     base_url = _base_url(f, ptype)
     paths = f.string_map("paths")
     for key, value in paths.items():
@@ -237,8 +237,9 @@ def _provider(f: Fields) -> ProviderConfig:
         models=tuple(static_models) if static_models is not None else None,
         paths=paths,
         max_connections=f.integer("max_connections", 256, minimum=1) or 256,
-        max_parallel=f.integer("max_parallel", 4 if ptype == "ollama" else 0, minimum=0) or 0,
+        max_parallel=f.integer("max_parallel", spec.max_parallel, minimum=0) or 0,
         first_token_timeout=f.duration("first_token_timeout", 0.0) or None,
+        auth=_auth(f),
         keep_alive=keep_alive,
         num_ctx=f.integer("num_ctx", None, minimum=1),
         options=dict(options),
@@ -248,8 +249,31 @@ def _provider(f: Fields) -> ProviderConfig:
 def _api_key(f: Fields) -> str | None:
     key = f.string("api_key")
     if key is not None and (not key.isascii() or not key.isprintable() or " " in key):
-        raise f.error("must be printable ASCII with no spaces (it is sent as a Bearer token).", "api_key")
+        raise f.error("must be printable ASCII with no spaces (it is sent in a header).", "api_key")
     return key
+
+
+def _auth(f: Fields) -> Auth | None:
+    """``auth``: bearer (the key as a Bearer token), none (no key sent), or the name of the header
+    that carries the key as it is (x-api-key, api-key...). Absent: the type's own scheme."""
+    value = f.raw("auth")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise f.error("must be bearer, none, or the name of the header that carries the key.", "auth")
+    if value.lower() == "bearer":
+        return BEARER
+    if value.lower() == "none":
+        return NO_AUTH
+    if not HEADER_NAME.fullmatch(value) or value.lower() in FRAMING:
+        raise f.error(
+            f"{value!r} is not a header corral can send the key in: use bearer, none, or a header "
+            "name such as x-api-key.",
+            "auth",
+        )
+    if value.lower() == "authorization":
+        return BEARER
+    return Auth(header=value, bearer=False)
 
 
 def _headers(f: Fields) -> dict[str, str]:
@@ -283,8 +307,9 @@ def _base_url(f: Fields, ptype: ProviderType) -> str:
         raise f.error("has a path with spaces or non-ASCII characters; percent-encode them.", "base_url")
     if parts.query or parts.fragment:
         raise f.error("must not have a query string or fragment.", "base_url")
-    if ptype == "ollama" and url.endswith("/api"):
-        url = url.removesuffix("/api")  # Ollama Cloud documents https://ollama.com/api as its base
+    suffix = REGISTRY[ptype].strip_suffix
+    if suffix and url.endswith(suffix):
+        url = url.removesuffix(suffix)  # e.g. Ollama Cloud documents https://ollama.com/api as its base
     return url
 
 

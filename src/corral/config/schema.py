@@ -5,28 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-ProviderType = Literal["ollama", "openai", "demo"]
+from corral.config.provider_types import REGISTRY, Auth
 
-OLLAMA_PATHS: dict[str, str] = {
-    "chat": "/api/chat",
-    "generate": "/api/generate",
-    "embed": "/api/embed",
-    "embeddings": "/api/embeddings",
-    "show": "/api/show",
-    "models": "/api/tags",
-    "loaded": "/api/ps",
-    "health": "/api/version",
-}
-OPENAI_PATHS: dict[str, str] = {
-    "chat": "/chat/completions",
-    "completions": "/completions",
-    "embeddings": "/embeddings",
-    "models": "/models",
-    "health": "/models",
-}
-DEFAULT_PATHS: dict[str, dict[str, str]] = {"ollama": OLLAMA_PATHS, "openai": OPENAI_PATHS, "demo": {}}
+ProviderType = str  # a name in provider_types.REGISTRY
+
+DEFAULT_PATHS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {name: spec.paths for name, spec in REGISTRY.items()}
+)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # the most of one upstream answer corral reads whole
 MAX_LINE_BYTES = 8 * 1024 * 1024  # the longest NDJSON / SSE line of an upstream stream
 
@@ -51,6 +38,7 @@ class ProviderConfig:
     first_token_timeout: float | None = None  # None: router.failover_timeout
     max_response_bytes: int = MAX_RESPONSE_BYTES  # a whole answer (folded stream, embeddings, show)
     max_line_bytes: int = MAX_LINE_BYTES  # one line of a stream
+    auth: Auth | None = None  # how api_key is sent; None: as the type's spec says
     # Ollama only
     keep_alive: str | int | None = None
     num_ctx: int | None = None
@@ -58,6 +46,10 @@ class ProviderConfig:
 
     def path(self, kind: str) -> str:
         return self.paths.get(kind) or DEFAULT_PATHS[self.type][kind]
+
+    def key_headers(self) -> dict[str, str]:
+        """The header that carries ``api_key`` upstream (none without a key)."""
+        return (self.auth or REGISTRY[self.type].auth).headers(self.api_key)
 
 
 @dataclass(frozen=True, slots=True)

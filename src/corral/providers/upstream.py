@@ -39,9 +39,11 @@ KEEPALIVE = 30.0  # seconds an unused upstream connection stays open
 
 def make_pool(cfg: ProviderConfig) -> Pool:
     headers = dict(cfg.headers)
-    if cfg.api_key:  # the key wins over an Authorization header set by hand, in any case
-        headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
-        headers["Authorization"] = f"Bearer {cfg.api_key}"
+    key = cfg.key_headers()  # as the provider's type (or its auth) says: Bearer, x-api-key...
+    if key:  # the key wins over the same header set by hand, in any case
+        names = {name.lower() for name in key}
+        headers = {name: value for name, value in headers.items() if name.lower() not in names}
+        headers.update(key)
     return Pool(
         cfg.base_url,
         max_connections=cfg.max_connections,

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.config.provider_types import REGISTRY
 from corral.config.schema import RouterConfig
 
 HEALTHY, BUSY, EJECTED, MISCONFIGURED, DISABLED, UNKNOWN = (
@@ -97,7 +98,8 @@ class DeploymentState:
 
     def warm(self, model: str, num_ctx: int | None) -> bool | None:
         """Is ``model`` loaded here (with ``num_ctx``, when given)? None when unknown (not Ollama)."""
-        if self.type != "ollama":
+        kind = REGISTRY.get(self.type)
+        if kind is None or not kind.reports_loaded:
             return None
         name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
         if name not in self.loaded:

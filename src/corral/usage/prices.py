@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from corral.config.provider_types import LOCAL_TYPES
 from corral.errors import ConfigError
 
 PER = 1_000_000
-LOCAL_TYPES = frozenset({"ollama", "demo"})
 _WILDCARDS = frozenset("*?[]")
 
 

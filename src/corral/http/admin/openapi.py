@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from corral import __version__
+from corral.config.provider_types import CONFIG_TYPES
 from corral.config.schema import STRATEGIES
 from corral.http.admin.context import AdminContext, reply
 from corral.http.admin.providers import BASE_URL
@@ -44,7 +45,7 @@ DURATION_VALUE = nullable(
 NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 PROVIDER_FIELDS: dict[str, Schema] = {
-    "type": {"enum": ["ollama", "openai"]},
+    "type": {"enum": list(CONFIG_TYPES)},
     "base_url": {"type": "string", "pattern": BASE_URL, "maxLength": 2048},
     "api_key": nullable({"type": "string", "minLength": 1, "description": "write-only; stored encrypted"}),
     "headers": nullable(
@@ -64,6 +65,7 @@ PROVIDER_FIELDS: dict[str, Schema] = {
     "keep_alive": {"type": ["string", "integer", "null"]},
     "num_ctx": nullable({"type": "integer", "minimum": 1}),
     "options": nullable({"type": "object"}),
+    "auth": nullable({"type": "string", "minLength": 1, "description": "bearer, none, or a header name"}),
 }
 TARGET = {"type": "string", "pattern": "^[^/]+/[\\s\\S]+$"}
 ALIAS_FIELDS: dict[str, Schema] = {
