@@ -74,7 +74,8 @@ def test_malformed_framing_is_refused_and_closed(fleet: Fleet, case: str) -> Non
     before = upstream_calls(fleet)
     with RawConnection(fleet.port) as c:
         response = c.request(MALFORMED[case](fleet.key))
-        assert response.status == 400, response.body
+        # 501 for a transfer coding corral does not implement (RFC 9112 §6.1), else 400
+        assert response.status in ((400, 501) if case.startswith("te-") else (400,)), response.body
         assert c.rest() == b""  # closed, and nothing after the refusal was read as a request
     assert upstream_calls(fleet) == before
 

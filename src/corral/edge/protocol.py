@@ -31,6 +31,7 @@ from corral.conversation.call import Surface
 from corral.edge import wire
 from corral.edge.exchange import EdgeExchange
 from corral.errors import (
+    CodingNotImplemented,
     CorralError,
     HeadTooLarge,
     InvalidRequest,
@@ -230,7 +231,7 @@ class EdgeProtocol(asyncio.Protocol):
             self._discard = True
             return
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
+        text = value.decode("latin-1").rstrip(" \t")  # trailing whitespace is not in the value (RFC 9112 5.1)
         previous = self._headers.get(key)
         if previous is None:
             self._headers[key] = text
@@ -297,6 +298,13 @@ class EdgeProtocol(asyncio.Protocol):
             return InvalidRequest("An HTTP/1.1 request needs a Host header.", code="missing_host")
         if self._parser.should_upgrade():
             return InvalidRequest("Upgrade is not supported.", code="bad_request")
+        coding = self._headers.get("transfer-encoding")
+        if coding is not None and coding.lower() != "chunked":
+            # llhttp frames "gzip, chunked" as chunked; corral decodes no coding but chunked
+            return CodingNotImplemented(
+                f"Transfer-Encoding {coding!r} is not supported: send the body plainly, or chunked.",
+                code="transfer_coding_not_supported",
+            )
         return None
 
     def _no_route(self, method: str, path: str, allow: tuple[str, ...]) -> CorralError:
