@@ -287,3 +287,30 @@ def test_responses_stateless_refusals_and_errors(fleet: Fleet) -> None:
     fleet.ollama.fault = Fault("midstream_error", after_chunks=2, message="model crashed", times=1)
     events = list(client.responses.create(model="local", input="a b c d e", stream=True))
     assert events[-1].type == "response.failed"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_deployment_failing_before_its_first_token_fails_over(stream: bool) -> None:
+    first, second = OllamaEmulator(), OllamaEmulator()
+    with ServerThread(first.app) as a, ServerThread(second.app) as b:
+        config = make_config(
+            {
+                "providers": [
+                    {"name": "a", "type": "ollama", "base_url": a.url},
+                    {"name": "b", "type": "ollama", "base_url": b.url},
+                ],
+                "models": [{"name": "m", "targets": ["a/llama3.2", "b/llama3.2"], "strategy": "priority"}],
+            }
+        )
+        with GatewayServer(config) as gw:
+            once = Fault("midstream_error", after_chunks=0, message="model crashed", times=1)
+            first.fault = second.fault = once  # one fault for both: whichever is tried first fails, once
+            client = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=20)
+            if stream:
+                with client.messages.stream(model="m", max_tokens=64, messages=user("x")) as s:
+                    text = "".join(s.text_stream)
+            else:
+                text = client.messages.create(model="m", max_tokens=64, messages=user("x")).content[0].text  # type: ignore[union-attr]
+            assert text == "Echo: x"
+            tried = len(first.requests_to("/api/chat")) + len(second.requests_to("/api/chat"))
+            assert tried == 2  # one failed, the other answered

@@ -60,6 +60,15 @@ def streamed(call: Call, provider: str, batches: AsyncIterator[list[Event]], sta
     return reply_of(call, _checked_first(provider, batches), started_ns)
 
 
+def check_first(provider: str, events: list[Event]) -> None:
+    """Raise for a stream's first batch that fails before any content reached the client."""
+    failure = next((e for e in events if isinstance(e, Failure)), None)
+    if failure is not None and not any(
+        isinstance(e, Delta) and (e.text or e.reasoning or e.tool_calls) for e in events
+    ):
+        raise UpstreamError(provider, failure.message, code=failure.code)
+
+
 async def _checked_first(provider: str, batches: AsyncIterator[list[Event]]) -> AsyncIterator[list[Event]]:
     """The batches, but a failure in the first one with content still to come raises."""
     first = True
@@ -106,4 +115,14 @@ def now_ns() -> int:
     return time.monotonic_ns()
 
 
-__all__ = ["MODEL_SURFACES", "answered", "now_ns", "ollama_body", "read_stream", "request_of", "streamed"]
+__all__ = [
+    "MODEL_SURFACES",
+    "answered",
+    "check_first",
+    "now_ns",
+    "ollama_body",
+    "read_stream",
+    "reply_of",
+    "request_of",
+    "streamed",
+]

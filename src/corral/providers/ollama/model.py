@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from corral.conversation.answer import Event
+from corral.conversation.answer import Event, Failure
 from corral.conversation.call import Attempt, Call, Endpoint, Reply
 from corral.conversation.ollama import answers as ollama_answers
 from corral.conversation.ollama.requests import OllamaDefaults
 from corral.conversation.ollama.streams import NDJSONReader
 from corral.errors import InvalidRequest
+from corral.httpclient import TransportError
 from corral.providers import model_path
 from corral.providers.upstream import upstream_errors
 
@@ -37,51 +38,53 @@ async def send(provider: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     if not call.stream:
         data = await provider.aggregate(resp, attempt.first_byte_timeout, True)
         return model_path.answered(call, ollama_answers.read(data), started)
-    return model_path.streamed(call, provider.name, _events(provider, resp), started)
-
-
-class _LineReader:
-    """``NDJSONReader`` fed a block of whole lines at a time."""
-
-    __slots__ = ("reader",)
-
-    def __init__(self) -> None:
-        self.reader = NDJSONReader(chat=True)
-
-    def feed(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for line in data.split(b"\n"):
-            events.extend(self.reader.feed(line))
-        return events
-
-    def end(self) -> list[Event]:
-        return self.reader.end()
+    return model_path.reply_of(call, _events(provider, resp), started)
 
 
 async def _events(provider: OllamaProvider, resp: Response) -> AsyncIterator[list[Event]]:
-    lines = _LineReader()
-    reader = lines.reader
+    """The upstream's NDJSON lines read into the model's events, one batch per network read; a
+    failure before any content raises (the engine fails over). One generator, not a stack of
+    them: each layer costs a few microseconds per read."""
+    reader = NDJSONReader(chat=True)
+    first = True
+    rest = b""
     try:
         async with upstream_errors(provider.cfg):
-            async for batch in model_path.read_stream(_lines(resp), lines):
-                yield batch
-                if reader.done:
-                    return
+            try:
+                async for data in resp.chunks():
+                    rest += data
+                    cut = rest.rfind(b"\n")
+                    if cut < 0:
+                        continue
+                    events: list[Event] = []
+                    for line in rest[:cut].split(b"\n"):
+                        events += reader.feed(line)
+                    rest = rest[cut + 1 :]
+                    if not events:
+                        continue
+                    if first:
+                        model_path.check_first(provider.name, events)
+                        first = False
+                    yield events
+                    if reader.done:
+                        return
+            except (TransportError, TimeoutError) as exc:
+                failure: list[Event] = [
+                    Failure(
+                        f"Upstream's stream broke off ({exc.__class__.__name__}); the answer is incomplete.",
+                        "upstream_stream_interrupted",
+                    )
+                ]
+                if first:
+                    model_path.check_first(provider.name, failure)
+                yield failure
+                return
+            events = reader.feed(rest) + reader.end()
+            if first:
+                model_path.check_first(provider.name, events)
+            yield events
     finally:
         if reader.done:
             resp.release()
         else:
             resp.close()
-
-
-async def _lines(resp: Response) -> AsyncIterator[bytes]:
-    """The body's NDJSON lines, the whole lines of each network read joined (one feed each)."""
-    rest = b""
-    async for data in resp.chunks():
-        rest += data
-        cut = rest.rfind(b"\n")
-        if cut >= 0:
-            whole, rest = rest[: cut + 1], rest[cut + 1 :]
-            yield whole
-    if rest.strip():
-        yield rest
