@@ -227,3 +227,38 @@ def test_a_path_that_could_split_the_request_line_is_a_config_error(tmp_path: Pa
 def test_a_fractional_request_limit_for_a_user_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"user_limits\.alice.*whole number"):
         load_config(write(tmp_path, "user_limits:\n  alice: {rpm: 2.5}\n"), env={})
+
+
+def test_read_limits_default_and_can_be_set_per_provider(tmp_path: Path) -> None:
+    text = """
+providers:
+  - {name: a, type: ollama, base_url: "http://a:11434"}
+  - {name: b, type: openai, base_url: "http://b/v1", max_response_bytes: 2097152, max_line_bytes: 4096}
+"""
+    a, b = load_config(write(tmp_path, text), env={}).providers
+    assert (a.max_response_bytes, a.max_line_bytes) == (64 * 1024 * 1024, 8 * 1024 * 1024)
+    assert (b.max_response_bytes, b.max_line_bytes) == (2097152, 4096)
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("max_response_bytes: 100", "providers[0].max_response_bytes: must be at least 1024, got 100"),
+        ("max_line_bytes: 0", "providers[0].max_line_bytes: must be at least 1024, got 0"),
+        ("max_response_bytes: 64MiB", "providers[0].max_response_bytes: must be a whole number"),
+        ("max_line_bytes: true", "providers[0].max_line_bytes: must be a whole number"),
+    ],
+)
+def test_a_read_limit_that_is_not_a_byte_count_is_a_config_error(
+    tmp_path: Path, entry: str, fragment: str
+) -> None:
+    text = f"""
+providers:
+  - name: a
+    type: ollama
+    base_url: http://a:11434
+    {entry}
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert fragment in str(caught.value)

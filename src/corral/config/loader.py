@@ -20,6 +20,8 @@ from corral.config.provider_types import BEARER, CONFIG_TYPES, NO_AUTH, REGISTRY
 from corral.config.routing import check_chains, parse_alias, parse_router
 from corral.config.schema import (
     DEFAULT_PATHS,
+    MAX_LINE_BYTES,
+    MAX_RESPONSE_BYTES,
     Config,
     ProviderConfig,
     ProviderType,
@@ -60,6 +62,8 @@ _PROVIDER_KEYS = {
     "options",
     "max_parallel",
     "first_token_timeout",
+    "max_response_bytes",
+    "max_line_bytes",
     "auth",
 }
 
@@ -239,6 +243,9 @@ def _provider(f: Fields) -> ProviderConfig:
         max_connections=f.integer("max_connections", 256, minimum=1) or 256,
         max_parallel=f.integer("max_parallel", spec.max_parallel, minimum=0) or 0,
         first_token_timeout=f.duration("first_token_timeout", 0.0) or None,
+        max_response_bytes=f.integer("max_response_bytes", MAX_RESPONSE_BYTES, minimum=1024)
+        or MAX_RESPONSE_BYTES,
+        max_line_bytes=f.integer("max_line_bytes", MAX_LINE_BYTES, minimum=1024) or MAX_LINE_BYTES,
         auth=_auth(f),
         keep_alive=keep_alive,
         num_ctx=f.integer("num_ctx", None, minimum=1),

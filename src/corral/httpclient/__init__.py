@@ -13,6 +13,7 @@ from corral.httpclient.errors import (
     Disconnected,
     ReadTimeout,
     TLSFailed,
+    TooLarge,
     TransportError,
 )
 from corral.httpclient.pool import Pool
@@ -27,5 +28,6 @@ __all__ = [
     "ReadTimeout",
     "Response",
     "TLSFailed",
+    "TooLarge",
     "TransportError",
 ]

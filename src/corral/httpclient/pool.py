@@ -3,8 +3,16 @@
 At most ``max_connections`` connections exist at once (open, idle or being opened); a request
 that finds none free waits its turn, in order, for at most ``connect_timeout``, which also
 bounds opening a new connection. Idle connections are reused newest first and closed after
-``keepalive`` seconds unused. A request that fails on a reused connection before one byte of
-answer arrived (the server had closed it while idle) is sent once more on a fresh connection.
+``keepalive`` seconds unused. A connection still draining the end of an answer its reader let
+go of (``Response.release``) is about to be free: a request with no idle connection waits for it
+(while it drains, at most ``DRAIN_SECONDS``) instead of opening another.
+
+A request is written at most once unless resending it is harmless: a reused connection that
+turns out closed before a byte is written (the server closed or reset it while idle, even if
+the loop has not noticed yet) is replaced and the request sent on a fresh one; one that closes
+after the request went out, before a byte of answer, is retried once on a fresh connection only
+for an idempotent method (GET, PUT, DELETE, OPTIONS). A POST the server may have read is never
+sent twice: that failure is the caller's to see.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from corral.httpclient.connection import Connection
+from corral.httpclient.connection import DRAIN_SECONDS, Connection
 from corral.httpclient.errors import ConnectFailed, ConnectTimeout, Disconnected, TLSFailed
 from corral.httpclient.response import Response
 
@@ -27,6 +35,8 @@ REQUEST_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: canno
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 # Headers that frame the request: configuring them would corrupt the exchange.
 FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"})
+# RFC 9110 9.2.2: sending one of these twice has the effect of sending it once (HEAD is refused).
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS"})
 
 
 class Pool:
@@ -41,6 +51,7 @@ class Pool:
         verify_ssl: bool = True,
         keepalive: float = 30.0,
         user_agent: str = "corral",
+        max_body: int | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -68,6 +79,8 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive = keepalive
+        self.max_body = max_body  # the most ``Response.read()`` gathers by default
+        self.draining = 0  # connections dropping the rest of a released answer (counted by them)
         self._idle: list[Connection] = []
         self._open = 0  # connections that exist or are being opened
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
@@ -106,8 +119,10 @@ class Pool:
             try:
                 return await conn.send(data, self.read_timeout)
             except Disconnected as exc:
-                if not (reused and exc.before_response and attempt == 1):
+                if attempt == 2:
                     raise
+                if exc.request_sent and not (reused and exc.before_response and method in IDEMPOTENT):
+                    raise  # the server may have read it: a POST is not sent twice
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, path: str) -> _Pending:
@@ -121,28 +136,33 @@ class Pool:
     # client cannot take a connection from under one.
 
     async def _acquire(self, fresh: bool = False) -> Connection:
-        """A connection to send on: the newest idle one, else a new one (``fresh``: never an
-        idle one, for the retry after a stale one)."""
+        """A connection to send on: the newest idle one, else one about to finish draining,
+        else a new one (``fresh``: never an idle or draining one, for the retry after a stale
+        one)."""
         if self._closed:
             raise ConnectFailed("the client is closed")
         loop = self._loop or self._bind(asyncio.get_running_loop())
         idle = self._idle
         reserved = False
-        if not self._waiters:
-            if idle and not fresh:  # the usual case: no timer, no await
-                conn = idle.pop()
-                if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
-                    return conn
-                self._retire(conn)  # the newest is stale, so are the older ones: keep its slot
-                reserved = True
-            elif self._open < self.max_connections:
-                self._open += 1
-                reserved = True
-            elif fresh and idle:
-                self._retire(idle.pop(0))  # its slot, for the fresh connection
-                reserved = True
+        deadline = self.connect_timeout
+        if idle and not fresh and not self._waiters:  # the usual case: no timer, no await
+            conn = idle.pop()
+            if not conn.closed and loop.time() - conn.idle_since < self.keepalive:
+                return conn
+            self._retire(conn)  # the newest is stale, so are the older ones: keep its slot
+            reserved = True
+        elif not fresh and self.draining > len(self._waiters):
+            # A connection is dropping the end of an answer (an end marker a moment behind the
+            # last line): wait for it, or for its slot if the drain fails, rather than open one.
+            deadline += DRAIN_SECONDS
+        elif self._open < self.max_connections:  # any waiters are waiting for drains
+            self._open += 1
+            reserved = True
+        elif fresh and idle and not self._waiters:
+            self._retire(idle.pop(0))  # its slot, for the fresh connection
+            reserved = True
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(deadline):
                 if not reserved:
                     handed = await self._wait_turn(loop)
                     if handed is not None:

@@ -3,7 +3,12 @@
 The connection feeds body bytes in; the reader takes them out with ``chunks()`` (everything
 buffered so far, per wake-up) or ``read()``. Buffering is bounded: above ``HIGH_WATER`` bytes
 unread, the connection stops reading from the socket until the reader catches up. A reader
-waits at most ``read_timeout`` seconds for the next bytes.
+waits at most ``read_timeout`` seconds for the next bytes. ``read()`` gathers a whole body, so it
+stops at ``max_body`` bytes (the pool's, or its own ``max_bytes``): past it the connection is
+closed and ``TooLarge`` raised; a ``Content-Length`` over it fails before a byte is read.
+A reader that has what it wants before the body has ended (an NDJSON stream's last line, its end
+marker a moment behind) calls ``settle()``: the end is awaited briefly, so the connection is back
+in its pool before the reader's own client has its answer and sends the next request.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
-from corral.httpclient.errors import ReadTimeout, TransportError
+from corral.httpclient.errors import ReadTimeout, TooLarge, TransportError
 
 if TYPE_CHECKING:
     from corral.httpclient.connection import Connection
 
 HIGH_WATER = 256 * 1024
+SETTLE_SECONDS = 0.25  # how long ``settle()`` waits for the end of a body whose last line is in
 
 
 class Response:
@@ -28,6 +34,7 @@ class Response:
         "_done",
         "_error",
         "_loop",
+        "_max_body",
         "_read_timeout",
         "_waiter",
         "headers",
@@ -41,6 +48,7 @@ class Response:
         conn: Connection,
         read_timeout: float | None,
         loop: asyncio.AbstractEventLoop,
+        max_body: int | None = None,
     ) -> None:
         self.status = status
         self.headers = headers  # names in lower case
@@ -54,6 +62,7 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._read_timeout = read_timeout
         self._loop = loop
+        self._max_body = max_body
 
     # -- fed by the connection -------------------------------------------------------------
 
@@ -124,9 +133,14 @@ class Response:
             else:
                 await self._wait()
 
-    async def read(self, limit: int | None = None) -> bytes:
+    async def read(self, limit: int | None = None, *, max_bytes: int | None = None) -> bytes:
         """The whole body, or its first ``limit`` bytes (the rest is then dropped with the
-        connection)."""
+        connection). Without ``limit``, a body over ``max_bytes`` (default: the pool's
+        ``max_body``) raises ``TooLarge``, its connection closed."""
+        cap = None if limit is not None else max_bytes if max_bytes is not None else self._max_body
+        if cap is not None and self._announced() > cap:
+            self.close()
+            raise TooLarge("an answer", cap)
         parts: list[bytes] = []
         size = 0
         while not self._done or self._chunks:
@@ -137,11 +151,45 @@ class Response:
                 if limit is not None and size >= limit:
                     self.close()
                     return b"".join(parts)[:limit]
+                if cap is not None and size > cap:
+                    self.close()
+                    raise TooLarge("an answer", cap)
             elif self._error is not None:
                 raise self._error
             else:
                 await self._wait()
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _announced(self) -> int:
+        """The body's Content-Length, or 0 when it has none (or a broken one: the parser
+        refuses those)."""
+        length = self.headers.get("content-length")
+        return int(length) if length is not None and length.isdigit() else 0
+
+    async def settle(self, seconds: float = SETTLE_SECONDS) -> None:
+        """The reader is done but the body is not (its end marker, or a trailer, is on the way):
+        wait up to ``seconds`` for the end, dropping what comes, then ``release()``. Once the
+        body has ended the connection is already back in its pool; past ``seconds`` the rest
+        drains as ``release()`` says."""
+        loop = self._loop
+        deadline = loop.time() + seconds
+        while not self._done and self._error is None and self._conn is not None:
+            if self._chunks:  # bytes after the last line the reader wanted: dropped
+                self._chunks = []
+                self._buffered = 0
+                self._conn.resume()
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(left, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                timer.cancel()
+        self.release()
 
     def release(self) -> None:
         """Done with the answer. A complete one has already given its connection back. For an
@@ -158,3 +206,8 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.abandon()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -39,6 +39,7 @@ _ERROR_EVENT: Final = b"event: error"
 
 class AnthropicProvider:
     type = "anthropic"
+    speaks = frozenset({Surface.MESSAGES})
 
     def __init__(self, cfg: ProviderConfig, pool: Pool | None = None) -> None:
         self.cfg = cfg
@@ -49,6 +50,10 @@ class AnthropicProvider:
 
     def path(self, kind: str) -> str:
         return self.cfg.paths.get(kind) or PATHS[kind]
+
+    async def converse(self, call: Call, attempt: Attempt) -> Reply:
+        """A call from a surface it does not speak: answered by ``send``, which translates it."""
+        return await self.send(call, attempt)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
         if call.endpoint is not Endpoint.CHAT:

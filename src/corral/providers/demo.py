@@ -67,9 +67,14 @@ def _usage(prompt: str, words: list[str]) -> dict[str, int]:
 
 class DemoProvider:
     type = "demo"
+    speaks = frozenset({Surface.OPENAI})
 
     def __init__(self, name: str = "demo") -> None:
         self.name = name
+
+    async def converse(self, call: Call, attempt: Attempt) -> Reply:
+        """A call from a surface it does not speak: answered by ``send``, which translates it."""
+        return await self.send(call, attempt)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
         if call.surface is Surface.OLLAMA:

@@ -1,46 +1,59 @@
-"""An OpenAI-compatible provider answering a call through the conversation model
-(``model_path``): the ``/v1/messages`` and ``/v1/responses`` surfaces, translated to chat
-completions for servers that do not serve those APIs themselves."""
+"""The OpenAI-compatible upstream adapter: a call from any surface but OpenAI's own (Ollama's API,
+``/v1/messages``, ``/v1/responses``), read into the conversation model, written as the request an
+OpenAI-compatible server takes, and its answer read back for the surface to write.
+
+The request goes where ``conversation.openai.requests.write`` says: chat completions, the legacy
+completions endpoint (a raw prompt or a suffix) or embeddings. A stream is read as the model's
+events, one batch per network read, each event no longer than ``max_line_bytes``; the answer's
+``Finish`` comes only once the body has ended cleanly (the reader holds ``[DONE]``), so a
+connection that breaks after it is a ``Failure``, like any other break: before anything reached
+the client it raises instead (the engine fails over).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from corral.conversation.answer import Event
-from corral.conversation.call import Attempt, Call, Reply
+from corral.conversation.answer import Delta, Event, Failure
+from corral.conversation.call import Attempt, Call, Endpoint, Reply
 from corral.conversation.openai import answers as openai_answers
 from corral.conversation.openai import requests as openai_requests
 from corral.conversation.openai.streams import SSEReader
 from corral.errors import UpstreamError
+from corral.httpclient import TransportError
 from corral.providers import model_path
-from corral.providers.upstream import JSON_BODY, rejected, upstream_errors
+from corral.providers.upstream import JSON_BODY, Framer, rejected, stream_failure, upstream_errors
 
 if TYPE_CHECKING:
     from corral.httpclient import Response
     from corral.providers.openai_compat import OpenAIProvider
 
 
-async def send(provider: OpenAIProvider, call: Call, attempt: Attempt, path: str) -> Reply:
-    """``call`` as a chat completion to ``path`` (the provider's chat completions URL)."""
+async def send(provider: OpenAIProvider, call: Call, attempt: Attempt, path: str | None = None) -> Reply:
+    """``call`` through the model; ``path`` overrides where the request goes."""
     started = model_path.now_ns()
-    req = replace(model_path.request_of(call), stream=call.stream)
-    _, body = openai_requests.write(req, attempt.model)
+    req = model_path.request_of(call)
+    endpoint, body = openai_requests.write(req, attempt.model)
     async with upstream_errors(provider.cfg):
-        resp = await provider._pool.request("POST", path, orjson.dumps(body), JSON_BODY)
+        resp = await provider.pool.request(
+            "POST", path or provider.paths[endpoint], orjson.dumps(body), JSON_BODY
+        )
     if resp.status >= 300:
         raise await rejected(provider.cfg, resp)
-    if not call.stream:
+    if not req.stream or endpoint is Endpoint.EMBEDDING:
         try:
             async with upstream_errors(provider.cfg):
                 raw = await resp.read()
         finally:
             resp.release()
-        return model_path.answered(call, openai_answers.read(_object(provider.name, raw)), started)
-    return model_path.streamed(call, provider.name, _events(provider, resp), started)
+        data = _object(provider.name, raw)
+        if endpoint is Endpoint.EMBEDDING:
+            return model_path.reply_of(call, openai_answers.read_embeddings(data), started)
+        return model_path.answered(call, openai_answers.read(data), started)
+    return model_path.reply_of(call, _events(provider, resp), started)
 
 
 def _object(provider: str, raw: bytes) -> dict[str, Any]:
@@ -55,14 +68,47 @@ def _object(provider: str, raw: bytes) -> dict[str, Any]:
     return data
 
 
+def _content(events: list[Event]) -> bool:
+    return any(isinstance(e, Delta) and (e.text or e.reasoning or e.tool_calls) for e in events)
+
+
+def _check_first(provider: str, events: list[Event]) -> None:
+    """A failure in a stream's first events, before any content: raised, so the engine fails over."""
+    failure = next((e for e in events if isinstance(e, Failure)), None)
+    if failure is not None and not _content(events):
+        raise UpstreamError(provider, f"failed before its first token: {failure.message}", code=failure.code)
+
+
 async def _events(provider: OpenAIProvider, resp: Response) -> AsyncIterator[list[Event]]:
+    """The upstream's SSE read into the model's events, one batch per network read."""
     reader = SSEReader()
+    frames = Framer(provider.cfg.max_line_bytes, sse=True)
+    started = False  # content reached the client: a failure now goes in-band
     try:
-        async with upstream_errors(provider.cfg):
-            async for batch in model_path.read_stream(resp.chunks(), reader):
-                yield batch
+        try:
+            async for data in resp.chunks():
+                whole = frames.feed(data)
+                frames.check()
+                events = reader.feed(whole) if whole else []
+                if not events:
+                    continue
+                if not started:
+                    _check_first(provider.name, events)
+                    started = _content(events)
+                yield events
+                if reader.done:  # an error event: nothing more counts
+                    return
+            events = reader.feed(frames.rest()) + reader.end()
+            if not started:
+                _check_first(provider.name, events)
+            yield events
+        except (TransportError, TimeoutError) as exc:
+            failure = stream_failure(provider.cfg, exc, started=started)
+            if not started:  # nothing reached the client: fail over
+                raise failure from None
+            yield [Failure(failure.message, failure.code or "upstream_stream_interrupted")]
     finally:
-        if reader.done:
+        if resp.complete:
             resp.release()
         else:
             resp.close()

@@ -1,8 +1,11 @@
 """The one place that builds upstream HTTP clients and maps their failures to corral errors.
 
 Each provider owns one bounded keep-alive pool (``corral.httpclient.Pool``). Every timeout is
-explicit. Error messages name the provider and how it failed, never its key or the full URL's
-credentials.
+explicit, and so is every read limit: a whole answer is read up to the provider's
+``max_response_bytes``, a model list or health answer up to ``LISTING_BYTES``, one stream line up
+to ``max_line_bytes``; a breach closes the connection and is an ``UpstreamError`` naming the limit
+and the setting that raises it. Error messages name the provider and how it failed, never its
+key or the full URL's credentials.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from corral.httpclient import (
     Pool,
     Response,
     TLSFailed,
+    TooLarge,
     TransportError,
 )
 from corral.httpclient.pool import encode_headers
@@ -35,6 +39,7 @@ from corral.httpclient.pool import encode_headers
 MAX_ERROR_BODY = 64 * 1024
 JSON_BODY = encode_headers({"Content-Type": "application/json"})
 KEEPALIVE = 30.0  # seconds an unused upstream connection stays open
+LISTING_BYTES = 8 * 1024 * 1024  # a model list, /api/ps or a health answer (max_response_bytes if lower)
 
 
 def make_pool(cfg: ProviderConfig) -> Pool:
@@ -53,6 +58,7 @@ def make_pool(cfg: ProviderConfig) -> Pool:
         verify_ssl=cfg.verify_ssl,
         keepalive=KEEPALIVE,
         user_agent=f"corral/{__version__}",
+        max_body=cfg.max_response_bytes,
     )
 
 
@@ -100,12 +106,123 @@ async def upstream_errors(cfg: ProviderConfig) -> AsyncIterator[None]:
         ) from None
     except Disconnected as exc:
         raise UpstreamError(cfg.name, f"{_closed(exc)}.", code="upstream_disconnected") from None
+    except TooLarge as exc:
+        raise UpstreamError(cfg.name, too_large(cfg, exc), code="upstream_too_large") from None
     except BadResponse as exc:
         raise UpstreamError(
             cfg.name, f"sent a broken response ({exc}).", code="upstream_bad_response"
         ) from None
     except TransportError as exc:
         raise UpstreamError(cfg.name, f"request failed ({exc}).", code="upstream_error") from None
+
+
+def too_large(cfg: ProviderConfig, exc: TooLarge) -> str:
+    """What went over which limit, and the setting that raises it (after "Upstream 'name' ")."""
+    setting = None
+    if exc.what == "an answer" and exc.limit == cfg.max_response_bytes:
+        setting = "max_response_bytes"
+    elif exc.what in ("a stream line", "a stream event") and exc.limit == cfg.max_line_bytes:
+        setting = "max_line_bytes"
+    if setting is None:  # a fixed cap: model lists and health answers
+        return (
+            f"sent {exc.what} over {exc.limit} bytes, more than corral reads for one. List the "
+            "models to serve under providers[].models (no discovery then), or point "
+            "providers[].paths at a smaller answer."
+        )
+    return (
+        f"sent {exc.what} over {setting} ({exc.limit} bytes); "
+        f"raise providers[].{setting} if that is expected."
+    )
+
+
+def stream_failure(cfg: ProviderConfig, exc: Exception, *, started: bool) -> UpstreamError:
+    """How a stream read failed, for the relays: raised before the first token (the engine may
+    fail over), or the in-band error's message (``.message``) once the client has some."""
+    if isinstance(exc, TooLarge):
+        tail = " The answer is incomplete." if started else ""
+        return UpstreamError(cfg.name, too_large(cfg, exc) + tail, code="upstream_too_large")
+    if isinstance(exc, TimeoutError):
+        detail = "timed out"
+    elif isinstance(exc, Disconnected):
+        detail = "broke the connection"
+    else:
+        detail = f"failed ({exc.__class__.__name__})"
+    if started:
+        message = f"{detail} mid-stream; the answer is incomplete."
+    else:
+        message = f"{detail} before its first token."
+    return UpstreamError(cfg.name, message, code="upstream_stream_interrupted")
+
+
+_WHOLE_EVENT = (b"\n\n", b"\r\r", b"\n\r\n")  # a read ending in one of these ends an SSE event
+
+
+class Framer:
+    """For a relay passing a stream through: cuts it at line ends (NDJSON) or event ends (SSE, a
+    blank line), so the client only ever gets whole lines and an in-band error never lands in
+    the middle of one. What a read leaves unfinished is held for the next; ``check()`` raises
+    ``TooLarge`` once that passes ``limit`` (a line, or an SSE event and so each of its lines),
+    so one endless line costs at most the limit. Upstreams end their writes at line ends, so as
+    a rule ``feed`` returns its argument, uncopied."""
+
+    __slots__ = ("_edge", "_held", "_limit", "_sse", "held")
+
+    def __init__(self, limit: int, *, sse: bool = False) -> None:
+        self._limit = limit
+        self._sse = sse
+        self._held: list[bytes] = []
+        self._edge = b"\n"  # the last byte fed: an SSE blank line may straddle two reads
+        self.held = 0  # bytes held back
+
+    def feed(self, data: bytes) -> bytes:
+        """The whole lines (events) ``data`` completes, after any held start; b"" if none."""
+        if not self._held and data.endswith(_WHOLE_EVENT if self._sse else b"\n"):
+            self._edge = data[-1:]  # the usual read: whole lines (events), nothing held
+            return data
+        if self._sse:
+            window = self._edge + data
+            self._edge = data[-1:]
+            end = max(window.rfind(b"\n\n"), window.rfind(b"\r\r"), window.rfind(b"\n\r"))
+            if end >= 0:  # two line ends in a row, whichever the line ends are; CRLF ends in LF
+                end += 2 if window[end + 1 : end + 3] == b"\r\n" else 1
+        else:
+            end = data.rfind(b"\n") + 1
+        if end <= 0:
+            self._held.append(data)
+            self.held += len(data)
+            return b""
+        rest = data[end:]
+        if self._held:
+            self._held.append(data[:end])
+            data = b"".join(self._held)
+            self._held = []
+        elif rest:
+            data = data[:end]
+        if rest:
+            self._held.append(rest)
+        self.held = len(rest)
+        return data
+
+    def check(self) -> None:
+        if self.held > self._limit:
+            raise TooLarge("a stream event" if self._sse else "a stream line", self._limit)
+
+    def rest(self) -> bytes:
+        """At the end of the body: what never ended (delivered as it is)."""
+        rest = b"".join(self._held)
+        self._held, self.held = [], 0
+        return rest
+
+
+async def read_listing(cfg: ProviderConfig, resp: Response) -> bytes:
+    """A model list, loaded-model list or health answer: small, so read to a smaller cap."""
+    cap = min(cfg.max_response_bytes, LISTING_BYTES)
+    try:
+        return await resp.read(max_bytes=cap)
+    except TooLarge:
+        if cap == cfg.max_response_bytes:
+            raise
+        raise TooLarge("a model list or health answer", cap) from None
 
 
 def _closed(exc: Disconnected) -> str:
@@ -184,7 +301,7 @@ async def health_get(cfg: ProviderConfig, pool: Pool, path: str) -> Probe | tupl
     started = time.monotonic()
     try:
         async with upstream_errors(cfg), pool.get(path) as resp:
-            raw = await resp.read()
+            raw = await read_listing(cfg, resp)
             status = resp.status
     except UpstreamError as exc:
         return Probe(ok=False, error=exc.message, misconfigured=exc.code == "upstream_tls")

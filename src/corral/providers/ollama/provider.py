@@ -5,6 +5,10 @@ OpenAI-shaped calls are translated to ``/api/chat``, ``/api/generate`` and ``/ap
 stable id. Native calls keep ``keep_alive`` and ``num_ctx``, which Ollama's /v1 cannot carry.
 Chat and generate always stream from Ollama (``aggregate`` folds them for non-stream
 clients), so the first-token deadline and stall detection work for every call.
+
+What is read is bounded by the provider's limits: a folded answer by ``max_response_bytes``
+(counted over the NDJSON bytes), each stream line by ``max_line_bytes``, model lists and health
+answers by ``upstream.LISTING_BYTES``.
 """
 
 from __future__ import annotations
@@ -17,14 +21,22 @@ from typing import Any, Protocol
 
 import orjson
 
-from corral.config.schema import ProviderConfig
+from corral.config.schema import MAX_LINE_BYTES, ProviderConfig
 from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
 from corral.errors import UpstreamError, UpstreamTimeout
-from corral.httpclient import Pool, Response, TransportError
+from corral.httpclient import Pool, Response, TooLarge, TransportError
 from corral.providers import model_path
 from corral.providers.ollama import model, native, responses, translate
 from corral.providers.ollama.aggregate import Aggregator
-from corral.providers.upstream import JSON_BODY, health_get, make_pool, rejected, upstream_errors
+from corral.providers.upstream import (
+    JSON_BODY,
+    health_get,
+    make_pool,
+    read_listing,
+    rejected,
+    stream_failure,
+    upstream_errors,
+)
 
 _PREFIX = {Endpoint.CHAT: "chatcmpl-", Endpoint.COMPLETION: "cmpl-", Endpoint.EMBEDDING: "embd-"}
 
@@ -39,6 +51,7 @@ class _StreamTranslator(Protocol):
 
 class OllamaProvider:
     type = "ollama"
+    speaks = frozenset({Surface.OLLAMA})
 
     def __init__(self, cfg: ProviderConfig, pool: Pool | None = None) -> None:
         self.cfg = cfg
@@ -62,6 +75,10 @@ class OllamaProvider:
         if call.endpoint is Endpoint.COMPLETION:
             return translate.generate_request(body, attempt.model, stream=True, defaults=self._defaults)
         return translate.embed_request(call.body, attempt.model, defaults=self._embed_defaults)
+
+    async def converse(self, call: Call, attempt: Attempt) -> Reply:
+        """A call from a surface it does not speak: answered by ``send``, which translates it."""
+        return await self.send(call, attempt)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
         if call.surface is Surface.OLLAMA:
@@ -149,7 +166,9 @@ class OllamaProvider:
         agg = Aggregator()
         try:
             async with upstream_errors(self.cfg):
-                batches = ndjson_batches(resp.chunks())
+                batches = ndjson_batches(
+                    resp.chunks(), self.cfg.max_line_bytes, max_total=self.cfg.max_response_bytes
+                )
                 try:
                     async with asyncio.timeout(first_timeout):
                         lines: list[bytes] = await anext(batches, [])
@@ -157,6 +176,10 @@ class OllamaProvider:
                     raise self._no_first_token(first_timeout) from None
                 while lines and not self._fold(agg, lines):
                     lines = await anext(batches, [])
+            if agg.done:
+                # The client may send its next request as soon as it has this answer: have the
+                # connection back in the pool first (its end marker is a moment behind).
+                await resp.settle()
         finally:
             if agg.done:
                 resp.release()
@@ -200,7 +223,7 @@ class OllamaProvider:
                 # One write per network read, not per token: a fast upstream's burst of lines
                 # becomes one SSE write (with the closing events, when the answer ends in it);
                 # a real model's tokens still go out as they arrive.
-                async for lines in ndjson_batches(resp.chunks()):
+                async for lines in ndjson_batches(resp.chunks(), self.cfg.max_line_bytes):
                     parts: list[bytes] = []
                     for line in lines:
                         if not sent and not parts and line.startswith(b'{"error"'):
@@ -216,22 +239,19 @@ class OllamaProvider:
                         sent = True
                         if translator.done:
                             # The client may send its next request as soon as it has this last
-                            # chunk: hand the connection back (to drain its end marker) first.
+                            # chunk: have the connection back in the pool first (its end marker
+                            # is a moment behind), then the last chunk goes with the end marker.
+                            await resp.settle()
                             outcome.ended = True
-                            resp.release()
                         yield b"".join(parts)
                     if translator.done:
                         return
             except (TransportError, TimeoutError, ValueError) as exc:
-                detail = (
-                    "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc.__class__.__name__})"
-                )
+                failure = stream_failure(self.cfg, exc, started=sent)
                 if not sent:  # nothing reached the client: fail over instead
-                    raise UpstreamError(
-                        self.name, f"{detail} before its first token.", code="upstream_stream_interrupted"
-                    ) from None
-                outcome.error = f"Upstream '{self.name}' {detail} mid-stream; the answer is incomplete."
-                yield translator.error(outcome.error, "upstream_stream_interrupted")
+                    raise failure from None
+                outcome.error = failure.message
+                yield translator.error(outcome.error, failure.code or "upstream_stream_interrupted")
                 return
             if not sent:
                 raise UpstreamError(
@@ -259,7 +279,7 @@ class OllamaProvider:
         async with upstream_errors(self.cfg), self._pool.get(self.cfg.path("models")) as resp:
             if resp.status >= 300:
                 raise await rejected(self.cfg, resp)
-            raw = await resp.read()
+            raw = await read_listing(self.cfg, resp)
         try:
             data: Any = orjson.loads(raw)
             return [_model_info(m, self.name) for m in data["models"]]
@@ -288,7 +308,7 @@ class OllamaProvider:
         async with self._pool.get(self.cfg.path("loaded")) as resp:
             if resp.status != 200:
                 return None  # Ollama Cloud and old servers may not list loaded models
-            raw = await resp.read()
+            raw = await read_listing(self.cfg, resp)
         try:
             data: Any = orjson.loads(raw)
             return tuple(m for m in data.get("models") or [] if isinstance(m, dict) and m.get("name"))
@@ -300,22 +320,46 @@ class OllamaProvider:
 
 
 async def ndjson_batches(
-    content: AsyncIterable[bytes], max_line: int = 8 * 1024 * 1024
+    content: AsyncIterable[bytes], max_line: int = MAX_LINE_BYTES, *, max_total: int | None = None
 ) -> AsyncIterator[list[bytes]]:
-    """The complete, non-empty lines of each network read; a partial line waits for the next."""
-    pending = b""
+    """The complete, non-empty lines of each network read; a partial line waits for the next.
+    A line over ``max_line`` bytes, or more than ``max_total`` bytes in all, raises ``TooLarge``
+    as soon as it is seen, after the lines before it (the caller closes the answer): one endless
+    line is not gathered."""
+    pending: list[bytes] = []  # the pieces of a line not ended yet
+    held = 0  # their length
+    total = 0
     async for data in content:
-        pending += data
+        total += len(data)
+        if max_total is not None and total > max_total:
+            raise TooLarge("an answer", max_total)
         if b"\n" not in data:
-            if len(pending) > max_line:
-                raise ValueError(f"an NDJSON line is longer than {max_line} bytes")
+            held += len(data)
+            if held > max_line:
+                raise TooLarge("a stream line", max_line)
+            pending.append(data)
             continue
-        *lines, pending = pending.split(b"\n")
-        batch = [line for line in lines if line.strip()]
+        if pending:
+            pending.append(data)
+            data = b"".join(pending)
+        *lines, rest = data.split(b"\n")
+        batch = []
+        over = len(rest) > max_line
+        for line in lines:
+            if len(line) > max_line:
+                over = True
+                break
+            if line.strip():
+                batch.append(line)
         if batch:
             yield batch
-    if pending.strip():
-        yield [pending]
+        if over:
+            raise TooLarge("a stream line", max_line)
+        pending = [rest] if rest else []
+        held = len(rest)
+    last = b"".join(pending)
+    if last.strip():
+        yield [last]
 
 
 def ollama_usage(data: dict[str, Any]) -> dict[str, int]:
