@@ -12,7 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from corral.console.setup import CSP, THROTTLE
+from corral.console.setup import CSP
+from corral.http.guesses import THROTTLE
 from tests.console.conftest import Stack, sign_in, usage_written, wait_until
 from tests.emulators.common import Fault
 from tests.support.gateway import GatewayServer, make_config

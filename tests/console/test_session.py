@@ -1,6 +1,6 @@
-"""Console sessions and the sign-in throttle, on fake clocks: idle expiry and lifetime, bounds
+"""Console sessions and the key-guess throttle, on fake clocks: idle expiry and lifetime, bounds
 (per key, and a full table), the key behind a session re-checked on every lookup, and the
-back-off of failed sign-ins."""
+back-off of failed key checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from corral.console.session import Sessions, SignInThrottle, digest
+from corral.console.session import Sessions, digest
 from corral.errors import ServerBusy
+from corral.http.guesses import GuessThrottle
 from corral.keys.cache import KeyCache
 from corral.keys.principal import Principal
 from corral.store.keys import KeyRecord
@@ -127,7 +128,7 @@ def test_a_session_ends_at_its_lifetime_however_much_it_is_used() -> None:
 
 def test_failed_sign_ins_wait_twice_as_long_each_time_capped() -> None:
     clock = Clock()
-    throttle = SignInThrottle(free=3, cap=8, clock=clock)
+    throttle = GuessThrottle(free=3, cap=8, clock=clock)
     for _ in range(2):
         throttle.failed("10.0.0.1")
         assert throttle.wait("10.0.0.1") == 0
@@ -139,12 +140,27 @@ def test_failed_sign_ins_wait_twice_as_long_each_time_capped() -> None:
     assert waits == [1, 2, 4, 8, 8, 8]
     assert throttle.wait("10.0.0.2") == 0  # per address
     throttle.failed("10.0.0.1")
-    throttle.succeeded("10.0.0.1")
+    throttle.forget("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 0
+
+
+def test_failures_are_forgotten_only_after_a_quiet_hour() -> None:
+    clock = Clock()
+    throttle = GuessThrottle(free=2, cap=8, forget=3600, clock=clock)
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 1
+    clock.now += 3599  # well past the wait, not yet forgotten: the next failure waits longer
+    throttle.failed("10.0.0.1")
+    assert throttle.wait("10.0.0.1") == 2
+    clock.now += 3601
+    assert throttle.wait("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")  # a fresh start: free again
     assert throttle.wait("10.0.0.1") == 0
 
 
 def test_the_throttle_table_is_bounded() -> None:
-    throttle = SignInThrottle(limit=100)
+    throttle = GuessThrottle(limit=100)
     for i in range(1000):
         throttle.failed(f"client-{i}")
     assert len(throttle) == 100

@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from corral.console.setup import THROTTLE
+from corral.http.guesses import THROTTLE
 from tests.console.browser import Console, chromium, missing
 from tests.console.conftest import Stack
 from tests.emulators.ollama import ModelSpec, OllamaEmulator
@@ -136,7 +136,7 @@ def lone_gateway(home: Path) -> Iterator[GatewayServer]:
 
 @contextlib.contextmanager
 def frozen_throttle(gw: GatewayServer) -> Iterator[None]:
-    """Time stands still for the sign-in throttle (a wait never runs out) until the block ends;
+    """Time stands still for the key-guess throttle (a wait never runs out) until the block ends;
     then 127.0.0.1's failures are forgotten and the clock runs again."""
     assert gw.app is not None
     throttle = gw.app[THROTTLE]
@@ -146,7 +146,7 @@ def frozen_throttle(gw: GatewayServer) -> Iterator[None]:
         yield
     finally:
         throttle._clock = clock
-        throttle.succeeded("127.0.0.1")
+        throttle.forget("127.0.0.1")
 
 
 def user_key(where: Stack | GatewayServer, **fields: Any) -> tuple[str, str]:

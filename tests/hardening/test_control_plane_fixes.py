@@ -9,6 +9,7 @@ usage event, bounded JSON depth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -21,8 +22,15 @@ from corral.errors import ConfigError
 from corral.http.admin.playground import without_events
 from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
-from tests.console.conftest import wait_until
-from tests.hardening.attackers import LIMIT, ForgingOpenAI, lone_gateway, playground_info, user_key
+from tests.console.conftest import sign_in, wait_until
+from tests.hardening.attackers import (
+    LIMIT,
+    ForgingOpenAI,
+    frozen_throttle,
+    lone_gateway,
+    playground_info,
+    user_key,
+)
 from tests.hardening.rawclient import RawConnection, request, wait_read
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
@@ -196,3 +204,41 @@ def test_both_planes_share_one_body_budget_and_give_it_back(
         ok = httpx.post(gw.admin_url + "/console/api/chat", json=big, headers=bearer)
         assert ok.status_code == 200, ok.text
         wait_until(lambda: budget.held == 0)
+
+
+# -- findings 2 and 7: sign-in only from the console's own page; wrong keys counted everywhere -------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # another port of the same host
+        {"Origin": "null"},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ],
+)
+def test_sign_in_is_refused_unless_the_consoles_own_page_sends_json(
+    tmp_path: Path, headers: dict[str, str]
+) -> None:
+    with lone_gateway(tmp_path) as gw, frozen_throttle(gw):
+        sent = {"Content-Type": "application/json", **headers}
+        for _ in range(7):
+            resp = httpx.post(gw.admin_url + "/console/session", content=b'{"key": "guess"}', headers=sent)
+            assert resp.status_code in (400, 403) and "set-cookie" not in resp.headers
+        assert httpx.post(gw.admin_url + "/console/session", json={"key": gw.key}).status_code == 200
+
+
+def test_wrong_keys_on_any_route_hold_up_keys_not_a_signed_in_console(tmp_path: Path) -> None:
+    with lone_gateway(tmp_path) as gw, frozen_throttle(gw):
+        console, csrf = sign_in(gw.admin_url, gw.key)
+        with contextlib.closing(console):
+            wrong = {"Authorization": "Bearer gw_wrong_0123456789"}
+            statuses = [
+                httpx.get(gw.admin_url + "/admin/providers", headers=wrong).status_code for _ in range(6)
+            ]
+            assert statuses == [401] * 5 + [429]
+            assert httpx.get(gw.admin_url + "/admin/keys", headers={"X-API-Key": gw.key}).status_code == 429
+            assert httpx.post(gw.admin_url + "/console/session", json={"key": gw.key}).status_code == 429
+            assert console.get("/admin/keys", headers={"X-CSRF-Token": csrf}).status_code == 200

@@ -20,12 +20,14 @@ import orjson
 from aiohttp import web
 
 from corral.console.assets import Assets
-from corral.console.session import COOKIE, Sessions, SignInThrottle, SignInThrottled
+from corral.console.session import COOKIE, Sessions, check_origin
 from corral.errors import AuthenticationFailed, CorralError, InvalidRequest
 from corral.gateway import Gateway
 from corral.http.admin.input import read_object
 from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.auth import MAX_KEY, Authenticator
+from corral.http.bodies import too_large
+from corral.http.guesses import GuessThrottle, TooManyFailures, client_of
 from corral.keys.principal import Principal
 from corral.limits import Limits
 from corral.usage.query import UsageFilter, UsageQuery, parse_group_by, parse_step
@@ -79,7 +81,7 @@ class ConsoleRoutes:
         self,
         auth: Authenticator,
         sessions: Sessions,
-        throttle: SignInThrottle,
+        throttle: GuessThrottle,
         assets: Assets,
         playground: PlaygroundRoutes,
         *,
@@ -119,10 +121,19 @@ class ConsoleRoutes:
 
     # the session ---------------------------------------------------------------------------
     async def sign_in(self, request: web.Request) -> web.Response:
-        client = request.remote or "unknown"
-        wait = self._throttle.wait(client)
+        check_origin(request)  # login CSRF: only the console's own page signs a browser in
+        length = request.content_length
+        if length is not None and length > SIGN_IN_MAX:
+            raise too_large(SIGN_IN_MAX, length)
+        if request.content_type != "application/json":  # a form cannot send this without CORS
+            raise InvalidRequest(
+                'Send the sign-in as JSON ({"key": "..."}) with Content-Type: application/json.',
+                code="not_json",
+            )
+        client = client_of(request)
+        wait = self._throttle.wait(client)  # refused attempts above are never counted
         if wait > 0:
-            raise SignInThrottled(wait)
+            raise TooManyFailures(wait)
         body = await read_object(request, SIGN_IN_MAX)
         key = body.get("key")
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
@@ -132,7 +143,6 @@ class ConsoleRoutes:
         except AuthenticationFailed:
             self._throttle.failed(client)
             raise AuthenticationFailed(SIGN_IN_FAILED, code="sign_in_failed") from None
-        self._throttle.succeeded(client)
         old = request.cookies.get(COOKIE)
         if old:
             self._sessions.close(old)

@@ -16,16 +16,13 @@ honours the session cookie only on aiohttp requests (the control plane; the data
 never passes one) and, for every state-changing method, requires the session's CSRF token in
 ``X-CSRF-Token`` (constant-time compare) and a same-origin ``Origin`` when one is sent.
 
-``SignInThrottle`` slows down guessing: after a few failed sign-ins from one client address,
-each further attempt has to wait twice as long as the last (capped), answered 429 with
-``Retry-After`` without looking at the key. Its table is bounded too.
+Guessing keys, at sign-in as on any other route, is slowed down by ``corral.http.guesses``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import time
 from collections import OrderedDict
@@ -35,7 +32,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from corral.errors import AuthenticationFailed, CorralError, PermissionDenied, ServerBusy
+from corral.errors import AuthenticationFailed, PermissionDenied, ServerBusy
 from corral.keys.cache import KeyCache
 from corral.keys.principal import MASTER, Principal
 
@@ -46,9 +43,6 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SESSIONS = 1000
 MAX_PER_KEY = 10  # sessions one key may hold (browsers, tabs signed in separately)
 LIFETIME = 12 * 3600.0  # seconds: a session ends this long after sign-in, however much it is used
-MAX_CLIENTS = 4096
-FREE_FAILURES = 5  # failed sign-ins from one address before the waits begin
-MAX_WAIT = 300.0  # seconds
 
 _EXPIRED = (
     "Your console session has ended (signed out, idle too long, or its key was revoked or changed). "
@@ -183,72 +177,23 @@ class Sessions:
         return who
 
 
-def check_csrf(request: web.BaseRequest, session: Session) -> None:
+def check_origin(request: web.BaseRequest) -> None:
+    """403 for a request a browser says another site's (or another origin's) page made: an
+    ``Origin`` that is not this one, or ``Sec-Fetch-Site`` other than same-origin or none."""
     origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    fetched_from = request.headers.get("Sec-Fetch-Site", "none").lower()
+    if (origin is not None and urlsplit(origin).netloc != request.host) or fetched_from not in (
+        "same-origin",
+        "none",
+    ):
         raise PermissionDenied(_ORIGIN, code="cross_origin")
+
+
+def check_csrf(request: web.BaseRequest, session: Session) -> None:
+    check_origin(request)
     given = request.headers.get(CSRF_HEADER, "")
     if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), session.csrf.encode()):
         raise PermissionDenied(_CSRF, code="csrf_failed")
 
 
-class SignInThrottled(CorralError):
-    """Too many failed sign-ins from one address: 429 with ``Retry-After``."""
-
-    status = 429
-    error_type = "rate_limit_error"
-
-    def __init__(self, wait: float) -> None:
-        seconds = max(1, math.ceil(wait))
-        super().__init__(
-            f"Too many failed sign-ins from this address; try again in {seconds} s.", code="sign_in_throttled"
-        )
-        self.headers = {"Retry-After": str(seconds)}
-
-
-@dataclass(slots=True)
-class _Failures:
-    count: int
-    blocked_until: float
-
-
-class SignInThrottle:
-    """Failed sign-ins per client address; ``wait`` says how long that address must wait."""
-
-    def __init__(
-        self,
-        *,
-        free: int = FREE_FAILURES,
-        cap: float = MAX_WAIT,
-        limit: int = MAX_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._free = free
-        self._cap = cap
-        self._limit = limit
-        self._clock = clock
-        self._clients: OrderedDict[str, _Failures] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-    def wait(self, client: str) -> float:
-        """Seconds before ``client`` may try again (0: now)."""
-        entry = self._clients.get(client)
-        return 0.0 if entry is None else max(0.0, entry.blocked_until - self._clock())
-
-    def failed(self, client: str) -> None:
-        entry = self._clients.pop(client, None) or _Failures(0, 0.0)
-        entry.count += 1
-        over = entry.count - self._free
-        if over >= 0:
-            entry.blocked_until = self._clock() + min(self._cap, 2.0**over)
-        while len(self._clients) >= self._limit:
-            self._clients.popitem(last=False)
-        self._clients[client] = entry
-
-    def succeeded(self, client: str) -> None:
-        self._clients.pop(client, None)
-
-
-__all__ = ["COOKIE", "CSRF_HEADER", "Session", "Sessions", "SignInThrottle", "SignInThrottled", "check_csrf"]
+__all__ = ["COOKIE", "CSRF_HEADER", "Session", "Sessions", "check_csrf", "check_origin"]

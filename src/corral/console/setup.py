@@ -11,16 +11,16 @@ from aiohttp import web
 
 from corral.console.assets import Assets
 from corral.console.routes import ConsoleRoutes
-from corral.console.session import Sessions, SignInThrottle
+from corral.console.session import Sessions
 from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.auth import Authenticator
+from corral.http.guesses import THROTTLE
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 SESSIONS = web.AppKey("console_sessions", Sessions)
-THROTTLE = web.AppKey("console_throttle", SignInThrottle)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -45,11 +45,10 @@ def add_console_routes(app: web.Application, auth: Authenticator) -> None:
     auth.sessions = sessions
     app[SESSIONS] = sessions
     playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, config.server.max_request_bytes)
-    throttle = app[THROTTLE] = SignInThrottle()
     routes = ConsoleRoutes(
         auth,
         sessions,
-        throttle,
+        app[THROTTLE],
         Assets.from_package(),
         playground,
         tls=config.admin.tls_cert is not None,
@@ -58,4 +57,4 @@ def add_console_routes(app: web.Application, auth: Authenticator) -> None:
     app.on_response_prepare.append(security_headers)
 
 
-__all__ = ["CSP", "SESSIONS", "THROTTLE", "add_console_routes"]
+__all__ = ["CSP", "SESSIONS", "add_console_routes"]

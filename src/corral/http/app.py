@@ -26,6 +26,7 @@ from corral.http.auth import Authenticator
 from corral.http.bodies import BODY_BUDGET, BodyBudget
 from corral.http.control import HANDLER_ARGS, control_middlewares, on_prepare
 from corral.http.exchange import Exchange
+from corral.http.guesses import THROTTLE, GuessThrottle
 from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
@@ -59,6 +60,7 @@ def create_app(
     app.on_response_prepare.append(on_prepare)
     app[CONFIG] = config
     app[BODY_BUDGET] = BodyBudget(config.server.max_buffered_bytes)  # both planes' bodies together
+    app[THROTTLE] = GuessThrottle()  # wrong keys per address, on every control-plane route
 
     auth = Authenticator(master_key)
 

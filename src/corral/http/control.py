@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 from corral.errors import InvalidRequest, MisdirectedRequest
 from corral.http.bodies import release_bodies
 from corral.http.errors import envelope, error_middleware, error_response
+from corral.http.guesses import throttle_guesses
 from corral.http.limits import MAX_HEAD, MAX_HEADERS, SINGLE_HEADERS
 
 SERVER = "corral"
@@ -95,7 +96,7 @@ def known_hosts(names: Iterable[str]) -> Middleware:
 def control_middlewares(names: Iterable[str] = ()) -> list[Middleware]:
     """Checks run before every control-plane handler; ``names``: the host names it answers for
     besides IP addresses and localhost (``admin.host``, ``admin.allowed_hosts``)."""
-    return [release_bodies, single_headers, known_hosts(names), error_middleware]
+    return [release_bodies, single_headers, known_hosts(names), throttle_guesses, error_middleware]
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:

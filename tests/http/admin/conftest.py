@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corral.http.guesses import THROTTLE
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.databases import *  # noqa: F403
 from tests.support.gateway import GatewayServer, make_config
@@ -37,6 +38,15 @@ def ollama() -> Iterator[tuple[OllamaEmulator, ServerThread]]:
     emulator = OllamaEmulator()
     with ServerThread(emulator.app) as server:
         yield emulator, server
+
+
+def unthrottled(gw: GatewayServer) -> GatewayServer:
+    """``gw`` with no limit on wrong keys from one address: these tests send thousands of them on
+    purpose (every route, every hostile key), which the key-guess throttle would answer 429 after
+    the fifth (that throttle is tested in tests/hardening)."""
+    assert gw.app is not None
+    gw.app[THROTTLE].free = 10**9
+    return gw
 
 
 def yaml_config(upstream: str) -> dict[str, object]:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from corral.http.limits import MAX_HEAD
 from corral.keys import format as key_format
+from tests.http.admin.conftest import unthrottled
 from tests.support.gateway import GatewayServer, make_config
 
 CHAT = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
@@ -25,7 +26,7 @@ FIELD_BYTES = [9, *range(0x20, 0x7F), *range(0x80, 0x100)]  # RFC 9110 field-val
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     home: Path = tmp_path_factory.mktemp("home")
     with GatewayServer(make_config({}, demo=True), home=home) as server:
-        yield server
+        yield unthrottled(server)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from corral.http.admin.openapi import document
 from tests.emulators.ollama import OllamaEmulator
-from tests.http.admin.conftest import yaml_config
+from tests.http.admin.conftest import unthrottled, yaml_config
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
 
@@ -38,7 +38,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]
         ServerThread(OllamaEmulator().app) as upstream,
         GatewayServer(make_config(yaml_config(upstream.url), demo=True), home=home) as server,
     ):
-        yield server
+        yield unthrottled(server)
 
 
 @pytest.fixture(scope="module")
