@@ -99,7 +99,9 @@ REGISTRY: Mapping[str, ProviderSpec] = MappingProxyType(
         ),
         "openai": ProviderSpec("openai", "corral.providers.openai_compat:OpenAIProvider", OPENAI_PATHS),
         # the hosted Anthropic API and other Messages servers (issue #15)
-        "anthropic": ProviderSpec("anthropic", "corral.providers.anthropic:AnthropicProvider", ANTHROPIC_PATHS),
+        "anthropic": ProviderSpec(
+            "anthropic", "corral.providers.anthropic:AnthropicProvider", ANTHROPIC_PATHS
+        ),
         "demo": ProviderSpec(
             "demo", "corral.providers.demo:DemoProvider", {}, auth=NO_AUTH, local=True, configurable=False
         ),
