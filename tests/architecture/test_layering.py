@@ -38,7 +38,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("corral.config.loader", "corral.httpclient.pool"): "the header and path syntax the client enforces",
     ("corral.config.loader", "corral.limits"): "checks user_limits with the limiter's own parser",
     ("corral.config.loader", "corral.usage.prices"): "checks the prices table at load time",
-    ("corral.providers.base", "corral.core.call"): _PROVIDERS_WAIT,
     ("corral.providers.demo", "corral.core.call"): _PROVIDERS_WAIT,
     ("corral.providers.ollama.native", "corral.core.body"): _PROVIDERS_WAIT,
     ("corral.providers.ollama.native", "corral.core.call"): _PROVIDERS_WAIT,
