@@ -42,7 +42,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("corral.providers.ollama.native", "corral.core.body"): _PROVIDERS_WAIT,
     ("corral.providers.ollama.native", "corral.core.call"): _PROVIDERS_WAIT,
     ("corral.providers.ollama.provider", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.openai_compat", "corral.core.body"): _PROVIDERS_WAIT,
     ("corral.providers.openai_compat", "corral.core.call"): _PROVIDERS_WAIT,
     ("corral.providers.openai_native.bridge", "corral.core.call"): _PROVIDERS_WAIT,
     ("corral.providers.openai_native.requests", "corral.core.call"): _PROVIDERS_WAIT,
