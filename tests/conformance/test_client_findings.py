@@ -92,16 +92,8 @@ async def test_trailing_whitespace_is_not_part_of_a_value(
     assert (got.headers.get(name), got.body) == (value, b"ok")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding: an answer whose 'Transfer-Encoding: chunked' is not in lower case ('Chunked', "
-    "'CHUNKED') and that is cut short (the upstream dies mid-body) is read as a whole, successful "
-    "answer: llhttp frames it as chunked, but Connection._ends_at_close looks for the lower-case "
-    "'chunked' and takes the close for the end of a close-delimited body; a truncated stream then "
-    "looks finished. h11 fails it (incomplete chunked read); fix by deciding close-delimited "
-    "framing case-insensitively (or from llhttp's own framing), failing with Disconnected",
-)
+# found by the differential suite: a chunked answer with the coding not in lower case and cut
+# short was read as a whole answer (the close taken for a close-delimited end): fixed, kept
 @pytest.mark.parametrize(
     "data",
     [

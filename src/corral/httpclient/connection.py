@@ -239,7 +239,8 @@ class Connection(asyncio.Protocol):
         if response is None:
             return False
         headers = response.headers
-        return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        coding = headers.get("transfer-encoding", "").lower()  # coding names are case-insensitive
+        return "content-length" not in headers and "chunked" not in coding
 
     def _fail(self, error: TransportError) -> None:
         waiter, self._waiter = self._waiter, None
