@@ -62,7 +62,20 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_never_echoes_the_key(
         stack.admin + "/console/session", json={"key": stack.gateway.key},
         headers={"X-Forwarded-Proto": "https"},
     )  # fmt: skip
-    assert "secure" in {p.strip().lower() for p in behind_tls.headers["set-cookie"].split(";")}
+    tls_cookie = behind_tls.headers["set-cookie"]
+    tls_flags = {p.strip().lower() for p in tls_cookie.split(";")[1:]}
+    assert tls_cookie.startswith("__Host-corral_session=") and {"secure", "path=/"} <= tls_flags
+    assert not any(flag.startswith("domain") for flag in tls_flags)
+    token, csrf = behind_tls.cookies["__Host-corral_session"], behind_tls.json()["csrf"]
+    over_tls = {"X-Forwarded-Proto": "https", "X-CSRF-Token": csrf}
+    for name, proto, status in [("__Host-corral_session", "https", 200), ("corral_session", "https", 401),
+                                ("__Host-corral_session", "http", 401)]:  # fmt: skip
+        resp = httpx.get(
+            stack.admin + "/admin/keys",
+            cookies={name: token},
+            headers={**over_tls, "X-Forwarded-Proto": proto},
+        )
+        assert resp.status_code == status, (name, proto)
 
 
 def test_a_wrong_key_is_refused_without_a_session(stack: Stack) -> None:
@@ -75,7 +88,8 @@ def test_a_wrong_key_is_refused_without_a_session(stack: Stack) -> None:
 def test_the_cookie_reaches_the_admin_api_and_state_changes_need_the_csrf_token(stack: Stack) -> None:
     client, csrf = sign_in(stack.admin, stack.gateway.key)
     with contextlib.closing(client):
-        assert client.get("/admin/providers").status_code == 200
+        assert client.get("/admin/providers").status_code == 403  # the cookie alone: nothing
+        assert client.get("/admin/providers", headers={"X-CSRF-Token": csrf}).status_code == 200
         refused = client.post("/admin/keys", json={"name": "no csrf"})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
         wrong = client.post("/admin/keys", json={"name": "bad"}, headers={"X-CSRF-Token": csrf[:-1] + "x"})
@@ -88,10 +102,11 @@ def test_the_cookie_reaches_the_admin_api_and_state_changes_need_the_csrf_token(
             assert client.request(method, "/admin/keys/AAAAAAAA", json={}).status_code == 403
         made = client.post("/admin/keys", json={"name": "with csrf"}, headers={"X-CSRF-Token": csrf})
         assert made.status_code == 201
-        listed = client.get("/admin/keys").json()["data"]
+        listed = client.get("/admin/keys", headers={"X-CSRF-Token": csrf}).json()["data"]
         assert "with csrf" in [k["name"] for k in listed] and "no csrf" not in [k["name"] for k in listed]
-        session = client.get("/console/session").json()
-        assert session["csrf"] == csrf and session["principal"]["master"] is True
+        assert client.get("/console/session").status_code == 403  # not even who it is, nor the token
+        session = client.get("/console/session", headers={"X-CSRF-Token": csrf}).json()
+        assert "csrf" not in session and session["principal"]["master"] is True
 
 
 def test_a_bearer_key_needs_no_csrf_token(stack: Stack) -> None:
@@ -109,23 +124,23 @@ def test_the_data_plane_never_honours_the_cookie(stack: Stack) -> None:
 
 def test_revoking_the_key_ends_its_session(stack: Stack) -> None:
     key, key_id = stack.key(scope="admin")
-    client, _ = sign_in(stack.admin, key)
+    client, csrf = sign_in(stack.admin, key)
     with contextlib.closing(client):
-        assert client.get("/admin/keys").status_code == 200
+        assert client.get("/admin/keys", headers={"X-CSRF-Token": csrf}).status_code == 200
         revoked = httpx.delete(stack.admin + f"/admin/keys/{key_id}", headers=stack.gateway.headers())
         assert revoked.status_code == 200
-        after = client.get("/admin/keys")
+        after = client.get("/admin/keys", headers={"X-CSRF-Token": csrf})
         assert after.status_code == 401 and after.json()["error"]["code"] == "session_expired"
 
 
 def test_changing_the_scope_of_the_key_ends_its_session(stack: Stack) -> None:
     key, key_id = stack.key(scope="admin")
-    client, _ = sign_in(stack.admin, key)
+    client, csrf = sign_in(stack.admin, key)
     with contextlib.closing(client):
         httpx.patch(
             stack.admin + f"/admin/keys/{key_id}", json={"scope": "user"}, headers=stack.gateway.headers()
         )
-        assert client.get("/console/api/me").status_code == 401
+        assert client.get("/console/api/me", headers={"X-CSRF-Token": csrf}).status_code == 401
 
 
 def test_sign_out_needs_the_token_and_ends_the_session(stack: Stack) -> None:
@@ -144,7 +159,9 @@ def test_a_user_key_sees_only_its_own_view(stack: Stack) -> None:
     client, csrf = sign_in(stack.admin, key)
     with contextlib.closing(client):
         for path in ("/admin/providers", "/admin/keys", "/admin/usage", "/admin/audit", "/admin/health"):
-            assert client.get(path).status_code == 403, path
+            assert (
+                client.get(path, headers={"X-CSRF-Token": csrf}).json()["error"]["code"] == "admin_required"
+            ), path
         denied = client.post("/admin/playground/chat", json=CHAT, headers={"X-CSRF-Token": csrf})
         assert denied.status_code == 403
         answer = client.post("/console/api/chat", json=CHAT, headers={"X-CSRF-Token": csrf})
@@ -153,9 +170,9 @@ def test_a_user_key_sees_only_its_own_view(stack: Stack) -> None:
             "/console/api/chat", json={**CHAT, "model": "openai/gpt-4o-mini"}, headers={"X-CSRF-Token": csrf}
         )
         assert other.status_code == 403 and other.json()["error"]["code"] == "model_not_allowed"
-        models = client.get("/console/api/models").json()
+        models = client.get("/console/api/models", headers={"X-CSRF-Token": csrf}).json()
         assert [m["id"] for m in models["data"]] == ["chat"]
-        me = client.get("/console/api/me").json()
+        me = client.get("/console/api/me", headers={"X-CSRF-Token": csrf}).json()
         assert me["principal"]["key_id"] == key_id and me["principal"]["scope"] == "user"
         assert me["budget"]["max_budget"] == 5 and me["budget"]["period"] == "1d"
 

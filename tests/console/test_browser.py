@@ -216,8 +216,25 @@ def test_posts_without_the_csrf_token_are_refused(admin: Console) -> None:
               .then(r => r.status)"""
     )
     assert status == 403
-    names = page.evaluate("() => fetch('/admin/keys').then(r => r.json()).then(b => b.data.map(k => k.name))")
+    assert page.evaluate("() => fetch('/admin/keys').then(r => r.status)") == 403  # not even a GET
+    names = page.evaluate(
+        """() => fetch('/admin/keys', {headers: {'X-CSRF-Token': localStorage.getItem('corral.csrf')}})
+              .then(r => r.json()).then(b => b.data.map(k => k.name))"""
+    )
     assert "forged" not in names
+
+
+def test_the_session_survives_a_reload_and_a_second_tab_and_ends_in_both(admin: Console) -> None:
+    admin.page.reload()
+    admin.page.get_by_role("navigation", name="Pages").wait_for()
+    second = admin.context.new_page()
+    second.goto("/console#/keys")
+    second.locator('main[data-page="keys"]').wait_for()
+    admin.page.get_by_role("button", name="Sign out").click()
+    admin.page.get_by_label("Key").wait_for()
+    second.get_by_label("Key").wait_for()  # it followed: the token it shared is gone
+    assert second.evaluate("() => localStorage.getItem('corral.csrf')") is None
+    second.close()
 
 
 @pytest.mark.parametrize("name", PAGES)

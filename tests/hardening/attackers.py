@@ -169,9 +169,13 @@ def admin_console(browser: Any, gw: GatewayServer) -> Console:
 
 
 def whoami(console: Console) -> dict[str, Any]:
-    """The console session the browser holds now, asked from the console's own origin."""
+    """The console session the browser holds now, asked from the console's own origin as its page
+    asks (with the CSRF token the page keeps)."""
     console.page.goto(console.base + "/console")
-    found: dict[str, Any] = console.page.evaluate("() => fetch('/console/session').then(r => r.json())")
+    found: dict[str, Any] = console.page.evaluate(
+        "() => fetch('/console/session', "
+        "{headers: {'X-CSRF-Token': localStorage.getItem('corral.csrf') || ''}}).then(r => r.json())"
+    )
     return found
 
 

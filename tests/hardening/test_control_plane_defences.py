@@ -260,12 +260,12 @@ def test_a_user_session_reaches_only_its_own_data(stack: Stack) -> None:
                 {"group_by": "key", "key": "*"},
                 {"user": "their-private-user"},
             ):
-                resp = client.get(path, params=params)
+                resp = client.get(path, params=params, headers={"X-CSRF-Token": csrf})
                 assert resp.status_code in (200, 400) and "their-private-user" not in resp.text, (
                     path,
                     params,
                 )
-        models = client.get("/console/api/models").json()
+        models = client.get("/console/api/models", headers={"X-CSRF-Token": csrf}).json()
         assert {m["id"] for m in models["data"]} <= {"chat"} and models["power_levels"] == []
         forbidden = [
             {"model": "flaky", "messages": CHAT["messages"]},
@@ -290,7 +290,8 @@ def test_a_user_session_reaches_only_its_own_data(stack: Stack) -> None:
             "/admin/route?model=chat",
             "/metrics",
         ):
-            assert client.get(path).status_code == 403, path
+            resp = client.get(path, headers={"X-CSRF-Token": csrf})
+            assert resp.status_code == 403 and resp.json()["error"]["code"] == "admin_required", path
         posts: list[tuple[str, dict[str, Any]]] = [
             ("/admin/playground/chat", CHAT),
             ("/admin/providers/gpu-a/test", {}),
@@ -308,15 +309,19 @@ def test_a_user_session_reaches_only_its_own_data(stack: Stack) -> None:
 
 def test_a_session_follows_its_key_disabled_or_narrowed(stack: Stack) -> None:
     key, key_id = user_key(stack, models=["chat", "flaky"])
-    client, _ = sign_in(stack.admin, key)
+    client, csrf = sign_in(stack.admin, key)
     with contextlib.closing(client):
         admin = stack.gateway.headers()
         httpx.patch(stack.admin + f"/admin/keys/{key_id}", json={"models": ["flaky"]}, headers=admin)
-        assert [m["id"] for m in client.get("/console/api/models").json()["data"]] == ["flaky"]
+        assert [
+            m["id"] for m in client.get("/console/api/models", headers={"X-CSRF-Token": csrf}).json()["data"]
+        ] == ["flaky"]
         httpx.patch(stack.admin + f"/admin/keys/{key_id}", json={"enabled": False}, headers=admin)
-        assert client.get("/console/api/me").status_code == 401
+        assert client.get("/console/api/me", headers={"X-CSRF-Token": csrf}).status_code == 401
         httpx.patch(stack.admin + f"/admin/keys/{key_id}", json={"enabled": True}, headers=admin)
-        assert client.get("/console/api/me").status_code == 401  # ended, not suspended
+        assert (
+            client.get("/console/api/me", headers={"X-CSRF-Token": csrf}).status_code == 401
+        )  # ended, not suspended
 
 
 # -- (c) an admin's browser on a hostile page ------------------------------------------------------
@@ -380,13 +385,13 @@ def test_every_answer_is_typed_unsniffed_and_uncached(stack: Stack) -> None:
     stream = {**CHAT, "stream": True}
     with contextlib.closing(client):
         answers = [
-            client.get("/console/api/me"),
-            client.get("/console/session"),
-            client.get("/admin/keys"),
+            client.get("/console/api/me", headers={"X-CSRF-Token": csrf}),
+            client.get("/console/session", headers={"X-CSRF-Token": csrf}),
+            client.get("/admin/keys", headers={"X-CSRF-Token": csrf}),
             client.post("/admin/playground/chat", json=stream, headers={"X-CSRF-Token": csrf}),
-            client.get(f"/console/{XSS}"),
-            client.get(f"/admin/{XSS}"),
-            client.get("/console/api/usage?last=" + XSS),
+            client.get(f"/console/{XSS}", headers={"X-CSRF-Token": csrf}),
+            client.get(f"/admin/{XSS}", headers={"X-CSRF-Token": csrf}),
+            client.get("/console/api/usage?last=" + XSS, headers={"X-CSRF-Token": csrf}),
             httpx.get(stack.admin + "/admin/keys"),
             client.post("/console/api/chat", content=b"{", headers={"X-CSRF-Token": csrf}),
             client.put("/console/session"),

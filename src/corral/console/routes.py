@@ -2,8 +2,9 @@
 few calls a signed-in user of any scope makes (everything else goes through /admin).
 
 ``GET /console`` is the HTML shell; ``/console/assets/<build>/...`` its scripts and styles.
-``POST /console/session`` signs in with a key (JSON ``{"key": ...}``) and sets the session
-cookie; ``GET`` tells the page who it is and its CSRF token; ``DELETE`` signs out. Under
+``POST /console/session`` signs in with a key (JSON ``{"key": ...}``), sets the session cookie
+and answers the session's CSRF token, the only time it is handed out; ``GET`` (with that token,
+as every call made with the cookie) tells the page who it is; ``DELETE`` signs out. Under
 ``/console/api/``: ``me`` (the caller's key, limits and budget used), ``usage`` and
 ``usage/series`` (the caller's own usage), ``models`` (what the caller may use) and ``chat``
 (the playground, as ``POST /admin/playground/chat`` but for any scope).
@@ -11,7 +12,6 @@ cookie; ``GET`` tells the page who it is and its CSRF token; ``DELETE`` signs ou
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from corral.console.assets import Assets
-from corral.console.session import COOKIE, Sessions, check_origin
+from corral.console.session import Sessions, check_csrf, check_origin, cookie_name, is_secure
 from corral.errors import AuthenticationFailed, CorralError, InvalidRequest
 from corral.gateway import Gateway
 from corral.http.admin.input import read_object
@@ -64,18 +64,6 @@ def principal_view(who: Principal) -> dict[str, Any]:
     }
 
 
-def secure_request(request: web.Request, tls: bool) -> bool:
-    """Served over TLS: our own, or a proxy on this host that says so."""
-    if tls or request.secure:
-        return True
-    peer = request.remote or ""
-    try:
-        local = ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        local = False
-    return local and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
-
-
 class ConsoleRoutes:
     def __init__(
         self,
@@ -84,15 +72,12 @@ class ConsoleRoutes:
         throttle: GuessThrottle,
         assets: Assets,
         playground: PlaygroundRoutes,
-        *,
-        tls: bool,
     ) -> None:
         self._auth = auth
         self._sessions = sessions
         self._throttle = throttle
         self._assets = assets
         self._playground = playground
-        self._tls = tls
 
     def add_to(self, app: web.Application) -> None:
         r = app.router
@@ -143,34 +128,34 @@ class ConsoleRoutes:
         except AuthenticationFailed:
             self._throttle.failed(client)
             raise AuthenticationFailed(SIGN_IN_FAILED, code="sign_in_failed") from None
-        old = request.cookies.get(COOKIE)
+        name = cookie_name(request)
+        old = request.cookies.get(name)
         if old:
             self._sessions.close(old)
         token, session = self._sessions.open(who)
         response = _json({"csrf": session.csrf, "principal": principal_view(who)})
         response.set_cookie(
-            COOKIE, token, path="/", httponly=True, samesite="Strict",
-            secure=secure_request(request, self._tls),
-        )  # fmt: skip
+            name, token, path="/", httponly=True, samesite="Strict", secure=is_secure(request)
+        )  # the page keeps the CSRF token; this answer is the only one that carries it
         return response
 
     async def whoami(self, request: web.Request) -> web.Response:
-        token = request.cookies.get(COOKIE)
+        token = request.cookies.get(cookie_name(request))
         found = self._sessions.lookup(token, touch=False) if token else None
         if found is None:
             raise AuthenticationFailed("Not signed in. Sign in with your key.", code="not_signed_in")
         session, who = found
-        return _json(
-            {"csrf": session.csrf, "principal": principal_view(who), "idle_timeout_s": self._sessions.idle}
-        )
+        check_csrf(request, session)  # the cookie alone tells nothing, not even who it is for
+        return _json({"principal": principal_view(who), "idle_timeout_s": self._sessions.idle})
 
     async def sign_out(self, request: web.Request) -> web.Response:
         self._auth.check(request)  # the session's CSRF token is required to end it
-        token = request.cookies.get(COOKIE)
+        name = cookie_name(request)
+        token = request.cookies.get(name)
         if token:
             self._sessions.close(token)
         response = _json({"signed_out": True})
-        response.del_cookie(COOKIE, path="/")
+        response.del_cookie(name, path="/", secure=is_secure(request))
         return response
 
     # the caller's own view -----------------------------------------------------------------

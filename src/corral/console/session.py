@@ -13,8 +13,12 @@ expired or given another scope ends its sessions on the next request.
 
 ``Sessions.principal`` is the hook ``Authenticator`` calls when a request carries no key: it
 honours the session cookie only on aiohttp requests (the control plane; the data plane's edge
-never passes one) and, for every state-changing method, requires the session's CSRF token in
-``X-CSRF-Token`` (constant-time compare) and a same-origin ``Origin`` when one is sent.
+never passes one) and, on every request, GETs included, requires the session's CSRF token in
+``X-CSRF-Token`` (constant-time compare) and no sign of another origin (``Origin``,
+``Sec-Fetch-Site``). The cookie alone is worth nothing: browsers send cookies to every port of a
+host, so any other server on the machine may see it; the token is handed out once, in the
+sign-in answer, and the page keeps it in origin-scoped storage, which no other port can read.
+Over TLS the cookie is ``__Host-corral_session`` (Secure, this host only, path /).
 
 Guessing keys, at sign-in as on any other route, is slowed down by ``corral.http.guesses``.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from collections import OrderedDict
@@ -37,9 +42,9 @@ from corral.keys.cache import KeyCache
 from corral.keys.principal import MASTER, Principal
 
 COOKIE = "corral_session"
+HOST_COOKIE = "__Host-corral_session"  # over TLS: no Domain, Secure, Path=/, as the prefix demands
 CSRF_HEADER = "X-CSRF-Token"
 BACKGROUND_HEADER = "X-Corral-Background"  # the console's timed refreshes: they do not count as use
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SESSIONS = 1000
 MAX_PER_KEY = 10  # sessions one key may hold (browsers, tabs signed in separately)
 LIFETIME = 12 * 3600.0  # seconds: a session ends this long after sign-in, however much it is used
@@ -49,8 +54,8 @@ _EXPIRED = (
     "Sign in again with your key."
 )
 _CSRF = (
-    "This request carries the console's session cookie but not its CSRF token. Reload the console "
-    "page; scripts and tools should send the key in 'Authorization: Bearer <key>' instead."
+    "This request carries the console's session cookie but not its CSRF token. Sign in to the "
+    "console again; scripts and tools should send the key in 'Authorization: Bearer <key>' instead."
 )
 _ORIGIN = "This request came from another site's page; the console only accepts its own."
 
@@ -165,16 +170,30 @@ class Sessions:
         state-changing request without the session's CSRF token."""
         if not isinstance(request, web.BaseRequest):
             return None  # the data plane never honours the console's cookie
-        token = request.cookies.get(COOKIE)
+        token = request.cookies.get(cookie_name(request))
         if not token:
             return None
         found = self.lookup(token, touch=request.headers.get(BACKGROUND_HEADER) != "1")
         if found is None:
             raise AuthenticationFailed(_EXPIRED, code="session_expired")
         session, who = found
-        if request.method in UNSAFE:
-            check_csrf(request, session)
+        check_csrf(request, session)
         return who
+
+
+def is_secure(request: web.BaseRequest) -> bool:
+    """Served over TLS: corral's own (``admin.tls_cert``), or a proxy on this host that says so."""
+    if request.secure:
+        return True
+    try:
+        local = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        local = False
+    return local and request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def cookie_name(request: web.BaseRequest) -> str:
+    return HOST_COOKIE if is_secure(request) else COOKIE
 
 
 def check_origin(request: web.BaseRequest) -> None:
@@ -196,4 +215,14 @@ def check_csrf(request: web.BaseRequest, session: Session) -> None:
         raise PermissionDenied(_CSRF, code="csrf_failed")
 
 
-__all__ = ["COOKIE", "CSRF_HEADER", "Session", "Sessions", "check_csrf", "check_origin"]
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "HOST_COOKIE",
+    "Session",
+    "Sessions",
+    "check_csrf",
+    "check_origin",
+    "cookie_name",
+    "is_secure",
+]

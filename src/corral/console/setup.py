@@ -51,7 +51,6 @@ def add_console_routes(app: web.Application, auth: Authenticator) -> None:
         app[THROTTLE],
         Assets.from_package(),
         playground,
-        tls=config.admin.tls_cert is not None,
     )
     routes.add_to(app)
     app.on_response_prepare.append(security_headers)

@@ -1,6 +1,6 @@
 // The console's entry: sign-in, the frame (navigation, who is signed in), the pages by URL hash,
 // and the timed refresh of the page on screen (every few seconds, paused while the tab is hidden).
-import { call, get, post, setSession } from "./lib/api.js";
+import { TOKEN_ITEM, call, get, hasSession, post, setSession } from "./lib/api.js";
 import { h, replace } from "./lib/dom.js";
 import { button, field } from "./lib/ui.js";
 import overview from "./pages/overview.js";
@@ -66,6 +66,7 @@ function signInPage(message) {
     try {
       const session = await post("/console/session", { key: value });
       key.input.value = "";
+      setSession(session.csrf);  // the only answer that carries it: kept for every later call
       start(session);
     } catch (err) {
       key.input.value = "";
@@ -79,7 +80,7 @@ function signInPage(message) {
 }
 
 function start(session) {
-  setSession(session.csrf, (why) => signInPage(why));
+  setSession(undefined, (why) => signInPage(why));
   const who = session.principal;
   const pages = who.scope === "admin" ? ADMIN : USER;
   const nav = h("nav", { "aria-label": "Pages" },
@@ -133,4 +134,8 @@ function start(session) {
   show();
 }
 
-get("/console/session").then(start, () => signInPage());
+// Another tab signed in or out: this one follows (the cookie and the token are shared).
+window.addEventListener("storage", (event) => { if (event.key === TOKEN_ITEM) location.reload(); });
+
+if (hasSession()) get("/console/session").then(start, () => signInPage());
+else signInPage();

@@ -1,12 +1,20 @@
-// Calls to corral: the session cookie goes along by itself (same origin); every state-changing
-// call carries the session's CSRF token; timed refreshes say so, so they do not keep an idle
-// session alive. The key itself is never kept by the page: it is sent once, to sign in.
+// Calls to corral: the session cookie goes along by itself (same origin), and every call carries
+// the session's CSRF token, GETs included: the cookie alone is worth nothing, since browsers send
+// it to every port of the host. The token comes once, in the sign-in answer, and is kept in this
+// origin's localStorage (no other port or site can read it; the console's tabs share it). Timed
+// refreshes say so, so they do not keep an idle session alive. The key itself is never kept by
+// the page: it is sent once, to sign in.
 
-let csrf = "";
+export const TOKEN_ITEM = "corral.csrf";
 let onSignedOut = () => {};
 
-export function setSession(token, signedOut) {
-  csrf = token || "";
+const token = () => localStorage.getItem(TOKEN_ITEM) || "";
+export const hasSession = () => token() !== "";
+
+// The token of a new session (or "" to forget it), and what to do when the session ends.
+export function setSession(csrf, signedOut) {
+  if (csrf) localStorage.setItem(TOKEN_ITEM, csrf);
+  else if (csrf === "") localStorage.removeItem(TOKEN_ITEM);
   if (signedOut) onSignedOut = signedOut;
 }
 
@@ -34,7 +42,8 @@ async function failure(resp) {
 
 export async function call(method, path, body, { background = false, raw = false, signal } = {}) {
   const headers = { Accept: "application/json" };
-  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const csrf = token();
+  if (csrf) headers["X-CSRF-Token"] = csrf;
   if (background) headers["X-Corral-Background"] = "1";
   const init = { method, headers, credentials: "same-origin", cache: "no-store", signal };
   if (body !== undefined) {
@@ -44,7 +53,8 @@ export async function call(method, path, body, { background = false, raw = false
   const resp = await fetch(path, init);
   if (!resp.ok) {
     const err = await failure(resp);
-    if (resp.status === 401 && path !== "/console/session") onSignedOut(err.message);
+    const ended = resp.status === 401 || (resp.status === 403 && err.code === "csrf_failed");
+    if (ended && path !== "/console/session") onSignedOut(err.message);
     throw err;
   }
   if (raw) return resp;
