@@ -32,7 +32,7 @@ class Scripted:
     name: str
     script: list[Any]
     type: str = "openai"
-    speaks: Surface | None = Surface.OPENAI
+    speaks: frozenset[Surface] = frozenset({Surface.OPENAI})
     calls: list[Attempt] = field(default_factory=list)
     closed: list[bool] = field(default_factory=list)
     entered: asyncio.Event = field(default_factory=asyncio.Event)  # a call reached send()

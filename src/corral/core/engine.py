@@ -1,5 +1,9 @@
 """The engine: plan the attempts for a call and run them until one answers.
 
+A call from a surface the chosen upstream speaks is passed through (``provider.send``); any other
+is answered through the conversation model (``provider.converse``): the one place that choice is
+made, so no provider branches on surfaces.
+
 For each pool in the plan (the requested model, then its fallbacks) the engine takes a slot
 on the best free deployment, sends the call with a first-token deadline, and on a failure
 that another deployment could fix moves on, within the request deadline and the retry
@@ -137,10 +141,12 @@ class Engine:
         started = time.monotonic()
         # health checks leave it alone until its first token (a stream) or its reply is due
         state.expect_first_byte(started + (timeout if call.stream else remaining))
+        # the upstream's own API: passed through; any other: through the conversation model
+        answer = provider.send if call.surface in provider.speaks else provider.converse
         if call.stream:
             try:
                 async with asyncio.timeout(timeout):
-                    reply = await provider.send(call, attempt)
+                    reply = await answer(call, attempt)
                     if reply.chunks is not None:
                         reply.chunks = await _primed(reply.chunks, target.provider)
             except TimeoutError:
@@ -148,7 +154,7 @@ class Engine:
                     target.provider, f"sent no first token within {timeout:g} s.", code="first_token_timeout"
                 ) from None
         else:
-            reply = await provider.send(call, attempt)
+            reply = await answer(call, attempt)
         state.record_success((time.monotonic() - started) * 1000)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))
         reply.served = Served(target.provider, target.model, len(attempts), route.name if fallback else None)

@@ -88,16 +88,15 @@ async def _events(provider: OpenAIProvider, resp: Response) -> AsyncIterator[lis
         try:
             async for data in resp.chunks():
                 whole = frames.feed(data)
-                frames.check()
                 events = reader.feed(whole) if whole else []
-                if not events:
-                    continue
-                if not started:
-                    _check_first(provider.name, events)
-                    started = _content(events)
-                yield events
-                if reader.done:  # an error event: nothing more counts
-                    return
+                if events:
+                    if not started:
+                        _check_first(provider.name, events)
+                        started = _content(events)
+                    yield events
+                    if reader.done:  # an error event: nothing more counts
+                        return
+                frames.check()  # after the whole events of this read went out
             events = reader.feed(frames.rest()) + reader.end()
             if not started:
                 _check_first(provider.name, events)
