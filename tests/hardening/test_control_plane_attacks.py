@@ -2,8 +2,10 @@
 gateway: by someone with no key, with a user-scope key, through an admin's browser on a hostile
 page, and as an upstream that controls its own answers.
 
-Each is a strict xfail, ``finding N`` (ranked by severity, as in the report that came with
-this file); it flips when fixed. The attacks that failed are kept, as plain tests, in
+Each was a strict xfail, ``finding N`` (ranked by severity, as in the report that came with
+this file), seen failing; all 17 are fixed, and each test stays as the regression test of its
+finding (the sections below keep the numbers; ``test_control_plane_fixes`` covers what these
+attacks do not reach). The attacks that failed are kept, as plain tests, in
 ``test_control_plane_defences``. Browser attacks run in Debian's Chromium through Playwright
 (``tests/console/browser.py``); without them those tests skip and say why.
 """
@@ -48,10 +50,6 @@ from tests.support.servers import ServerThread
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
 EVIL = "http://evil.example"
-
-
-def finding(n: int, what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"finding {n}: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +240,6 @@ def test_a_request_for_another_host_name_is_refused(lone: GatewayServer) -> None
 # -- 9, 10: what a hostile upstream can do to the console ------------------------------------------
 
 
-@finding(9, "a failed /api/show is asked again on every listing (each up to 3 s, 8 at a time)")
 def test_a_failing_show_is_not_asked_again_on_every_listing(
     hostile: tuple[GatewayServer, HostileOllama],
 ) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,10 +21,13 @@ import pytest
 from aiohttp import web
 
 from corral.errors import ConfigError
+from corral.http.admin import model_details
 from corral.http.admin.playground import without_events
 from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
 from tests.console.conftest import sign_in, wait_until
+from tests.emulators.common import Fault
+from tests.emulators.ollama import ModelSpec, OllamaEmulator
 from tests.hardening.attackers import (
     LIMIT,
     ForgingOpenAI,
@@ -242,3 +247,63 @@ def test_wrong_keys_on_any_route_hold_up_keys_not_a_signed_in_console(tmp_path: 
             assert httpx.get(gw.admin_url + "/admin/keys", headers={"X-API-Key": gw.key}).status_code == 429
             assert httpx.post(gw.admin_url + "/console/session", json={"key": gw.key}).status_code == 429
             assert console.get("/admin/keys", headers={"X-CSRF-Token": csrf}).status_code == 200
+
+
+# -- finding 9: /api/show asked in the background, failures remembered -------------------------------
+
+
+class HeldShow(OllamaEmulator):
+    """/api/show answers only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__([ModelSpec("held:1b")])
+        self.release = threading.Event()
+
+    async def show(self, request: web.Request) -> web.Response:
+        await asyncio.to_thread(self.release.wait, 30)
+        return await super().show(request)
+
+
+def shows(emulator: OllamaEmulator) -> int:
+    return len(emulator.requests_to("/api/show"))
+
+
+@contextlib.contextmanager
+def gateway_in_front_of(emulator: OllamaEmulator, home: Path) -> Iterator[GatewayServer]:
+    with ServerThread(emulator.app) as up:
+        config = make_config({"providers": [{"name": "h", "type": "ollama", "base_url": up.url}]})
+        with GatewayServer(config, home=home) as gw:
+            yield gw
+
+
+def held_row(gw: GatewayServer) -> dict[str, object]:
+    rows = httpx.get(gw.admin_url + "/admin/models", headers=gw.headers(), timeout=5).json()["data"]
+    return next(r for r in rows if r["id"] == "h/held:1b")
+
+
+def test_a_listing_does_not_wait_for_a_hanging_show_and_its_answer_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_details, "SHOW_TIMEOUT", 30.0)  # the ask outlives the listing
+    monkeypatch.setattr(model_details, "LISTING_WAIT", 0.2)
+    upstream = HeldShow()
+    with gateway_in_front_of(upstream, tmp_path) as gw:
+        try:
+            assert held_row(gw)["context_length"] is None  # answered while /api/show still hangs
+            assert shows(upstream) == 1 and not upstream.release.is_set()
+        finally:
+            upstream.release.set()
+        wait_until(lambda: held_row(gw)["context_length"] is not None)  # the ask went on, and is kept
+        assert shows(upstream) == 1
+
+
+def test_a_failed_show_is_asked_again_after_a_while(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    upstream = OllamaEmulator([ModelSpec("held:1b")])
+    upstream.fault = Fault("status", status=500, message="no", paths=("/api/show",))
+    with gateway_in_front_of(upstream, tmp_path) as gw:
+        for _ in range(3):
+            assert held_row(gw)["context_length"] is None
+        assert shows(upstream) == 1
+        monkeypatch.setattr(model_details, "RETRY_FAILED_AFTER", 0.0)
+        upstream.fault = None
+        assert held_row(gw)["context_length"] is not None and shows(upstream) == 2

@@ -38,6 +38,8 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
     plan, fleet = PlanRoutes(ctx), FleetModelRoutes(lambda parts: parts[GATEWAY], auth, limit)
     playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, limit)
     catalog = CatalogRoutes(ctx)
+    models = ModelRoutes(ctx)
+    app.on_shutdown.append(models.close)  # its /api/show asks in the background
     app.cleanup_ctx.append(catalog_lifecycle)  # after the app's own: the store and accountant exist
     routes = [
         ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
@@ -48,7 +50,7 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("DELETE", "/admin/providers/{name}", providers.delete),
         ("POST", "/admin/providers/{name}/test", providers.test),
         ("POST", "/admin/providers/{name}/check", plan.check),
-        ("GET", "/admin/models", ModelRoutes(ctx).list),
+        ("GET", "/admin/models", models.list),
         ("POST", "/admin/models/pull", fleet.pull),
         ("POST", "/admin/models/delete", fleet.delete),
         ("POST", "/admin/models/copy", fleet.copy),

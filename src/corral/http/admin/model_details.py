@@ -3,15 +3,21 @@ size and quantization, where it is loaded right now (and until when, at which co
 price, and, for Ollama models, the context length and capabilities from ``/api/show``.
 
 Ollama's model list (``/api/tags``) has no context length, so ``ModelDetails`` asks each
-instance's ``/api/show`` once per model digest (a few at a time, each bounded by a timeout)
-and remembers the answer; a model that is pulled again under a new digest is asked again.
-The memory is bounded; a failed ask leaves the field empty and is retried on a later listing.
+instance's ``/api/show`` once per model digest (a few at a time, each bounded by
+``SHOW_TIMEOUT``) and remembers the answer; a model that is pulled again under a new digest is
+asked again. The asks run in the background: a listing waits for them at most
+``LISTING_WAIT``, shows what has arrived, and the rest fills in for a later listing, so a
+hanging or slow instance never holds a listing up for longer. A failed ask (an error, a
+timeout, an answer corral cannot read) is remembered too, and not asked again for
+``RETRY_FAILED_AFTER``. Both memories are bounded (oldest first).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -21,16 +27,23 @@ from corral.http.admin.models import capabilities, context_length
 from corral.http.serving import ACCOUNTANT
 from corral.providers.ollama.provider import OllamaProvider
 
-SHOW_TIMEOUT = 3.0
+SHOW_TIMEOUT = 3.0  # seconds for one /api/show
+LISTING_WAIT = 2.0  # seconds a listing waits for asks in flight
+RETRY_FAILED_AFTER = 300.0  # seconds before a failed ask is made again
 AT_ONCE = 8
 MAX_REMEMBERED = 10_000
 
 Show = tuple[int | None, list[str]]  # context length, capabilities
+Key = tuple[str, str, str]  # provider, model, digest
 
 
 class ModelDetails:
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, str, str], Show] = {}
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._known: OrderedDict[Key, Show] = OrderedDict()
+        self._failed: OrderedDict[Key, float] = OrderedDict()  # when the ask failed
+        self._asking: dict[Key, asyncio.Task[Show | None]] = {}
+        self._gate: asyncio.Semaphore | None = None
+        self._clock = clock
 
     async def add_to(self, app: Mapping[Any, Any], gateway: Gateway, rows: list[dict[str, Any]]) -> None:
         """Fill in the extra fields of the discovered rows of ``rows``, in place."""
@@ -40,7 +53,8 @@ class ModelDetails:
             for info in gateway.catalog.models_of(entry.name)
         }
         acct = app.get(ACCOUNTANT)
-        missing: list[tuple[dict[str, Any], OllamaProvider, tuple[str, str, str]]] = []
+        waiting: list[tuple[dict[str, Any], asyncio.Task[Show | None]]] = []
+        now = self._clock()
         for row in rows:
             if row.get("type") != "discovered":
                 continue
@@ -61,20 +75,48 @@ class ModelDetails:
             if isinstance(client, OllamaProvider):
                 key = (provider, model, str(details.get("digest", "")))
                 known = self._known.get(key)
-                if known is None:
-                    missing.append((row, client, key))
-                else:
+                if known is not None:
                     _apply(row, known)
-        if missing:
-            gate = asyncio.Semaphore(AT_ONCE)
-            found = await asyncio.gather(*(self._show(gate, client, key[1]) for _, client, key in missing))
-            for (row, _, key), show in zip(missing, found, strict=True):
-                if show is None:
-                    continue
-                if len(self._known) >= MAX_REMEMBERED:
-                    self._known.clear()
-                self._known[key] = show
-                _apply(row, show)
+                elif not self._failed_lately(key, now):
+                    waiting.append((row, self._ask(client, key)))
+        if waiting:
+            await asyncio.wait({task for _, task in waiting}, timeout=LISTING_WAIT)
+            for row, task in waiting:
+                show = task.result() if task.done() and not task.cancelled() else None
+                if show is not None:
+                    _apply(row, show)
+
+    async def close(self) -> None:
+        """Stop the asks in flight (the app is shutting down)."""
+        tasks = list(self._asking.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _failed_lately(self, key: Key, now: float) -> bool:
+        failed = self._failed.get(key)
+        if failed is not None and now - failed >= RETRY_FAILED_AFTER:
+            del self._failed[key]
+            return False
+        return failed is not None
+
+    def _ask(self, client: OllamaProvider, key: Key) -> asyncio.Task[Show | None]:
+        """The ask for ``key`` in flight, or a new one: one at a time per model, listings share it."""
+        task = self._asking.get(key)
+        if task is None:
+            task = self._asking[key] = asyncio.create_task(self._fetch(client, key))
+            task.add_done_callback(lambda _: self._asking.pop(key, None))
+        return task
+
+    async def _fetch(self, client: OllamaProvider, key: Key) -> Show | None:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(AT_ONCE)
+        show = await self._show(self._gate, client, key[1])
+        if show is None:
+            _remember(self._failed, key, self._clock())
+        else:
+            _remember(self._known, key, show)
+        return show
 
     @staticmethod
     async def _show(gate: asyncio.Semaphore, client: OllamaProvider, model: str) -> Show | None:
@@ -96,6 +138,13 @@ class ModelDetails:
         except orjson.JSONDecodeError:
             return None
         return (context_length(data), capabilities(data)) if isinstance(data, dict) else None
+
+
+def _remember(memory: OrderedDict[Key, Any], key: Key, value: Any) -> None:
+    memory.pop(key, None)
+    while len(memory) >= MAX_REMEMBERED:
+        memory.popitem(last=False)
+    memory[key] = value
 
 
 def _apply(row: dict[str, Any], show: Show) -> None:

@@ -115,3 +115,7 @@ class ModelRoutes:
         rows = model_rows(gateway, api_aliases)
         await self._details.add_to(request.app, gateway, rows)
         return listing(rows)
+
+    async def close(self, app: web.Application) -> None:
+        """The app is shutting down: no more /api/show asks in the background."""
+        await self._details.close()
