@@ -167,8 +167,11 @@ def test_a_user_key_sees_only_its_own_console(browser: Any, stack: Stack) -> Non
     page.goto("/console#/keys")  # not one of its pages: it gets its own view
     page.locator('main[data-page="mine"]').wait_for()
     page.get_by_text("of $3.00").wait_for()
-    status = page.evaluate("() => fetch('/admin/keys').then(r => r.status)")
-    assert status == 403
+    code = page.evaluate(
+        """() => fetch('/admin/keys', {headers: {'X-CSRF-Token': localStorage.getItem('corral.csrf')}})
+              .then(r => r.json()).then(b => b.error.code)"""
+    )
+    assert code == "admin_required"
     page = console.open("playground")
     assert page.get_by_label("Model", exact=True).locator("option").all_inner_texts() == ["chat"]
     page.get_by_label("Message").fill("only mine")
