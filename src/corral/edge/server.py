@@ -9,7 +9,7 @@ connection idle since its last answer is closed after ``KEEPALIVE_TIMEOUT`` (byt
 requests, such as stray CRLFs, do not count as activity). Writes to a client that stopped
 reading give up after ``send_timeout``. ``close`` stops accepting, closes idle connections,
 lets answers in progress (streams included) finish for up to the shutdown timeout, then cuts
-what is left.
+what is left. Request bodies are counted in a ``BodyBudget`` shared with the control plane.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Guards of the control-plane listener (aiohttp): the same head rules the edge applies on the
 data plane, only its own host names in ``Host`` (DNS rebinding: a web page whose name an
-attacker points at 127.0.0.1 reaches loopback ports, but says its own name), answers that do not
-name the server's software or version, and requests that are not HTTP answered in one log line
-instead of a traceback.
+attacker points at 127.0.0.1 reaches loopback ports, but says its own name), request bodies in
+the shared budget (``corral.http.bodies``), wrong keys slowed down (``corral.http.guesses``),
+answers that do not name the server's software or version, and requests that are not HTTP, or
+whose client left, answered (or dropped) in at most one log line instead of a traceback.
 
 The names answered: any IP address (a rebound page never has one for its name), ``localhost``
 and names under ``.localhost`` (browsers resolve them to loopback themselves), the name the
