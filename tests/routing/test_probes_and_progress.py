@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply
+from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.core.streams import Relay
 from corral.gateway import Gateway
 from corral.routing.state import EJECTED, DeploymentState
@@ -35,6 +35,7 @@ class FakeUpstream:
     ``feed``, and ends at None."""
 
     type = "openai"
+    speaks = frozenset({Surface.OPENAI})  # the test's calls are OpenAI-surface calls: passed to send
 
     def __init__(self) -> None:
         self.name = NAME
