@@ -33,19 +33,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 
 # (importing module, imported module): why it is still there
-_PROVIDERS_WAIT = "providers still take the call types from corral.core; moving to corral.conversation"
 KNOWN: dict[tuple[str, str], str] = {
-    ("corral.config.loader", "corral.httpclient.pool"): "the header and path syntax the client enforces",
     ("corral.config.loader", "corral.limits"): "checks user_limits with the limiter's own parser",
     ("corral.config.loader", "corral.usage.prices"): "checks the prices table at load time",
-    ("corral.providers.demo", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.ollama.native", "corral.core.body"): _PROVIDERS_WAIT,
-    ("corral.providers.ollama.native", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.ollama.provider", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.openai_compat", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.openai_native.bridge", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.openai_native.requests", "corral.core.call"): _PROVIDERS_WAIT,
-    ("corral.providers.upstream", "corral.core.call"): _PROVIDERS_WAIT,
 }
 
 ROOT = Path(corral.__file__).parent

@@ -1,4 +1,4 @@
-"""Ollama -> OpenAI answer translation (corral.providers.ollama.responses)."""
+"""Ollama answers for an OpenAI client, through the model (the Ollama reader, the OpenAI writer)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from corral.errors import InvalidRequest
-from corral.providers.ollama.responses import (
+from tests.conversation.pairs import (
     ChatStreamTranslator,
     CompletionStreamTranslator,
     chat_response,

@@ -1,4 +1,4 @@
-"""Ollama native -> OpenAI request translation (corral.providers.openai_native.requests)."""
+"""Ollama requests for an OpenAI-type upstream, through the model (the Ollama reader, the OpenAI writer)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 
 from corral.core.call import Endpoint
 from corral.errors import InvalidRequest
-from corral.providers.ollama.translate import OllamaDefaults, chat_request
-from corral.providers.openai_native.requests import (
+from tests.conversation.pairs import (
+    OllamaDefaults,
+    chat_request,
     chat_to_openai,
     embed_to_openai,
     generate_endpoint,

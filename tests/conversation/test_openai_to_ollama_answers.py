@@ -1,4 +1,4 @@
-"""OpenAI -> Ollama native answer translation (corral.providers.openai_native.answers, .stream)."""
+"""OpenAI answers for an Ollama client, through the model (the OpenAI reader, the Ollama writer)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import ollama
 import orjson
 import pytest
 
-from corral.providers.openai_native.answers import (
+from corral.conversation.openai.streams import SSEDecoder
+from tests.conversation.pairs import (
     ChatNDJSON,
     GenerateNDJSON,
     chat_answer,
@@ -24,7 +25,6 @@ from corral.providers.openai_native.answers import (
     embed_answer,
     generate_answer,
 )
-from corral.providers.openai_native.stream import SSEDecoder, ToolCallAssembler
 
 MODEL = "llama3.2"  # the name the client asked for
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -439,24 +439,23 @@ def test_stream_tool_call_fragments_are_assembled_and_sent_once() -> None:
     assert result[2]["done_reason"] == "stop"
 
 
-def test_tool_call_line_comes_at_the_finish_chunk() -> None:
+def test_tool_call_line_comes_with_the_final_line_at_the_bodys_end() -> None:
     translator = ChatNDJSON(model=MODEL, started_ns=ago(0))
     call = {"index": 0, "id": "x", "function": {"name": "f", "arguments": '{"a": 1}'}}
     assert translator.feed(chunk({"tool_calls": [call]})) == b""
-    sent = lines(translator.feed(chunk({}, "tool_calls")))
-    assert [obj["message"]["tool_calls"][0]["function"]["arguments"] for obj in sent] == [{"a": 1}]
-    final = lines(translator.feed(DONE))
-    assert [obj["done"] for obj in final] == [True]
-    assert "tool_calls" not in final[0]["message"]
+    assert translator.feed(chunk({}, "tool_calls")) == b""
+    assert translator.feed(DONE) == b""  # held: the connection may still break
+    sent = lines(translator.finish())
+    assert [obj["done"] for obj in sent] == [False, True]
+    assert sent[0]["message"]["tool_calls"][0]["function"]["arguments"] == {"a": 1}
+    assert "tool_calls" not in sent[1]["message"]
 
 
-def test_tool_calls_without_finish_reason_are_sent_at_done() -> None:
+def test_tool_calls_without_a_finish_reason_are_an_incomplete_answer() -> None:
     stream = chunk({"tool_calls": [{"id": "x", "function": {"name": "f", "arguments": {"a": 1}}}]}) + DONE
     result = chat_lines(stream)
-    assert result[0]["message"]["tool_calls"] == [
-        {"id": "x", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}
-    ]
-    assert result[1]["done"] is True
+    assert set(result[-1]) == {"error"} and "finish reason" in result[-1]["error"]
+    assert not any(obj.get("done") for obj in result)
 
 
 def test_whole_tool_calls_with_content_and_finish_in_one_chunk() -> None:
@@ -469,26 +468,29 @@ def test_whole_tool_calls_with_content_and_finish_in_one_chunk() -> None:
     assert [obj["done"] for obj in result] == [False, False, True]
 
 
-def test_tool_call_assembler() -> None:
-    assembler = ToolCallAssembler()
-    assembler.feed([{"index": 1, "id": "b", "function": {"name": "g", "arguments": "{}"}}])
-    assembler.feed([{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"x"'}}])
-    assembler.feed([{"index": 0, "id": "a", "function": {"arguments": ": 1}"}}, "junk"])
-    assembler.feed(None)
-    assert assembler.take() == [
-        {"type": "function", "id": "a", "function": {"name": "f", "arguments": '{"x": 1}'}},
-        {"type": "function", "id": "b", "function": {"name": "g", "arguments": "{}"}},
+def test_tool_call_fragments_are_put_together_in_index_order() -> None:
+    fragments = [
+        [{"index": 1, "id": "b", "function": {"name": "g", "arguments": "{}"}}],
+        [{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"x"'}}],
+        [{"index": 0, "id": "a", "function": {"arguments": ": 1}"}}, "junk"],
     ]
-    assert assembler.take() == []
+    stream = b"".join(chunk({"tool_calls": f}) for f in fragments) + chunk({}, "tool_calls") + DONE
+    calls, final = chat_lines(stream)
+    assert calls["message"]["tool_calls"] == [
+        {"id": "a", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}},
+        {"id": "b", "function": {"index": 1, "name": "g", "arguments": {}}},
+    ]
+    assert final["done"] is True
 
 
 def test_usage_after_the_finish_chunk_lands_in_the_final_line() -> None:
     translator = ChatNDJSON(model=MODEL, started_ns=ago(0))
     assert lines(translator.feed(chunk({"content": "hi"})))[0]["message"]["content"] == "hi"
-    assert translator.feed(chunk({}, "length")) == b""  # the final line waits for usage / [DONE]
+    assert translator.feed(chunk({}, "length")) == b""  # the final line waits for the body's end
     assert not translator.done
     assert translator.feed(usage_chunk(3, 1)) == b""
-    final = lines(translator.feed(DONE))[0]
+    assert translator.feed(DONE) == b""
+    final = lines(translator.finish())[0]
     check_final(final, prompt=3, completion=1)
     assert final["done_reason"] == "length"
     assert translator.feed(chunk({"content": "late"})) == b""
@@ -513,11 +515,10 @@ def test_stream_cut_before_the_finish_ends_with_an_error_line() -> None:
     assert "incomplete" in result[1]["error"]
 
 
-def test_empty_stream_is_an_error_and_done_alone_is_an_empty_answer() -> None:
+def test_an_empty_stream_and_done_alone_are_incomplete_answers() -> None:
     assert "error" in run(b"")[0]
-    result = chat_lines(DONE)
-    assert len(result) == 1
-    check_final(result[0], prompt=0, completion=0)
+    result = chat_lines(DONE)  # [DONE] without a finish reason: llama-cpp-python, interrupted
+    assert len(result) == 1 and set(result[0]) == {"error"}
 
 
 def test_error_event_becomes_an_error_line_and_ends_the_stream() -> None:

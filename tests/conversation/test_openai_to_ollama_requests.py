@@ -1,4 +1,4 @@
-"""OpenAI -> Ollama request translation (corral.providers.ollama.translate)."""
+"""OpenAI requests for an Ollama upstream, through the model (the OpenAI reader, the Ollama writer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from corral.errors import InvalidRequest
-from corral.providers.ollama.translate import (
+from tests.conversation.pairs import (
     OllamaDefaults,
     chat_request,
     embed_request,

@@ -26,8 +26,8 @@ from corral.config.schema import (
     ProviderConfig,
     ProviderType,
 )
+from corral.config.syntax import FRAMING, HEADER_NAME, REQUEST_PATH
 from corral.errors import ConfigError
-from corral.httpclient.pool import FRAMING, HEADER_NAME, REQUEST_PATH
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # used with fullmatch: no trailing newline
 _TOP_KEYS = {

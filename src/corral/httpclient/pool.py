@@ -18,23 +18,19 @@ sent twice: that failure is the caller's to see.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from corral.config.syntax import FRAMING, HEADER_NAME, REQUEST_PATH
 from corral.httpclient.connection import DRAIN_SECONDS, Connection
 from corral.httpclient.errors import ConnectFailed, ConnectTimeout, Disconnected, TLSFailed
 from corral.httpclient.response import Response
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # What may go on the wire as it is (config validation uses the same two patterns):
-REQUEST_PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: cannot split the request line
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
-# Headers that frame the request: configuring them would corrupt the exchange.
-FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"})
 # RFC 9110 9.2.2: sending one of these twice has the effect of sending it once (HEAD is refused).
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "OPTIONS"})
 

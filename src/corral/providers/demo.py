@@ -2,7 +2,8 @@
 
 Model ``demo/echo`` repeats the last user message ("Echo: ..."), streamed word by word.
 It lets a new user see a full round trip without Ollama, and gives benchmarks a
-zero-latency upstream to measure the gateway alone.
+zero-latency upstream to measure the gateway alone. It answers OpenAI clients in OpenAI's API
+(``send``) and every other surface through the conversation model (``converse``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 import orjson
 
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
+from corral.conversation.answer import Answer, Delta, Embeddings, Event, Finish, FinishReason, Usage
+from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
+from corral.conversation.openai.answers import usage_dict
+from corral.conversation.surfaces import reply_of, request_of
 from corral.errors import InvalidRequest, NotFound
-from corral.providers.openai_native import bridge
 
 MODELS = ("echo",)
 
@@ -56,13 +59,34 @@ def _part_texts(parts: list[Any], where: str) -> list[str]:
     return texts
 
 
-def _usage(prompt: str, words: list[str]) -> dict[str, int]:
-    prompt_tokens = max(1, len(prompt.split()))
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": len(words),
-        "total_tokens": prompt_tokens + len(words),
-    }
+def _usage(prompt: str, words: list[str]) -> Usage:
+    return Usage(max(1, len(prompt.split())), len(words))
+
+
+def _words(prompt: str, limit: int | None) -> tuple[list[str], FinishReason]:
+    """The answer's words ("Echo: " and the prompt), cut at ``limit`` when it is shorter."""
+    words = f"Echo: {prompt}".split(" ")
+    if limit is not None and 0 < limit < len(words):
+        return words[:limit], "length"
+    return words, "stop"
+
+
+def _vector(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(b / 255.0 - 0.5, 6) for b in digest[:8]]
+
+
+def _check(model: str) -> None:
+    if model not in MODELS:
+        raise NotFound(
+            f"The demo provider has only these models: {', '.join('demo/' + m for m in MODELS)}.",
+            code="model_not_found",
+            param="model",
+        )
+
+
+async def _once(events: list[Event]) -> AsyncIterator[list[Event]]:
+    yield events
 
 
 class DemoProvider:
@@ -73,30 +97,35 @@ class DemoProvider:
         self.name = name
 
     async def converse(self, call: Call, attempt: Attempt) -> Reply:
-        """A call from a surface it does not speak: answered by ``send``, which translates it."""
-        return await self.send(call, attempt)
+        """Any other surface's call: the same answers, made in the conversation model."""
+        _check(attempt.model)
+        started = time.monotonic_ns()
+        req = request_of(call)
+        if req.endpoint in (Endpoint.EMBEDDING, Endpoint.LEGACY_EMBEDDING):
+            inputs = [req.input] if isinstance(req.input, str) else list(req.input or [])
+            tokens = sum(len(t.split()) for t in inputs)
+            return reply_of(call, Embeddings([_vector(t) for t in inputs], tokens), started)
+        if req.endpoint is Endpoint.COMPLETION:
+            prompt = req.prompt or ""
+        else:
+            users = [m for m in req.messages if m.role == "user"]
+            prompt = users[-1].text(" ") if users else ""
+        words, finish = _words(prompt, req.sampling.max_tokens)
+        usage = _usage(prompt, words)
+        if not req.stream:
+            return reply_of(call, Answer(" ".join(words), finish=finish, usage=usage), started)
+        events: list[Event] = [Delta(w if i == 0 else " " + w) for i, w in enumerate(words)]
+        events.append(Finish(finish, usage))
+        return reply_of(call, _once(events), started)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
-        if call.surface is Surface.OLLAMA:
-            started = bridge.now_ns()
-            return bridge.to_native(
-                await self.send(bridge.to_openai(call, attempt.model), attempt), call, started
-            )
-        model = attempt.model
-        if model not in MODELS:
-            raise NotFound(
-                f"The demo provider has only these models: {', '.join('demo/' + m for m in MODELS)}.",
-                code="model_not_found",
-                param="model",
-            )
+        """An OpenAI client's call, answered in OpenAI's API directly."""
+        _check(attempt.model)
         if call.endpoint is Endpoint.EMBEDDING:
             return Reply(body=orjson.dumps(self._embeddings(call)))
         prompt = _last_user_text(call.body)
-        words = f"Echo: {prompt}".split(" ")
         limit = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
-        finish = "stop"
-        if isinstance(limit, int) and 0 < limit < len(words):
-            words, finish = words[:limit], "length"
+        words, finish = _words(prompt, limit if isinstance(limit, int) else None)
         request_id = (
             "chatcmpl-" if call.endpoint is Endpoint.CHAT else "cmpl-"
         ) + f"{random.getrandbits(96):024x}"
@@ -107,6 +136,7 @@ class DemoProvider:
             reply.outcome.usage = _usage(prompt, words)
             return reply
         text = " ".join(words)
+        usage = _usage(prompt, words)
         if call.endpoint is Endpoint.CHAT:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -126,11 +156,11 @@ class DemoProvider:
                     "created": int(time.time()),
                     "model": call.model,
                     "choices": [choice],
-                    "usage": _usage(prompt, words),
+                    "usage": usage_dict(usage),
                 }
             )
         )
-        reply.outcome.usage = _usage(prompt, words)
+        reply.outcome.usage = usage
         return reply
 
     async def _stream(
@@ -170,7 +200,7 @@ class DemoProvider:
             final["text"] = ""
         yield event(final)
         if include_usage:
-            yield event(None, _usage(prompt, words))
+            yield event(None, usage_dict(_usage(prompt, words)))
         yield b"data: [DONE]\n\n"
 
     def _embeddings(self, call: Call) -> dict[str, Any]:
@@ -178,8 +208,7 @@ class DemoProvider:
         inputs = [raw] if isinstance(raw, str) else list(raw or [])
         data = []
         for i, text in enumerate(inputs):
-            digest = hashlib.sha256(str(text).encode()).digest()
-            vector = [round(b / 255.0 - 0.5, 6) for b in digest[:8]]
+            vector = _vector(str(text))
             embedding: Any = vector
             if call.body.get("encoding_format") == "base64":
                 embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from corral.config.schema import ProviderConfig
-from corral.core.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
+from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import UpstreamError
 from corral.httpclient import Pool
 from corral.providers import openai_model, openai_relay

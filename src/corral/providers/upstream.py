@@ -21,7 +21,7 @@ import orjson
 
 from corral import __version__
 from corral.config.schema import ProviderConfig
-from corral.core.call import Probe
+from corral.conversation.call import Probe
 from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from corral.httpclient import (
     BadResponse,

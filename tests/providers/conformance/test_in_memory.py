@@ -26,12 +26,6 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAW
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 
 
-def known_fault(request: pytest.FixtureRequest, when: bool, reason: str) -> None:
-    """Mark this run a strict xfail: it shows a fault of issue #13 that is not fixed yet."""
-    if when:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def assert_freed(rig: Rig) -> None:
     assert rig.state.in_flight == 0, "the deployment's slot was not given back"
 
@@ -227,14 +221,7 @@ async def test_the_requested_model_name_is_echoed(ptype: str, surface: Surface, 
 
 @pytest.mark.parametrize(("ptype", "surface"), PAIRS)
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-async def test_usage_is_the_upstreams(
-    request: pytest.FixtureRequest, ptype: str, surface: Surface, stream: bool
-) -> None:
-    known_fault(
-        request,
-        ptype == "ollama" and surface is Surface.OPENAI,
-        "#13: usage is not typed, nor counted while streaming",
-    )
+async def test_usage_is_the_upstreams(ptype: str, surface: Surface, stream: bool) -> None:
     rig = build(ptype, Behaviour(text="a b c d"))
     reply, _ = await call(rig, surface, Endpoint.CHAT, stream=stream)
     usage = reply.outcome.usage

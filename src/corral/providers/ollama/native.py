@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from corral.conversation.answer import Usage
+from corral.conversation.body import OLLAMA_FIELDS, OLLAMA_OPTIONS, without_shadowing
+from corral.conversation.call import Attempt, Call, Endpoint, Outcome, Reply
 from corral.conversation.ollama.answers import read_usage
-from corral.core.body import OLLAMA_FIELDS, OLLAMA_OPTIONS, without_shadowing
-from corral.core.call import Attempt, Call, Endpoint, Outcome, Reply
 from corral.errors import UpstreamError
 from corral.httpclient import Response, TransportError
 from corral.providers.passthrough import Renamer, usage_of
