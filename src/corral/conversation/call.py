@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 
 class Endpoint(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: identity, in C (Enum's own hash is Python)
+
     CHAT = "chat"
     COMPLETION = "completion"  # OpenAI /v1/completions, Ollama /api/generate
     EMBEDDING = "embedding"  # OpenAI /v1/embeddings, Ollama /api/embed
@@ -29,6 +31,8 @@ class Endpoint(enum.Enum):
 
 class Surface(enum.Enum):
     """Which API the client speaks: replies are written in that API's shape."""
+
+    __hash__ = object.__hash__  # members are singletons: identity, in C (Enum's own hash is Python)
 
     OPENAI = "openai"
     OLLAMA = "ollama"
@@ -90,13 +94,9 @@ class Outcome:
     """What is learned while a reply is streamed: filled in by the provider, read afterwards."""
 
     error: str | None = None  # set when the stream ended in an in-band error
-    # the token counts, when known (a dict from the providers not moved to the model yet)
-    usage: Usage | dict[str, int] | None = None
+    usage: Usage | None = None  # the upstream's token counts, when it gave them
     pieces: int = 0  # pieces of generated text relayed (one per token, as upstreams stream them)
     chars: int = 0  # their characters, where corral read them (the model path)
-    tail: bytes = (
-        b""  # else: the body, or the last bytes of a stream, to read usage from later (off the hot path)
-    )
     first_byte_at: float | None = None  # monotonic time the first byte went to the client
     # Set by the provider just before it yields a stream's last chunk, so the writer can send
     # that chunk and the end marker in one write instead of two.

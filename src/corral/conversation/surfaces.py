@@ -42,7 +42,7 @@ Result = Answer | Embeddings | AsyncIterator[list[Event]]
 
 _PREFIX = {Endpoint.CHAT: "chatcmpl-", Endpoint.COMPLETION: "cmpl-"}
 
-__all__ = ["SURFACES", "Result", "SurfaceAdapter", "reply_of", "request_of"]
+__all__ = ["SURFACES", "Result", "SurfaceAdapter", "reply_of", "request_of", "stream_reply", "write_events"]
 
 
 class StreamWriter(Protocol):
@@ -159,38 +159,56 @@ def reply_of(call: Call, result: Result, started_ns: int) -> Reply:
     return reply
 
 
+def stream_reply(call: Call, started_ns: int) -> tuple[Reply, StreamWriter]:
+    """For an adapter that writes its stream itself, in one generator (``write_events`` per
+    read): the reply to fill and the writer of the client's API."""
+    surface = SURFACES[call.surface]
+    return Reply(content_type=surface.stream_type), surface.stream(call, started_ns)
+
+
+def write_events(writer: StreamWriter, outcome: Outcome, events: list[Event]) -> bytes:
+    """One read's events written for the client, and noted on ``outcome``: the text that went
+    by, the usage (a ``Finish``), the in-band error (a ``Failure``); either ends the stream
+    (``outcome.ended``: this is its last chunk)."""
+    parts: list[bytes] = []
+    for event in events:
+        if type(event) is Delta:
+            if event.text or event.reasoning:
+                outcome.pieces += 1
+                outcome.chars += len(event.text) + len(event.reasoning)
+        elif isinstance(event, Finish):
+            outcome.usage = event.usage
+            outcome.ended = True
+        elif isinstance(event, Failure):
+            outcome.error = event.message
+            outcome.ended = True
+        data = writer.write(event)
+        if data:
+            parts.append(data)
+        if writer.done:
+            break
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def unaccounted(writer: StreamWriter, outcome: Outcome) -> bytes:
+    """The end of a stream an adapter left without a Finish or a Failure (a bug): the client must
+    not take what it got for a whole answer."""
+    failure = Failure("The upstream's stream ended unaccounted for; the answer is incomplete.")
+    return write_events(writer, outcome, [failure])
+
+
 async def _written(
     batches: AsyncIterator[list[Event]], writer: StreamWriter, outcome: Outcome
 ) -> AsyncIterator[bytes]:
     """The events of each read, written as one chunk; the one that ends the stream is marked."""
     try:
         async for events in batches:
-            parts: list[bytes] = []
-            for event in events:
-                if isinstance(event, Delta):
-                    if event.text or event.reasoning:
-                        outcome.pieces += 1
-                        outcome.chars += len(event.text) + len(event.reasoning)
-                elif isinstance(event, Finish):
-                    outcome.usage = event.usage
-                    outcome.ended = True
-                elif isinstance(event, Failure):
-                    outcome.error = event.message
-                    outcome.ended = True
-                data = writer.write(event)
-                if data:
-                    parts.append(data)
-                if writer.done:
-                    break
-            if parts:
-                yield parts[0] if len(parts) == 1 else b"".join(parts)
+            data = write_events(writer, outcome, events)
+            if data:
+                yield data
             if writer.done:
                 return
-        # An adapter ends every stream with a Finish or a Failure; one that did not is a bug,
-        # and the client must not take what it got for a whole answer.
-        failure = Failure("The upstream's stream ended unaccounted for; the answer is incomplete.")
-        outcome.error, outcome.ended = failure.message, True
-        yield writer.write(failure)
+        yield unaccounted(writer, outcome)
     finally:
         close = getattr(batches, "aclose", None)
         if close is not None:

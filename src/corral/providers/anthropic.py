@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 
 from corral.config.schema import ProviderConfig
-from corral.conversation.answer import Event
+from corral.conversation.answer import Event, Usage
 from corral.conversation.anthropic import answers as messages_answers
 from corral.conversation.anthropic import requests as messages_requests
 from corral.conversation.anthropic.streams import MessagesReader
@@ -119,7 +119,12 @@ class AnthropicProvider:
             return reply
         body = await self._read(resp)
         reply = Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
-        reply.outcome.tail = body
+        try:
+            data: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            reply.outcome.usage = messages_answers.read_usage(data.get("usage"))
         return reply
 
     async def _relay(self, resp: Response, outcome: Outcome) -> AsyncIterator[bytes]:
@@ -138,7 +143,9 @@ class AnthropicProvider:
                             )
                         outcome.error = f"Upstream '{self.name}' sent an error event mid-stream."
                     first = False
-                    outcome.tail = (outcome.tail + chunk)[-4096:]
+                    outcome.pieces += chunk.count(b"event: content_block_delta")
+                    if b'"usage"' in chunk:
+                        _note_usage(chunk, outcome)
                     ended = b"event: message_stop" in chunk or outcome.error is not None
                     outcome.ended = ended and resp.complete
                     yield chunk
@@ -182,3 +189,26 @@ class AnthropicProvider:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _note_usage(chunk: bytes, outcome: Outcome) -> None:
+    """The counts in a passed-through stream's ``message_start`` (input) and ``message_delta``
+    (output, running) events."""
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data: ") or b'"usage"' not in line:
+            continue
+        try:
+            event: Any = orjson.loads(line[6:])
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        message = event.get("message")
+        raw = message.get("usage") if isinstance(message, dict) else event.get("usage")
+        usage = messages_answers.read_usage(raw)
+        if usage is None:
+            continue
+        known = outcome.usage if isinstance(outcome.usage, Usage) else None
+        prompt = usage.prompt_tokens or (known.prompt_tokens if known else 0)
+        completion = usage.completion_tokens or (known.completion_tokens if known else 0)
+        outcome.usage = Usage(prompt, completion)

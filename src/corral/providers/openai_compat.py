@@ -18,7 +18,7 @@ from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, 
 from corral.errors import UpstreamError
 from corral.httpclient import Pool
 from corral.providers import openai_model, openai_relay
-from corral.providers.passthrough import Renamer, usage_of
+from corral.providers.passthrough import Renamer, note_whole
 from corral.providers.upstream import (
     JSON_BODY,
     health_get,
@@ -69,7 +69,7 @@ class OpenAIProvider:
         reply = Reply(
             status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
         )
-        reply.outcome.usage = usage_of(body, ollama=False)
+        note_whole(body, reply.outcome)
         return reply
 
     async def list_models(self) -> list[ModelInfo]:

@@ -34,10 +34,17 @@ if TYPE_CHECKING:
     from corral.httpclient import Response
 
 ERROR_EVENT = b'data: {"error"'
-_DONE = (b"data: [DONE]", b"data:[DONE]")
-_FINISHED = (b'"finish_reason":"', b'"finish_reason": "')
-_USAGE = (b'"usage":{', b'"usage": {')
-_NULL_USAGE = (b',"usage":null', b', "usage": null')
+_DONE = b"data: [DONE]"
+_COMPACT = (b'"finish_reason":"', b'"usage":{', b',"usage":null', b'"content":""')
+_SPACED = (b'"finish_reason": "', b'"usage": {', b', "usage": null', b'"content": ""')
+
+
+def _spelling(chunk: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """The fields this upstream's JSON spells as it does (compact, or ``json.dumps``' default
+    separators, as Python servers such as llama-cpp-python write it), learned from its first
+    events: each check then scans a chunk once."""
+    head = chunk[:256]
+    return _SPACED if b'"object": "' in head or b'"id": "' in head else _COMPACT
 
 
 def forwarded(call: Call, model: str) -> tuple[bytes, bool]:
@@ -60,34 +67,26 @@ def error_event_detail(chunk: bytes) -> str:
     return error_detail(chunk[start:] if end < 0 else chunk[start:end])
 
 
-def _done_at(chunk: bytes) -> int:
-    for marker in _DONE:
-        at = chunk.find(marker)
-        if at >= 0:
-            return at
-    return -1
-
-
-def _usage(chunk: bytes, outcome: Outcome, strip: bool) -> tuple[bytes, int]:
-    """Note the usage in ``chunk``; without the usage events the client did not ask for (and how
-    many were taken out)."""
-    kept: list[bytes] = []
-    dropped = 0
-    for event in chunk.split(b"\n\n"):
-        if any(key in event for key in _USAGE):
-            try:
-                obj: Any = orjson.loads(event[event.index(b"{") :])
-            except (ValueError, orjson.JSONDecodeError):
-                kept.append(event)
-                continue
-            usage = read_usage(obj.get("usage")) if isinstance(obj, dict) else None
-            if usage is not None:
-                outcome.usage = usage
-            if strip and isinstance(obj, dict) and not obj.get("choices"):
-                dropped += 1
-                continue
-        kept.append(event)
-    return b"\n\n".join(kept), dropped
+def _usage(chunk: bytes, outcome: Outcome, strip: bool, key: bytes) -> tuple[bytes, int]:
+    """Note the usage of the last event in ``chunk`` that has one (a stream carries one, at its
+    end); the chunk without that event if it is the usage chunk the client did not ask for (no
+    choices), and 1 if it is a usage chunk. Only that event is parsed."""
+    at = chunk.rfind(key)
+    begin = max(0, chunk.rfind(b"data:", 0, at))
+    end = chunk.find(b"\n\n", at)
+    end = len(chunk) if end < 0 else end + 2
+    try:
+        obj: Any = orjson.loads(chunk[chunk.index(b"{", begin) : end])
+    except (ValueError, orjson.JSONDecodeError):
+        return chunk, 0
+    if not isinstance(obj, dict):
+        return chunk, 0
+    usage = read_usage(obj.get("usage"))
+    if usage is not None:
+        outcome.usage = usage
+    if obj.get("choices"):
+        return chunk, 0
+    return (chunk[:begin] + chunk[end:] if strip else chunk), 1
 
 
 async def relay(
@@ -99,13 +98,15 @@ async def relay(
     sent = finished = False
     held = b""  # the upstream's [DONE], until its body has ended cleanly
     pending = b""  # the last events, when the body's end came with them
-    counted = 0
+    counted = 0  # its events, a token each but the role and finish ones
+    spelling: tuple[bytes, bytes, bytes, bytes] | None = None
+    nulls = strip_usage  # "usage": null to take out (until the first events show there is none)
     try:
         try:
             async for data in resp.chunks():
                 chunk = events.feed(data)
                 if chunk and not held:  # bytes after [DONE] are dropped
-                    if ERROR_EVENT in chunk:
+                    if chunk.rfind(ERROR_EVENT) >= 0:  # an error ends a stream: from the end
                         if not sent:  # nothing reached the client yet: let the engine fail over
                             raise UpstreamError(
                                 cfg.name,
@@ -113,39 +114,45 @@ async def relay(
                                 code="upstream_error",
                             )
                         outcome.error = f"Upstream '{cfg.name}' sent an error event mid-stream."
+                    if spelling is None:
+                        spelling = _spelling(chunk)
+                        if chunk.find(spelling[3], 0, 512) >= 0:  # the role chunk: no token
+                            counted -= 1
+                        nulls = strip_usage and spelling[2] in chunk
                     counted += chunk.count(b"data:")
-                    if not finished and (_FINISHED[0] in chunk or _FINISHED[1] in chunk):
+                    # the finish, the usage and [DONE] come last: searched from the end
+                    if not finished and chunk.rfind(spelling[0]) >= 0:
                         finished = True
-                    if _USAGE[0] in chunk or _USAGE[1] in chunk:
-                        chunk, dropped = _usage(chunk, outcome, strip_usage)
-                        counted -= dropped
-                    elif strip_usage:
-                        for null in _NULL_USAGE:
-                            if null in chunk:
-                                chunk = chunk.replace(null, b"")
-                    cut = _done_at(chunk)
+                        counted -= 1  # the finish event
+                    if finished and chunk.rfind(spelling[1]) >= 0:  # the usage comes after the finish
+                        chunk, usage_events = _usage(chunk, outcome, strip_usage, spelling[1])
+                        counted -= usage_events
+                    if nulls:  # the "usage": null the upstream added once corral asked
+                        chunk = chunk.replace(spelling[2], b"")
+                    cut = chunk.rfind(_DONE)
                     if cut >= 0:
                         held, chunk = chunk[cut:], chunk[:cut]
                     chunk = rename(chunk)
                     if resp.complete and not events.held:
                         pending = chunk  # the body is over: its end goes out with these events
-                        break
+                        continue  # (the loop ends at the next read: no generator left open)
                     if chunk:
                         sent = True
                         yield chunk
                 events.check()
-            else:
-                rest = events.rest()  # the body ended inside an event: it goes as it is
-                pending = b"" if held else rename(rest)
+            rest = events.rest()  # the body ended inside an event: it goes as it is
+            if rest and not held:
+                pending += rename(rest)
         except (TransportError, TimeoutError) as exc:
             failure = stream_failure(cfg, exc, started=sent)
             if not sent:  # nothing reached the client: fail over instead
                 raise failure from None
+            outcome.pieces = max(0, counted)
             outcome.error = failure.message
             outcome.ended = True
             yield b"\n\n" + sse_error(outcome.error, code=failure.code or "upstream_stream_interrupted")
             return
-        outcome.pieces = max(0, counted - 2 - (1 if held else 0))  # not the role and finish events
+        outcome.pieces = max(0, counted - (1 if held else 0))  # not the [DONE]
         if outcome.error is not None:
             end = b""  # the upstream's error event went out: no [DONE] after it
         elif finished:

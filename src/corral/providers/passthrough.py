@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from corral.conversation.answer import Usage
+from corral.conversation.call import Outcome
 from corral.conversation.ollama import answers as ollama_answers
 from corral.conversation.openai import answers as openai_answers
 
@@ -62,21 +63,36 @@ class Renamer:
             value = found.index(b'"', 7)  # the value's opening quote, after '"model"' and ':'
             self._with = found[:value] + self._new
             old = self._old = b"" if found == self._with else found
-        if old and old in data:
-            return data.replace(old, self._with)
-        return data
+        return data.replace(old, self._with) if old else data  # the same bytes when it is not there
 
 
 def usage_of(body: bytes, *, ollama: bool) -> Usage | None:
     """The token counts of a whole answer (an OpenAI ``usage`` object, or Ollama's counts)."""
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
+    data = _object(body)
+    if data is None:
         return None
     if ollama:
         if "prompt_eval_count" not in data and "eval_count" not in data:
             return None
         return ollama_answers.read_usage(data)
     return openai_answers.read_usage(data.get("usage"))
+
+
+def note_whole(body: bytes, outcome: Outcome) -> None:
+    """What a whole OpenAI answer says of its tokens: the upstream's counts, else (for an
+    estimate) how much text it has."""
+    data = _object(body)
+    if data is None:
+        return
+    outcome.usage = openai_answers.read_usage(data.get("usage"))
+    if outcome.usage is None and data.get("choices"):
+        answer = openai_answers.read(data)
+        outcome.chars = len(answer.text) + len(answer.reasoning)
+
+
+def _object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -40,6 +40,9 @@ class Behaviour:
     error: str = "something went wrong"
     fault: Fault | None = None
     after: int = 2  # stream pieces sent before a mid-stream fault
+    # how an OpenAI-type upstream treats stream_options.include_usage: as asked, not at all, or
+    # with zeros (llama-cpp-python's server)
+    stream_usage: Literal["asked", "never", "zeros"] = "asked"
 
 
 def events(b: Behaviour) -> list[Event]:
@@ -132,11 +135,13 @@ def openai(b: Behaviour) -> Any:
             )
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = include_usage and b.stream_usage != "never"
+        told = replace(b, usage=Usage(0, 0)) if b.stream_usage == "zeros" else b
         if b.fault in ("done_no_finish", "done_no_finish_drop", "done_then_drop"):
-            return _done_faults(b, model, include_usage)
+            return _done_faults(told, model, include_usage)
         writer = SSEWriter(chat=chat, request_id="up-1", model=model, created=1, include_usage=include_usage)
-        pieces = [p for p in (writer.write(e) for e in events(b)) if p]
-        return _faulted(pieces, SSE, b)
+        pieces = [p for p in (writer.write(e) for e in events(told)) if p]
+        return _faulted(pieces, SSE, told)
 
     return handle
 

@@ -122,11 +122,15 @@ def _logprob(lp: TokenLogprob) -> dict[str, Any]:
 def read(data: dict[str, Any]) -> Answer:
     """Ollama's final ``/api/chat`` or ``/api/generate`` object (a folded stream) in the model."""
     msg = data.get("message")
-    answer = Answer(usage=read_usage(data), logprobs=read_logprobs(data.get("logprobs")) or None)
+    raw_logprobs = data.get("logprobs")
+    answer = Answer(usage=read_usage(data))
+    if raw_logprobs is not None:
+        answer.logprobs = read_logprobs(raw_logprobs) or None
     if isinstance(msg, dict):
         answer.text = text(msg.get("content"))
         answer.reasoning = text(msg.get("thinking"))
-        answer.tool_calls = read_calls(msg.get("tool_calls"))
+        if "tool_calls" in msg:
+            answer.tool_calls = read_calls(msg["tool_calls"])
     else:
         answer.text = text(data.get("response"))
         answer.reasoning = text(data.get("thinking"))

@@ -18,6 +18,7 @@ OpenAI client sent along as Ollama's own wins over the translated one.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -47,6 +48,7 @@ _OPTIONS: Final = (
     *("seed", "top_k", "repeat_last_n", "temperature", "top_p", "frequency_penalty"),
     *("presence_penalty", "min_p", "typical_p", "repeat_penalty"),
 )
+_SAMPLED: Final = operator.attrgetter(*_OPTIONS)  # their values, in one call
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,17 +300,25 @@ def _images(images: Any, where: str) -> list[Image]:
 
 
 def write(
-    req: Request, model: str, *, defaults: OllamaDefaults, num_ctx: int | None = None
+    req: Request,
+    model: str,
+    *,
+    defaults: OllamaDefaults,
+    num_ctx: int | None = None,
+    stream: bool | None = None,
 ) -> dict[str, Any]:
     """The ``/api/chat``, ``/api/generate`` or ``/api/embed`` body for ``req``, as ``model``.
-    ``num_ctx`` is a context length pinned for the model, over the client's."""
+    ``num_ctx`` is a context length pinned for the model, over the client's; ``stream``, when
+    given, is the upstream's stream flag whatever the client asked (corral always streams
+    from Ollama)."""
+    streaming = req.stream if stream is None else stream
     if req.endpoint is Endpoint.CHAT:
         out: dict[str, Any] = {"model": model, "messages": [_message(m) for m in req.messages]}
-        out["stream"] = req.stream
+        out["stream"] = streaming
         if req.tools:
             out["tools"] = [t.definition for t in req.tools]
     elif req.endpoint is Endpoint.COMPLETION:
-        out = {"model": model, "prompt": req.prompt or "", "stream": req.stream}
+        out = {"model": model, "prompt": req.prompt or "", "stream": streaming}
         if req.suffix is not None:
             out["suffix"] = req.suffix
         if req.raw is not None:
@@ -349,8 +359,7 @@ def _write_options(req: Request, defaults: OllamaDefaults, num_ctx: int | None) 
         options["num_ctx"] = defaults.num_ctx
     options.update(req.options)
     s = req.sampling
-    for name in _OPTIONS:
-        value = getattr(s, name)
+    for name, value in zip(_OPTIONS, _SAMPLED(s), strict=True):
         if value is not None:
             options[name] = value
     if req.num_ctx is not None:

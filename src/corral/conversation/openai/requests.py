@@ -152,7 +152,7 @@ def _read_embedding(body: dict[str, Any]) -> Request:
 
 def _common(req: Request, body: dict[str, Any]) -> None:
     """``n``, the sampling options, ``options``, ``keep_alive`` and the stream's usage flag."""
-    n = _num(body, "n", integral=True)
+    n = _num(body, "n", integral=True) if "n" in body else None
     if n is not None and n != 1:
         _fail("n", f"n={n} is not supported: Ollama returns one choice per request; send n requests.")
     options = body.get("options")
@@ -160,8 +160,9 @@ def _common(req: Request, body: dict[str, Any]) -> None:
         if not isinstance(options, dict):
             _fail("options", 'options must be an object of Ollama options, e.g. {"num_ctx": 8192}.')
         req.options = options
-    req.sampling = _sampling(body)
-    req.num_ctx = _num(body, "num_ctx", integral=True)
+    _sampling(req.sampling, body)
+    if "num_ctx" in body:
+        req.num_ctx = _num(body, "num_ctx", integral=True)
     keep_alive = body.get("keep_alive")
     if keep_alive is not None:
         if isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int | float):
@@ -175,11 +176,11 @@ def _common(req: Request, body: dict[str, Any]) -> None:
     req.include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
 
 
-def _sampling(body: dict[str, Any]) -> Sampling:
-    s = Sampling()
-    present = _SAMPLING_KEYS.intersection(body)  # most bodies carry one or two of them
+def _sampling(s: Sampling, body: dict[str, Any]) -> None:
+    """Fill ``s`` from the body's sampling fields (most bodies carry none or one or two)."""
+    present = _SAMPLING_KEYS.intersection(body)
     if not present:
-        return s
+        return
     for name in _INTS:
         if name in present:
             setattr(s, name, _num(body, name, integral=True))
@@ -202,7 +203,6 @@ def _sampling(body: dict[str, Any]) -> Sampling:
             s.stop = list(stop)
     elif stop is not None:
         _fail("stop", "stop must be a string or a list of strings.")
-    return s
 
 
 def _messages(raw: Any) -> list[Message]:
@@ -211,10 +211,14 @@ def _messages(raw: Any) -> list[Message]:
     tool_names: dict[str, str] = {}  # tool_call id -> function name, from earlier assistant turns
     out: list[Message] = []
     for i, msg in enumerate(raw):
-        where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            _fail(where, f"{where} must be an object with a role and content.")
+            _fail(f"messages[{i}]", f"messages[{i}] must be an object with a role and content.")
         role = msg.get("role")
+        content = msg.get("content")
+        if role == "user" and type(content) is str:  # the usual message: no more to check
+            out.append(Message("user", [Text(content)]))
+            continue
+        where = f"messages[{i}]"
         if role in ("system", "developer", "user"):
             out.append(Message("user" if role == "user" else "system", _content(msg.get("content"), where)))
         elif role == "assistant":

@@ -65,9 +65,11 @@ class SSEWriter:
         "_head",
         "_include_usage",
         "_offset",
+        "_prefix",
         "_saw_tool_calls",
         "_seen",
         "_started",
+        "_suffix",
         "done",
     )
 
@@ -80,6 +82,11 @@ class SSEWriter:
             "model": model,
         }
         self._include_usage = include_usage
+        # Every chunk is the same head and one choice: the head is encoded once, so a chunk costs
+        # the encoding of its choice (the bytes are orjson's for the whole object).
+        head = orjson.dumps({**self._head, "choices": []})
+        self._prefix = b"data: " + head[: -len(b"]}")]
+        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
         self._saw_tool_calls = False
         self._started = False
         self._seen: set[int] = set()  # tool-call indexes already announced
@@ -103,10 +110,7 @@ class SSEWriter:
         return error_event(message, code)
 
     def _chunk(self, choice: dict[str, Any]) -> bytes:
-        chunk = {**self._head, "choices": [choice]}
-        if self._include_usage:
-            chunk["usage"] = None
-        return sse(chunk)
+        return self._prefix + orjson.dumps(choice) + self._suffix
 
     def _delta(self, d: Delta) -> bytes:
         delta: dict[str, Any] = {} if self._started else {"role": "assistant", "content": ""}

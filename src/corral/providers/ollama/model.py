@@ -15,36 +15,39 @@ engine fails over); after, it is a ``Failure`` in-band.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
 
 from corral.conversation.answer import Delta, Event, Failure
-from corral.conversation.call import Attempt, Call, Endpoint, Reply
+from corral.conversation.call import Attempt, Call, Endpoint, Outcome, Reply
 from corral.conversation.ollama import answers as ollama_answers
 from corral.conversation.ollama import requests as ollama_requests
 from corral.conversation.ollama.requests import OllamaDefaults
 from corral.conversation.ollama.streams import NDJSONReader
+from corral.conversation.surfaces import StreamWriter, stream_reply, write_events
 from corral.errors import InvalidRequest, UpstreamError
-from corral.httpclient import TransportError
+from corral.httpclient import TooLarge, TransportError
 from corral.providers import model_path
 from corral.providers.upstream import stream_failure
 
 if TYPE_CHECKING:
+    from corral.config.schema import ProviderConfig
     from corral.httpclient import Response
     from corral.providers.ollama.provider import OllamaProvider
 
 _PATHS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "generate", Endpoint.EMBEDDING: "embed"}
 
 
-def defaults(provider: OllamaProvider, endpoint: Endpoint) -> OllamaDefaults:
-    """The provider's settings under every request; embedding models have their own context
-    size, so only keep_alive carries over to them."""
-    cfg = provider.cfg
-    if endpoint is Endpoint.EMBEDDING:
-        return OllamaDefaults(keep_alive=cfg.keep_alive)
-    return OllamaDefaults(keep_alive=cfg.keep_alive, num_ctx=cfg.num_ctx, options=dict(cfg.options))
+def defaults(cfg: ProviderConfig) -> dict[Endpoint, OllamaDefaults]:
+    """The provider's settings under every request, by endpoint; embedding models have their own
+    context size, so only keep_alive carries over to them. Built once per provider."""
+    generating = OllamaDefaults(keep_alive=cfg.keep_alive, num_ctx=cfg.num_ctx, options=dict(cfg.options))
+    return {
+        Endpoint.CHAT: generating,
+        Endpoint.COMPLETION: generating,
+        Endpoint.EMBEDDING: OllamaDefaults(keep_alive=cfg.keep_alive),
+    }
 
 
 async def send(provider: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
@@ -59,9 +62,8 @@ async def send(provider: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
             param="tool_choice",
         )
     generating = endpoint is not Endpoint.EMBEDDING
-    upstream = replace(req, stream=True) if generating else req
     body = ollama_requests.write(
-        upstream, attempt.model, defaults=defaults(provider, endpoint), num_ctx=attempt.num_ctx
+        req, attempt.model, defaults=provider.defaults[endpoint], num_ctx=attempt.num_ctx, stream=generating
     )
     path = provider.cfg.path(_PATHS[endpoint])
     # a stream's first-token deadline is the engine's, around this whole call
@@ -73,58 +75,88 @@ async def send(provider: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     if not req.stream:
         data = await provider.aggregate(resp, attempt.first_byte_timeout, chat)
         return model_path.answered(call, ollama_answers.read(data), started)
-    return model_path.reply_of(call, _events(provider, resp, chat), started)
+    reply, writer = stream_reply(call, started)
+    reply.chunks = _stream(provider, resp, chat, writer, reply.outcome)
+    return reply
 
 
 def _content(events: list[Event]) -> bool:
     return any(isinstance(e, Delta) and (e.text or e.reasoning or e.tool_calls) for e in events)
 
 
-async def _events(provider: OllamaProvider, resp: Response, chat: bool) -> AsyncIterator[list[Event]]:
-    """Ollama's NDJSON read into the model's events, one batch per network read."""
-    from corral.providers.ollama.provider import ndjson_batches
-
+async def _stream(
+    provider: OllamaProvider, resp: Response, chat: bool, writer: StreamWriter, outcome: Outcome
+) -> AsyncIterator[bytes]:
+    """Ollama's NDJSON, read into the model's events and written for the client, one chunk per
+    network read, in one generator (each layer of generators costs a few microseconds a read).
+    Whole lines only, none over ``max_line_bytes``."""
     reader = NDJSONReader(chat=chat)
+    limit = provider.cfg.max_line_bytes
     started = False  # content reached the client: a failure now goes in-band
+    rest = b""  # the start of a line a read left unfinished
     try:
         try:
-            async for lines in ndjson_batches(resp.chunks(), provider.cfg.max_line_bytes):
+            async for data in resp.chunks():
+                if rest:
+                    data = rest + data
+                cut = data.rfind(b"\n")
+                rest = data[cut + 1 :]
+                if cut < 0:
+                    if len(rest) > limit:
+                        raise TooLarge("a stream line", limit)
+                    continue
+                if cut > limit and any(len(line) > limit for line in data[:cut].split(b"\n")):
+                    raise TooLarge("a stream line", limit)
                 events: list[Event] = []
-                for line in lines:
-                    events += reader.feed(line)
-                    if reader.done:
-                        break
+                for line in data[:cut].split(b"\n"):
+                    if line:
+                        events += reader.feed(line)
+                        if reader.done:
+                            break
                 if not events:
+                    if len(rest) > limit:
+                        raise TooLarge("a stream line", limit)
                     continue
                 if not started:
-                    failure = next((e for e in events if isinstance(e, Failure)), None)
-                    if failure is not None and not _content(events):  # nothing sent yet: fail over
-                        raise UpstreamError(
-                            provider.name,
-                            f"failed before its first token: {failure.message}",
-                            code=failure.code,
-                        )
+                    _check_first(provider, events)
                     started = _content(events)
                 if reader.done:
                     await resp.settle()  # the end marker in, the connection back, before the last write
-                yield events
+                chunk = write_events(writer, outcome, events)
+                if chunk:
+                    yield chunk
                 if reader.done:
                     return
-            events = reader.end()
+                if len(rest) > limit:  # after the whole lines before it went out
+                    raise TooLarge("a stream line", limit)
+            events = reader.feed(rest) + reader.end()
             if not started:
-                raise UpstreamError(
-                    provider.name,
-                    "ended the stream before its first token.",
-                    code="upstream_stream_interrupted",
-                )
-            yield events
+                if not _content(events) and not reader.done:
+                    raise UpstreamError(
+                        provider.name,
+                        "ended the stream before its first token.",
+                        code="upstream_stream_interrupted",
+                    )
+                _check_first(provider, events)
+            yield write_events(writer, outcome, events)
         except (TransportError, TimeoutError) as exc:
-            failure_ = stream_failure(provider.cfg, exc, started=started)
+            failure = stream_failure(provider.cfg, exc, started=started)
             if not started:
-                raise failure_ from None
-            yield [Failure(failure_.message, failure_.code or "upstream_stream_interrupted")]
+                raise failure from None
+            yield write_events(
+                writer, outcome, [Failure(failure.message, failure.code or "upstream_stream_interrupted")]
+            )
     finally:
         if reader.done:
             resp.release()
         else:
             resp.close()
+
+
+def _check_first(provider: OllamaProvider, events: list[Event]) -> None:
+    """A failure in the stream's first events, before any content: raised, so the engine fails over."""
+    failure = next((e for e in events if isinstance(e, Failure)), None)
+    if failure is not None and not _content(events):
+        raise UpstreamError(
+            provider.name, f"failed before its first token: {failure.message}", code=failure.code
+        )

@@ -43,6 +43,7 @@ class OllamaProvider:
         self.cfg = cfg
         self.name = cfg.name
         self._pool = pool or make_pool(cfg)
+        self.defaults = model.defaults(cfg)  # what requests through the model get under their own
 
     async def converse(self, call: Call, attempt: Attempt) -> Reply:
         """Any other surface's call, through the conversation model (``model``)."""
@@ -219,15 +220,6 @@ async def ndjson_batches(
     last = b"".join(pending)
     if last.strip():
         yield [last]
-
-
-def ollama_usage(data: dict[str, Any]) -> dict[str, int]:
-    """Token counts from an Ollama answer (its final chunk)."""
-    prompt, completion = data.get("prompt_eval_count"), data.get("eval_count")
-    return {
-        "prompt_tokens": prompt if isinstance(prompt, int) else 0,
-        "completion_tokens": completion if isinstance(completion, int) else 0,
-    }
 
 
 def _version(raw: bytes) -> str | None:
