@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from corral.config.schema import Config
@@ -35,6 +35,7 @@ class ControlPlane:
         self.config_aliases = frozenset(m.name for m in base.models)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.on_change: list[Callable[[], None]] = []  # told after an admin change applied (corral.cluster)
 
     @classmethod
     async def open(cls, base: Config, home: Path, env: Mapping[str, str]) -> ControlPlane:
@@ -62,6 +63,11 @@ class ControlPlane:
             config = await self.effective()
             if config != gateway.config:
                 await gateway.reconfigure(config)
+
+    def changed(self) -> None:
+        """An admin change to providers or aliases was applied here: tell the other workers."""
+        for hook in self.on_change:
+            hook()
 
     def start(self, gateway: Gateway) -> None:
         self._tasks.append(

@@ -44,6 +44,8 @@ class HealthMonitor:
         self.clock = clock
         # silent longer than a probe interval (and a probe's timeout): stalled, probe it
         self._window = max(cfg.health_interval, cfg.health_timeout)
+        # False while another worker of the fleet holds the probe lease and probes for all
+        self.leading: Callable[[], bool] | None = None
 
     def leave_alone(self, name: str) -> bool:
         """True while ``name``'s requests in flight make progress and a request to it could
@@ -97,7 +99,8 @@ class HealthMonitor:
     async def run(self) -> None:
         while True:
             try:
-                await self.check_all()
+                if self.leading is None or self.leading():
+                    await self.check_all()
             except Exception:  # a bug must not stop health checking for good
                 log.exception("health round failed")
             await asyncio.sleep(self._cfg.health_interval)

@@ -50,4 +50,5 @@ async def write_and_apply(
     except ConfigError as exc:
         await undo()
         raise from_config_error(exc) from None
+    plane.changed()  # every other worker applies it too (corral.cluster), within a second
     return result

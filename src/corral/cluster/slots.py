@@ -1,0 +1,134 @@
+"""In-flight slots across the fleet: ``max_parallel`` of an instance held by all workers together.
+
+Per deployment a sorted set ``<prefix>:cluster:slots:<name>`` holds one member per request in
+flight anywhere, scored by its lease's expiry (Unix time). ``take`` is one script (one round
+trip): drop expired members, refuse if the set is full, else add ours. ``give`` is one script
+in the background: remove our member and, only if the set was full (someone may be waiting),
+publish a release so the workers wake one local waiter each (``Fleet``'s queues). A
+background task renews this worker's leases every ``ttl / 3`` s in one pipeline, so a crashed
+worker's slots come back within ``ttl`` (6 s) and a long stream keeps its slot.
+
+A member is not tied to a request: this worker's members for one deployment are
+interchangeable, so ``give`` returns any one of them. When Redis cannot be reached ``take``
+fails open (the local ``max_parallel`` check still holds) and that slot is held only locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from corral.cluster.link import RedisLink
+
+TTL = 6.0
+
+TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+GIVE = """
+local full = redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and full then redis.call('PUBLISH', KEYS[2], ARGV[3]) end
+return 0
+"""
+
+
+class SharedSlots:
+    def __init__(self, link: RedisLink, *, ttl: float = TTL, clock: Callable[[], float] = time.time) -> None:
+        self._link = link
+        self._ttl = ttl
+        self._clock = clock
+        self._take = link.redis.register_script(TAKE)
+        self._give = link.redis.register_script(GIVE)
+        self._members = itertools.count(1)
+        self._held: dict[str, list[str | None]] = {}  # None: a slot taken while Redis was down
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_release: Callable[[str], None] | None = None  # a slot freed anywhere (wake a waiter)
+        self.taken = 0
+        self.refused = 0
+        self.fail_open = 0
+        link.on("s", self._released)
+
+    def key(self, name: str) -> str:
+        return self._link.key("slots", name)
+
+    def held(self, name: str) -> int:
+        return sum(1 for m in self._held.get(name, ()) if m is not None)
+
+    async def take(self, name: str, cap: int) -> bool:
+        """One slot of ``name`` (``cap`` in total across the fleet); False when all are taken."""
+        member = f"{self._link.origin}:{next(self._members)}"
+        now = self._clock()
+        ok = await self._link.run(
+            lambda: self._take(
+                keys=[self.key(name)],
+                args=[repr(now), cap, repr(now + self._ttl), member, int(self._ttl * 2000)],
+            )
+        )
+        if ok is None:  # Redis unreachable: fail open, the local cap still holds
+            self.fail_open += 1
+            self._held.setdefault(name, []).append(None)
+            return True
+        if ok == 0:
+            self.refused += 1
+            return False
+        self.taken += 1
+        self._held.setdefault(name, []).append(member)
+        return True
+
+    def give(self, name: str, cap: int) -> None:
+        """Give one of this worker's slots of ``name`` back (in the background)."""
+        held = self._held.get(name)
+        if not held:
+            return
+        member = held.pop()
+        if member is not None:
+            self._spawn(self._give_back(name, cap, member))
+
+    async def _give_back(self, name: str, cap: int, member: str) -> None:
+        note = self._link.message("s", d=name)
+        await self._link.run(
+            lambda: self._give(keys=[self.key(name), self._link.channel], args=[member, cap, note])
+        )
+
+    def _released(self, msg: dict[str, Any]) -> None:
+        if self.on_release is not None:
+            self.on_release(str(msg.get("d")))
+
+    async def renew(self) -> None:
+        """Push this worker's leases ``ttl`` into the future (one pipeline)."""
+        expiry = self._clock() + self._ttl
+        held = {name: [m for m in members if m is not None] for name, members in self._held.items()}
+        held = {name: members for name, members in held.items() if members}
+        if not held:
+            return
+
+        async def send() -> None:
+            async with self._link.redis.pipeline(transaction=False) as pipe:
+                for name, members in held.items():
+                    pipe.zadd(self.key(name), dict.fromkeys(members, expiry), xx=True)
+                    pipe.pexpire(self.key(name), int(self._ttl * 2000))
+                await pipe.execute()
+
+        await self._link.run(send)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            await self.renew()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
