@@ -1,5 +1,10 @@
 """An OpenAI-compatible server emulator (aiohttp): chat completions, completions, embeddings, models,
-and with ``responses=True`` the stateless Responses API (``openai_responses``) that vLLM serves.
+with ``responses=True`` the stateless Responses API (``openai_responses``) and with
+``messages=True`` the Anthropic Messages API at ``/v1/messages`` (``anthropic_gen``), both of
+which vLLM >= 0.11.1 and Ollama's ``/v1`` serve.
+
+``hold`` (a ``threading.Event``), when set on the emulator, keeps every answer's first byte back
+until the test sets the event (at most ``HOLD_SECONDS``): an upstream slow to start, on cue.
 
 Serve it with ``ServerThread(emu.app).start()``; the OpenAI base URL is ``server.url + emu.api_root``.
 Replies are deterministic (see ``openai_gen``); faults and delays are plain attributes that the
@@ -9,6 +14,7 @@ test thread may change at any time.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -16,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.emulators import openai_responses
+from tests.emulators import anthropic_gen, openai_responses
+from tests.emulators.anthropic_validate import Refused, check_create
 from tests.emulators.common import (
     PRE_RESPONSE_FAULTS,
     STREAM_FAULTS,
@@ -36,6 +43,7 @@ from tests.emulators.openai_gen import Renderer, plan_chat, plan_completion
 SSE = "text/event-stream"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EMBEDDING_DIMENSIONS = 8
+HOLD_SECONDS = 30.0  # the longest ``hold`` keeps an answer back
 
 
 @dataclass
@@ -78,6 +86,7 @@ class OpenAIEmulator:
         token_delay: float = 0.0,
         responses: bool = False,
         responses_strict: bool = False,
+        messages: bool = False,
     ) -> None:
         specs = [OpenAIModel(m) if isinstance(m, str) else m for m in models]
         self.models: dict[str, OpenAIModel] = {m.id: m for m in specs}
@@ -90,7 +99,9 @@ class OpenAIEmulator:
         self._recorder = Recorder()
         self.serves_responses = responses
         self.responses_strict = responses_strict  # refuse unknown Responses parameters (hosted API)
-        endpoints = ("chat/completions", "completions", "embeddings", "responses")
+        self.serves_messages = messages
+        self.hold: threading.Event | None = None  # set: answers wait for it before their first byte
+        endpoints = ("chat/completions", "completions", "embeddings", "responses", "messages")
         self._inference_paths = {f"{self.api_root}/{p}" for p in endpoints}
 
     @property
@@ -119,6 +130,8 @@ class OpenAIEmulator:
         app.router.add_get(f"{root}/models/{{model_id:.+}}", self.get_model)
         if self.serves_responses:
             app.router.add_post(f"{root}/responses", self.responses)
+        if self.serves_messages:
+            app.router.add_post(f"{root}/messages", self.messages)
         return app
 
     # ------------------------------------------------------------------ middlewares
@@ -197,7 +210,14 @@ class OpenAIEmulator:
             500, fault.message or "The server had an error while processing your request.", "server_error"
         )
 
+    async def _held(self) -> None:
+        """Wait while the test holds answers back (``hold``), at most ``HOLD_SECONDS``."""
+        hold = self.hold
+        if hold is not None:
+            await asyncio.to_thread(hold.wait, HOLD_SECONDS)
+
     async def _generation(self, request: web.Request, kind: str) -> web.StreamResponse:
+        await self._held()
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
@@ -225,6 +245,7 @@ class OpenAIEmulator:
         return await self._generation(request, "text")
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
+        await self._held()
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
@@ -247,6 +268,32 @@ class OpenAIEmulator:
             fault=self._fault_for(request, body["model"], STREAM_FAULTS),
             token_delay=self.token_delay,
             error_chunk=renderer.failed,
+        )
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """The Messages API as vLLM serves it: validated as Anthropic validates, no
+        ``anthropic-version`` needed, errors in Anthropic's envelope."""
+        await self._held()
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            check_create(body, anthropic_gen.signature_of)
+        except Refused as refused:
+            data = {"type": "error", "error": {"type": refused.type, "message": refused.message}}
+            return web.json_response(data, status=refused.status)
+        result = anthropic_gen.plan(body, self.models[body["model"]].reasoning)
+        message_id = f"msg_emu{time.monotonic_ns() % 10**12:012d}"
+        if not body.get("stream"):
+            failed = await self._nonstream_fault(request, body["model"])
+            return failed or web.json_response(anthropic_gen.message(result, body["model"], message_id))
+        return await write_stream(
+            request,
+            anthropic_gen.events(result, body["model"], message_id),
+            content_type=SSE,
+            fault=self._fault_for(request, body["model"], STREAM_FAULTS),
+            token_delay=self.token_delay,
+            error_chunk=lambda message: anthropic_gen.error_event("overloaded_error", message),
         )
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

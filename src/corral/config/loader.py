@@ -65,6 +65,7 @@ _PROVIDER_KEYS = {
     "max_response_bytes",
     "max_line_bytes",
     "auth",
+    "surfaces",
 }
 
 
@@ -247,6 +248,7 @@ def _provider(f: Fields) -> ProviderConfig:
         or MAX_RESPONSE_BYTES,
         max_line_bytes=f.integer("max_line_bytes", MAX_LINE_BYTES, minimum=1024) or MAX_LINE_BYTES,
         auth=_auth(f),
+        surfaces=_surfaces(f, ptype),
         keep_alive=keep_alive,
         num_ctx=f.integer("num_ctx", None, minimum=1),
         options=dict(options),
@@ -258,6 +260,20 @@ def _api_key(f: Fields) -> str | None:
     if key is not None and (not key.isascii() or not key.isprintable() or " " in key):
         raise f.error("must be printable ASCII with no spaces (it is sent in a header).", "api_key")
     return key
+
+
+def _surfaces(f: Fields, ptype: ProviderType) -> tuple[str, ...]:
+    """``surfaces``: the client APIs the upstream serves natively (their calls pass through)."""
+    names = f.strings("surfaces") or []
+    known = REGISTRY[ptype].surfaces
+    for name in names:
+        if name not in known:
+            raise f.error(
+                f"unknown surface {name!r}; a {ptype} provider can declare: {', '.join(sorted(known))} "
+                "(the other client APIs its server answers itself, e.g. vLLM >= 0.11.1 or Ollama's /v1).",
+                "surfaces",
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _auth(f: Fields) -> Auth | None:

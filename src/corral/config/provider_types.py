@@ -57,6 +57,9 @@ class ProviderSpec:
     local: bool = False  # its models run on the user's hardware: cost 0 unless priced on purpose
     reports_loaded: bool = False  # its probe lists the loaded models (warm routing)
     configurable: bool = True  # may be a provider's ``type`` in a config
+    # client APIs a provider of this type may declare it serves natively (its ``surfaces``):
+    # their calls are then passed through instead of translated
+    surfaces: frozenset[str] = frozenset()
 
 
 OLLAMA_PATHS: Mapping[str, str] = MappingProxyType(
@@ -76,10 +79,14 @@ OPENAI_PATHS: Mapping[str, str] = MappingProxyType(
         "chat": "/chat/completions",
         "completions": "/completions",
         "embeddings": "/embeddings",
+        "messages": "/messages",  # Anthropic's Messages API, for ``surfaces: [messages]``
+        "responses": "/responses",  # OpenAI's Responses API, for ``surfaces: [responses]``
         "models": "/models",
         "health": "/models",
     }
 )
+# the client APIs an OpenAI-compatible server may serve natively (vLLM >= 0.11.1, Ollama's /v1)
+NATIVE_SURFACES: frozenset[str] = frozenset({"messages", "responses"})
 
 ANTHROPIC_PATHS: Mapping[str, str] = MappingProxyType(
     {"messages": "/v1/messages", "models": "/v1/models", "health": "/v1/models"}
@@ -97,7 +104,13 @@ REGISTRY: Mapping[str, ProviderSpec] = MappingProxyType(
             local=True,
             reports_loaded=True,
         ),
-        "openai": ProviderSpec("openai", "corral.providers.openai_compat:OpenAIProvider", OPENAI_PATHS),
+        "openai": ProviderSpec(
+            "openai",
+            "corral.providers.openai_compat:OpenAIProvider",
+            OPENAI_PATHS,
+            fields=frozenset({"surfaces"}),
+            surfaces=NATIVE_SURFACES,
+        ),
         # the hosted Anthropic API and other Messages servers (issue #15)
         "anthropic": ProviderSpec(
             "anthropic", "corral.providers.anthropic:AnthropicProvider", ANTHROPIC_PATHS

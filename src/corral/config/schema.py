@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from corral.config.provider_types import REGISTRY, Auth
 
@@ -39,6 +39,9 @@ class ProviderConfig:
     max_response_bytes: int = MAX_RESPONSE_BYTES  # a whole answer (folded stream, embeddings, show)
     max_line_bytes: int = MAX_LINE_BYTES  # one line of a stream
     auth: Auth | None = None  # how api_key is sent; None: as the type's spec says
+    # OpenAI-compatible only: the other client APIs it serves natively ("messages", "responses"),
+    # whose calls are passed through rather than translated to chat completions
+    surfaces: tuple[str, ...] = ()
     # Ollama only
     keep_alive: str | int | None = None
     num_ctx: int | None = None
@@ -86,6 +89,11 @@ class ModelAlias:
     explicit_only: bool = False
     strategy: str | None = None  # None: router.strategy
     num_ctx: int | None = None  # pinned: clients cannot change it (no reload storms)
+    hedge_after: float | str | None = None  # None: router.hedge_after
+    affinity: bool | None = None  # session affinity; None: on for chat on a pool with Ollama members
+    context_window_fallbacks: tuple[str, ...] = ()  # when the prompt fits none of its deployments
+    capabilities: tuple[str, ...] | None = None  # overrides what the upstream says its model can do
+    context_length: int | None = None  # overrides the model's maximum context the upstream says
 
     @property
     def target(self) -> str:
@@ -110,6 +118,39 @@ class RouterConfig:
     eject_max: float = 300.0
     busy_backoff: float = 1.0
     power_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # adaptive first-token deadlines (routing/deadlines.py): warm = multiplier x recent warm p99,
+    # clamped to [first_token_min, first_token_max (None: the fixed first-token timeout)]
+    first_token_multiplier: float = 3.0
+    first_token_min: float = 0.5
+    first_token_max: float | None = None
+    load_timeout: float = 300.0  # first-token allowance when the model must load (OLLAMA_LOAD_TIMEOUT)
+    hedge_after: float | str | None = None  # every pool's default: seconds, or "p50"/"p95"/"p99"
+    rules: tuple[TierRule, ...] = ()  # (power level, tier) -> candidate models
+    affinity: AffinityConfig = field(default_factory=lambda: AffinityConfig())
+    context_window_fallbacks: tuple[str, ...] = ()  # for every model without its own chain
+    capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict)  # provider/model or model
+    context_length: dict[str, int] = field(default_factory=dict)  # provider/model or model -> tokens
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityConfig:
+    """Session affinity (routing/affinity.py): pins of conversations to deployments."""
+
+    enabled: bool = True
+    size: int = 100_000  # pins kept per process (least recently used go first)
+    ttl: float = 3600.0  # a pin unused this long (seconds) is forgotten
+    wait: float = 2.0  # seconds to wait for a slot on the pinned deployment before another
+
+
+@dataclass(frozen=True, slots=True)
+class TierRule:
+    """A power level's candidate for callers of one tier (``all``: any tier without its own rules)."""
+
+    level: str
+    model: str
+    tier: str = "all"
+    priority: int = 0
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +165,7 @@ class ServerConfig:
     send_timeout: float = 60.0  # no progress writing to a client for this long: close, free the slot
     body_timeout: float = 300.0  # a request body must arrive whole within this long of its head
     max_buffered_bytes: int = 256 * 1024 * 1024  # request bodies held in memory at once, all connections
+    workers: int | Literal["auto"] = 1  # processes serving (corral.supervisor); "auto" = usable CPUs
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,18 @@ from typing import Any, Final
 import orjson
 
 from corral.config.schema import ProviderConfig
-from corral.conversation.answer import Event, Usage
+from corral.conversation.answer import Event
 from corral.conversation.anthropic import answers as messages_answers
 from corral.conversation.anthropic import requests as messages_requests
 from corral.conversation.anthropic.streams import MessagesReader
 from corral.conversation.body import with_model
-from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Outcome, Probe, Reply, Surface
+from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import InvalidRequest, UpstreamError
-from corral.httpclient import Pool, Response, TransportError
+from corral.httpclient import Pool, Response
 from corral.httpclient.pool import encode_headers
-from corral.providers import model_path
-from corral.providers.upstream import error_detail, health_get, make_pool, rejected, upstream_errors
+from corral.providers import model_path, native_relay
+from corral.providers.passthrough import Renamer
+from corral.providers.upstream import health_get, make_pool, rejected, upstream_errors
 
 API_VERSION: Final = "2023-06-01"
 HEADERS: Final = encode_headers({"Content-Type": "application/json"})
@@ -111,62 +112,22 @@ class AnthropicProvider:
                 resp.close()
 
     async def _pass_through(self, call: Call, attempt: Attempt) -> Reply:
+        """A Messages call, passed through (``native_relay``: the client's model name in the
+        answer, the usage noted, an interrupted stream ended with an ``error`` event)."""
         resp = await self._post(with_model(call.raw, call.body, attempt.model))
         content_type = resp.headers.get("content-type", "application/json")
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")
-            reply.chunks = self._relay(resp, reply.outcome)
+            reply.chunks = native_relay.relay(
+                self.cfg, resp, reply.outcome, call.model, native_relay.MESSAGES
+            )
             return reply
         body = await self._read(resp)
-        reply = Reply(status=resp.status, body=body, content_type=content_type.split(";")[0])
-        try:
-            data: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
-            reply.outcome.usage = messages_answers.read_usage(data.get("usage"))
+        reply = Reply(
+            status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
+        )
+        native_relay.note_whole(Surface.MESSAGES, body, reply.outcome)
         return reply
-
-    async def _relay(self, resp: Response, outcome: Outcome) -> AsyncIterator[bytes]:
-        """The upstream's events as they come; an ``error`` event before anything reached the
-        client raises (the engine fails over), a later one is noted."""
-        first = True
-        ended = False
-        try:
-            try:
-                async for chunk in resp.chunks():
-                    if _ERROR_EVENT in chunk:
-                        if first:
-                            detail = error_detail(chunk[chunk.find(b"data: ") + 6 :].split(b"\n", 1)[0])
-                            raise UpstreamError(
-                                self.name, f"sent an error event: {detail}", code="upstream_error"
-                            )
-                        outcome.error = f"Upstream '{self.name}' sent an error event mid-stream."
-                    first = False
-                    outcome.pieces += chunk.count(b"event: content_block_delta")
-                    if b'"usage"' in chunk:
-                        _note_usage(chunk, outcome)
-                    ended = b"event: message_stop" in chunk or outcome.error is not None
-                    outcome.ended = ended and resp.complete
-                    yield chunk
-            except (TransportError, TimeoutError) as exc:
-                if first:
-                    raise UpstreamError(
-                        self.name, f"broke the stream: {exc}", code="upstream_stream_interrupted"
-                    ) from None
-                outcome.error = f"Upstream '{self.name}' broke the stream; the answer is incomplete."
-                yield (
-                    b"event: error\ndata: "
-                    + orjson.dumps(
-                        {"type": "error", "error": {"type": "api_error", "message": outcome.error}}
-                    )
-                    + b"\n\n"
-                )
-        finally:
-            if ended:
-                resp.release()
-            else:
-                resp.close()
 
     async def list_models(self) -> list[ModelInfo]:
         async with upstream_errors(self.cfg), self._pool.get(self.path("models")) as resp:
@@ -189,26 +150,3 @@ class AnthropicProvider:
 
     async def close(self) -> None:
         await self._pool.close()
-
-
-def _note_usage(chunk: bytes, outcome: Outcome) -> None:
-    """The counts in a passed-through stream's ``message_start`` (input) and ``message_delta``
-    (output, running) events."""
-    for line in chunk.split(b"\n"):
-        if not line.startswith(b"data: ") or b'"usage"' not in line:
-            continue
-        try:
-            event: Any = orjson.loads(line[6:])
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        message = event.get("message")
-        raw = message.get("usage") if isinstance(message, dict) else event.get("usage")
-        usage = messages_answers.read_usage(raw)
-        if usage is None:
-            continue
-        known = outcome.usage if isinstance(outcome.usage, Usage) else None
-        prompt = usage.prompt_tokens or (known.prompt_tokens if known else 0)
-        completion = usage.completion_tokens or (known.completion_tokens if known else 0)
-        outcome.usage = Usage(prompt, completion)

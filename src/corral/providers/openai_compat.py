@@ -2,9 +2,12 @@
 
 An OpenAI client's call is passed through (``openai_relay``): the body as corral read it with the
 routed model, the answer's bytes relayed as they come, upstream fields corral does not know
-kept. Any other surface's call goes through the conversation model (``openai_model``). A whole
-answer is read up to ``max_response_bytes``; a stream is relayed in whole SSE events
-(``upstream.Framer``), none of which may grow past ``max_line_bytes``.
+kept. A provider that declares other APIs its server answers itself (``surfaces: [messages,
+responses]``: vLLM >= 0.11.1, Ollama's ``/v1``, hosted APIs) passes their calls through too, the
+body changed only in its model, the answer relayed as it comes (``native_relay``). Any other
+surface's call goes through the conversation model (``openai_model``). A whole answer is read up
+to ``max_response_bytes``; a stream is relayed in whole SSE events (``upstream.Framer``), none of
+which may grow past ``max_line_bytes``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from typing import Any
 import orjson
 
 from corral.config.schema import ProviderConfig
+from corral.conversation.body import with_model
 from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import UpstreamError
 from corral.httpclient import Pool
-from corral.providers import openai_model, openai_relay
+from corral.providers import native_relay, openai_model, openai_relay
 from corral.providers.passthrough import Renamer, note_whole
 from corral.providers.upstream import (
     JSON_BODY,
@@ -31,15 +35,20 @@ from corral.providers.upstream import (
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
 
 
+_SURFACES = {"messages": Surface.MESSAGES, "responses": Surface.RESPONSES}  # config name -> surface
+
+
 class OpenAIProvider:
     type = "openai"
-    speaks = frozenset({Surface.OPENAI})
 
     def __init__(self, cfg: ProviderConfig, pool: Pool | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.pool = pool or make_pool(cfg)
         self.paths = {ep: cfg.path(key) for ep, key in _PATH_KEYS.items()}
+        native = {_SURFACES[name]: cfg.path(name) for name in cfg.surfaces}
+        self._native = native  # surface -> its path on the upstream
+        self.speaks = frozenset({Surface.OPENAI, *native})
 
     @property
     def _pool(self) -> Pool:
@@ -50,7 +59,10 @@ class OpenAIProvider:
         return await openai_model.send(self, call, attempt)
 
     async def send(self, call: Call, attempt: Attempt) -> Reply:
-        """An OpenAI client's call, passed through (``openai_relay``)."""
+        """An OpenAI client's call, passed through (``openai_relay``); a call of a surface the
+        server declares it speaks, passed through as it is (``native_relay``)."""
+        if call.surface is not Surface.OPENAI:
+            return await self._send_native(call, attempt)
         data, asked_usage = openai_relay.forwarded(call, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self.pool.request("POST", self.paths[call.endpoint], data, JSON_BODY)
@@ -70,6 +82,29 @@ class OpenAIProvider:
             status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
         )
         note_whole(body, reply.outcome)
+        return reply
+
+    async def _send_native(self, call: Call, attempt: Attempt) -> Reply:
+        data = with_model(call.raw, call.body, attempt.model)
+        async with upstream_errors(self.cfg):
+            resp = await self.pool.request("POST", self._native[call.surface], data, JSON_BODY)
+        if resp.status >= 300:
+            raise await rejected(self.cfg, resp)
+        content_type = resp.headers.get("content-type", "application/json")
+        if call.stream and content_type.startswith("text/event-stream"):
+            reply = Reply(status=resp.status, content_type="text/event-stream")
+            dialect = native_relay.DIALECTS[call.surface]
+            reply.chunks = native_relay.relay(self.cfg, resp, reply.outcome, call.model, dialect)
+            return reply
+        try:
+            async with upstream_errors(self.cfg):
+                body = await resp.read()
+        finally:
+            resp.release()
+        reply = Reply(
+            status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
+        )
+        native_relay.note_whole(call.surface, body, reply.outcome)
         return reply
 
     async def list_models(self) -> list[ModelInfo]:

@@ -33,6 +33,17 @@ def usage_dict(usage: Usage | None, reasoning_tokens: int = 0) -> dict[str, Any]
     }
 
 
+def read_usage(raw: Any) -> Usage | None:
+    """The token counts of a Responses upstream's ``usage`` object (None when there is none)."""
+    if not isinstance(raw, dict):
+        return None
+    counts = [raw.get("input_tokens"), raw.get("output_tokens")]
+    prompt, completion = (
+        c if isinstance(c, int) and not isinstance(c, bool) and c > 0 else 0 for c in counts
+    )
+    return Usage(prompt, completion)
+
+
 def wants_summary(body: dict[str, Any]) -> bool:
     reasoning = body.get("reasoning")
     return isinstance(reasoning, dict) and reasoning.get("summary") not in (None, "none")

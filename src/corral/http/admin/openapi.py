@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from corral import __version__
-from corral.config.provider_types import CONFIG_TYPES
+from corral.config.provider_types import CONFIG_TYPES, REGISTRY
 from corral.config.schema import STRATEGIES
 from corral.http.admin.context import AdminContext, reply
 from corral.http.admin.providers import BASE_URL
@@ -66,6 +66,13 @@ PROVIDER_FIELDS: dict[str, Schema] = {
     "num_ctx": nullable({"type": "integer", "minimum": 1}),
     "options": nullable({"type": "object"}),
     "auth": nullable({"type": "string", "minLength": 1, "description": "bearer, none, or a header name"}),
+    "surfaces": nullable(
+        {
+            "type": "array",
+            "items": {"enum": sorted(set().union(*(s.surfaces for s in REGISTRY.values())))},
+            "description": "other client APIs the upstream serves natively (passed through)",
+        }
+    ),
 }
 TARGET = {"type": "string", "pattern": "^[^/]+/[\\s\\S]+$"}
 ALIAS_FIELDS: dict[str, Schema] = {
@@ -255,6 +262,7 @@ def schemas() -> dict[str, Schema]:
             {
                 "deployments": {"type": "array", "items": {"type": "object"}},
                 "retry_budget": {"type": "object"},
+                "worker": {"type": "object"},
             },
             ("deployments", "retry_budget"),
             closed=False,
@@ -342,9 +350,13 @@ def document() -> Schema:
         query("last", text, "A window such as 15m, 1h, 7d (400 if malformed)."),
         query("since", text, "From this time (ISO 8601)."),
         query("until", text, "Until this time (ISO 8601)."),
-        *(query(n, text, f"Only this {n}.") for n in ("key", "user", "model", "provider")),
+        *(query(n, text, f"Only this {n}.") for n in ("key", "user", "model", "provider", "surface")),
     ]
-    group_by = query("group_by", text, "provider, model, key, user, hour or day (comma-separated)")
+    group_by = query(
+        "group_by",
+        text,
+        "provider, model, key, user, instance, requested_model, surface, hour or day (comma-separated)",
+    )
     OBJ = {"type": "object"}
     recent = [
         *usage_params,
@@ -354,7 +366,7 @@ def document() -> Schema:
     series = [
         *usage_params,
         query("step", text, "Bucket width such as 1m, 5m, 1h (default: at most 120 buckets)."),
-        query("group_by", text, "provider, model, key, user, instance or requested_model"),
+        query("group_by", text, "provider, model, key, user, instance, requested_model or surface"),
     ]
     instances = {"type": "array", "items": {"type": "string", "minLength": 1}}
     pull_body = obj(
