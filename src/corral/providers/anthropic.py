@@ -119,12 +119,14 @@ class AnthropicProvider:
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")
             reply.chunks = native_relay.relay(
-                self.cfg, resp, reply.outcome, call.model, native_relay.MESSAGES
+                self.cfg, resp, reply.outcome, call.model, native_relay.MESSAGES, attempt.model
             )
             return reply
         body = await self._read(resp)
         reply = Reply(
-            status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
+            status=resp.status,
+            body=Renamer(call.model, attempt.model)(body),
+            content_type=content_type.split(";")[0],
         )
         native_relay.note_whole(Surface.MESSAGES, body, reply.outcome)
         return reply

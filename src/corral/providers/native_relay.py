@@ -125,10 +125,16 @@ def _error_detail(dialect: Dialect, chunk: bytes) -> str:
 
 
 async def relay(
-    cfg: ProviderConfig, resp: Response, outcome: Outcome, requested: str, dialect: Dialect
+    cfg: ProviderConfig,
+    resp: Response,
+    outcome: Outcome,
+    requested: str,
+    dialect: Dialect,
+    served: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """The upstream's stream for its client (see the module's docstring)."""
-    rename = Renamer(requested)
+    """The upstream's stream for its client (see the module's docstring); ``served``, the
+    upstream's name for the model (nothing to rename when the client asked for it so)."""
+    rename = Renamer(requested, served)
     frames = Framer(cfg.max_line_bytes, sse=True)
     sent = ended = False
     events = 0

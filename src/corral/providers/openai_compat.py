@@ -71,7 +71,9 @@ class OpenAIProvider:
         content_type = resp.headers.get("content-type", "application/json")
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")
-            reply.chunks = openai_relay.relay(self.cfg, resp, reply.outcome, call.model, asked_usage)
+            reply.chunks = openai_relay.relay(
+                self.cfg, resp, reply.outcome, call.model, asked_usage, served=attempt.model
+            )
             return reply
         try:
             async with upstream_errors(self.cfg):
@@ -79,7 +81,9 @@ class OpenAIProvider:
         finally:
             resp.release()
         reply = Reply(
-            status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
+            status=resp.status,
+            body=Renamer(call.model, attempt.model)(body),
+            content_type=content_type.split(";")[0],
         )
         note_whole(body, reply.outcome)
         return reply
@@ -94,7 +98,9 @@ class OpenAIProvider:
         if call.stream and content_type.startswith("text/event-stream"):
             reply = Reply(status=resp.status, content_type="text/event-stream")
             dialect = native_relay.DIALECTS[call.surface]
-            reply.chunks = native_relay.relay(self.cfg, resp, reply.outcome, call.model, dialect)
+            reply.chunks = native_relay.relay(
+                self.cfg, resp, reply.outcome, call.model, dialect, attempt.model
+            )
             return reply
         try:
             async with upstream_errors(self.cfg):
@@ -102,7 +108,9 @@ class OpenAIProvider:
         finally:
             resp.release()
         reply = Reply(
-            status=resp.status, body=Renamer(call.model)(body), content_type=content_type.split(";")[0]
+            status=resp.status,
+            body=Renamer(call.model, attempt.model)(body),
+            content_type=content_type.split(";")[0],
         )
         native_relay.note_whole(call.surface, body, reply.outcome)
         return reply

@@ -90,10 +90,15 @@ def _usage(chunk: bytes, outcome: Outcome, strip: bool, key: bytes) -> tuple[byt
 
 
 async def relay(
-    cfg: ProviderConfig, resp: Response, outcome: Outcome, requested: str, strip_usage: bool
+    cfg: ProviderConfig,
+    resp: Response,
+    outcome: Outcome,
+    requested: str,
+    strip_usage: bool,
+    served: str | None = None,
 ) -> AsyncIterator[bytes]:
     """The upstream's stream for its client (see the module's docstring)."""
-    rename = Renamer(requested)
+    rename = Renamer(requested, served)
     events = Framer(cfg.max_line_bytes, sse=True)
     sent = finished = False
     held = b""  # the upstream's [DONE], until its body has ended cleanly

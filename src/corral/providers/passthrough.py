@@ -49,9 +49,11 @@ class Renamer:
 
     __slots__ = ("_new", "_old", "_with")
 
-    def __init__(self, requested: str) -> None:
-        self._new = orjson.dumps(requested)
-        self._old: bytes | None = None  # the upstream's field as it spells it; b"": nothing to do
+    def __init__(self, requested: str, served: str | None = None) -> None:
+        # asked for by the upstream's own name (``served``): the answer already says it, no work
+        same = requested == served
+        self._new = b"" if same else orjson.dumps(requested)
+        self._old: bytes | None = b"" if same else None  # the upstream's spelling; b"": nothing to do
         self._with = b""
 
     def __call__(self, data: bytes) -> bytes:

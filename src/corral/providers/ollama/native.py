@@ -75,12 +75,12 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     )
     if not generating:
         body = await p.read(resp)
-        reply = Reply(body=Renamer(call.model)(body))
+        reply = Reply(body=Renamer(call.model, attempt.model)(body))
         reply.outcome.usage = usage_of(body, ollama=True)
         return reply
     if call.stream:
         reply = Reply(content_type=NDJSON)
-        reply.chunks = relay(p, resp, reply.outcome, call.model)
+        reply.chunks = relay(p, resp, reply.outcome, call.model, attempt.model)
         return reply
     remaining = None
     if attempt.first_byte_timeout is not None:
@@ -92,7 +92,9 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     return reply
 
 
-async def relay(p: OllamaProvider, resp: Response, outcome: Outcome, requested: str) -> AsyncIterator[bytes]:
+async def relay(
+    p: OllamaProvider, resp: Response, outcome: Outcome, requested: str, served: str | None = None
+) -> AsyncIterator[bytes]:
     """Pass Ollama's NDJSON through unchanged but for the model's name (the one the client asked
     for), in whole lines, watching for its final line (its token counts) and error lines. The
     start of a line a read leaves unfinished waits for the rest (a line over ``max_line_bytes``
@@ -103,7 +105,7 @@ async def relay(p: OllamaProvider, resp: Response, outcome: Outcome, requested: 
     done = False
     tail = b"\n"
     lines = Framer(p.cfg.max_line_bytes)
-    rename = Renamer(requested)
+    rename = Renamer(requested, served)
     try:
         try:
             async for chunk in resp.chunks():
