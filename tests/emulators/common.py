@@ -154,13 +154,18 @@ async def write_stream(
     token_delay: float,
     error_chunk: Callable[[str], bytes],
     trailer: bytes = b"",
+    first_token_delay: float = 0.0,
 ) -> web.StreamResponse:
     """Send ``chunks`` as a chunked 200 body, applying a mid-stream fault if one is given.
 
     ``trailer`` (e.g. SSE ``data: [DONE]``) is sent after the chunks unless the stream failed.
+    ``first_token_delay`` holds the first chunk back that long after the headers (a slow prompt
+    evaluation); a client that leaves meanwhile is noticed at once, as Ollama cancels it.
     """
     resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
     await resp.prepare(request)
+    if first_token_delay:
+        await _think(request, first_token_delay)
     for index, chunk in enumerate(chunks):
         if fault is not None and index == fault.after_chunks and fault.claim():
             going_on = await _midstream_fault(request, resp, fault, error_chunk)
@@ -173,6 +178,15 @@ async def write_stream(
         await resp.write(trailer)
     await resp.write_eof()
     return resp
+
+
+async def _think(request: web.Request, seconds: float) -> None:
+    """Wait ``seconds``; raise ConnectionResetError as soon as the client closed the connection."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client closed the connection before the first token")
+        await asyncio.sleep(min(0.01, left))
 
 
 async def _midstream_fault(

@@ -93,14 +93,13 @@ def test_busy_statuses_back_off_without_counting_a_failure(status: int) -> None:
 @pytest.mark.parametrize(
     "exc",
     [
-        UpstreamRejected("gpu", 500, "internal error"),
         UpstreamRejected("gpu", 502, "bad gateway"),
         UpstreamRejected("gpu", 504, "gateway timeout"),
         UpstreamUnavailable("gpu", "refused the connection."),
         UpstreamTimeout("gpu", "sent no first token within 30 s."),
         UpstreamError("gpu", "ended the stream before sending anything.", code="upstream_empty_stream"),
     ],
-    ids=["500", "502", "504", "unavailable", "timeout", "empty-stream"],
+    ids=["502", "504", "unavailable", "timeout", "empty-stream"],
 )
 def test_server_and_transport_errors_count_toward_ejection(exc: UpstreamError) -> None:
     state = DeploymentState("gpu", "ollama")
@@ -111,6 +110,32 @@ def test_server_and_transport_errors_count_toward_ejection(exc: UpstreamError) -
         assert state.consecutive_failures == i + 1
     assert state.last_error == exc.message
     assert state.status() == EJECTED
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_a_model_failure_ejects_the_model_on_that_instance_not_the_instance(status: int) -> None:
+    exc = UpstreamRejected("gpu", status, "llama runner process has terminated")
+    retry, state, attempts, refresh = run(exc)
+    now = time.monotonic()
+    assert retry is True and attempts[0].error is exc
+    assert refresh.calls == (["gpu"] if status == 404 else [])
+    assert state.routable(now) and state.status() != EJECTED and state.consecutive_failures == 0
+    assert not state.model_usable("qwen3:8b", now) and state.model_usable("llama3.2", now)
+    health = state.models["qwen3:8b"]
+    assert health.last_error == exc.message and now < health.ejected_until <= now + CFG.eject_base
+    run(exc, state)  # a late failure while ejected does not lengthen it
+    assert state.models["qwen3:8b"].ejections == 1
+    state.record_model_success("qwen3:8b")
+    assert state.model_usable("qwen3:8b", time.monotonic())
+
+
+def test_a_repeated_model_failure_backs_off_longer() -> None:
+    state = DeploymentState("gpu", "ollama")
+    state.record_model_failure("m", time.monotonic() - 60, "x", CFG)  # ejected a minute ago for 5 s
+    assert state.model_usable("m", time.monotonic())
+    run(UpstreamRejected("gpu", 500, "x"), state, Target("gpu", "m"))
+    health = state.models["m"]
+    assert health.ejections == 2 and health.ejected_until > time.monotonic() + CFG.eject_base
 
 
 def test_attempts_accumulate_in_order() -> None:

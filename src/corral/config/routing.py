@@ -9,17 +9,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
+from corral.config import fit
 from corral.config.fields import Fields
-from corral.config.schema import STRATEGIES, STRATEGY_ALIASES, AliasTarget, ModelAlias, RouterConfig
+from corral.config.schema import (
+    STRATEGIES,
+    STRATEGY_ALIASES,
+    AliasTarget,
+    ModelAlias,
+    RouterConfig,
+    TierRule,
+)
 from corral.errors import ConfigError
 
-_MODEL_KEYS = {"name", "target", "targets", "fallbacks", "explicit_only", "strategy", "num_ctx"}
+_MODEL_KEYS = {
+    "name", "target", "targets", "fallbacks", "explicit_only", "strategy", "num_ctx", "hedge_after",
+    *fit.ALIAS_KEYS,
+}  # fmt: skip
 _TARGET_KEYS = {"target", "weight", "priority"}
 _ROUTER_KEYS = {
     "strategy", "default_fallbacks", "failover_timeout", "request_timeout", "max_attempts",
     "retry_budget_percent", "retry_budget_min", "queue_timeout", "warm_wait", "health_interval",
     "health_timeout", "eject_after", "eject_base", "eject_max", "busy_backoff", "power_levels",
+    "first_token", "load_timeout", "hedge_after", "rules", *fit.ROUTER_KEYS,
 }  # fmt: skip
+_FIRST_TOKEN_KEYS = {"multiplier", "min", "max"}
+_RULE_KEYS = {"level", "tier", "model", "models", "priority", "weight"}
+HEDGE_QUANTILES = ("p50", "p95", "p99")
 POWER_LEVELS = ("eco", "balanced", "precision")
 
 
@@ -47,7 +62,51 @@ def parse_alias(f: Fields, providers: set[str]) -> ModelAlias:
         explicit_only=f.boolean("explicit_only", False),
         strategy=strategy,
         num_ctx=f.integer("num_ctx", None, minimum=1),
+        hedge_after=parse_hedge(f),
+        **fit.alias_fields(f),
     )
+
+
+def parse_hedge(f: Fields) -> float | str | None:
+    """``hedge_after``: a duration, or a quantile of the deployment's warm first-token times."""
+    value = f.raw("hedge_after")
+    if isinstance(value, str) and value.strip().lower() in HEDGE_QUANTILES:
+        return value.strip().lower()
+    if value is None:
+        return None
+    try:
+        return f.duration("hedge_after", 0.0)
+    except ConfigError:
+        raise f.error(
+            f"must be a duration such as '800ms' or one of {', '.join(HEDGE_QUANTILES)} "
+            f"(that quantile of the deployment's warm first-token times), got {value!r}.",
+            "hedge_after",
+        ) from None
+
+
+def parse_rules(f: Fields) -> tuple[TierRule, ...]:
+    """``rules:``: each names a power level, a tier (default ``all``), one model or a list,
+    and a priority (lower first) and weight (within a priority)."""
+    rules: list[TierRule] = []
+    for i, item in enumerate(f.sequence("rules")):
+        sub = f.child(item, f"rules[{i}]")
+        if not isinstance(item, dict):
+            raise sub.error("must be a mapping such as {level: precision, tier: gold, model: big}.")
+        sub.reject_unknown(_RULE_KEYS)
+        level = cast(str, sub.string("level", required=True))
+        if level not in POWER_LEVELS:
+            raise sub.error(f"unknown power level '{level}'; use {', '.join(POWER_LEVELS)}.", "level")
+        models = sub.strings("models") or []
+        one = sub.string("model")
+        if one is not None:
+            models.insert(0, one)
+        if not models:
+            raise sub.error("needs 'model: <alias or provider/model>' or 'models: [...]'.", "model")
+        tier = sub.string("tier", "all") or "all"
+        priority = sub.integer("priority", 0) or 0
+        weight = sub.number("weight", 1.0)
+        rules += [TierRule(level, m, tier, priority, weight) for m in models]
+    return tuple(rules)
 
 
 def _pool_member(f: Fields, item: object, i: int, providers: set[str]) -> AliasTarget:
@@ -101,6 +160,11 @@ def parse_router(f: Fields) -> RouterConfig:
         if not names:
             raise sub.error("must list at least one model.", str(level))
         levels[str(level)] = tuple(names)
+    ft = f.data.get("first_token") or {}
+    if not isinstance(ft, dict):
+        raise f.error("must be a mapping: {multiplier: 3, min: 500ms, max: 30s}.", "first_token")
+    first = f.child(ft, "first_token")
+    first.reject_unknown(_FIRST_TOKEN_KEYS)
     return RouterConfig(
         strategy=strategy,
         default_fallbacks=tuple(f.strings("default_fallbacks") or ()),
@@ -118,6 +182,13 @@ def parse_router(f: Fields) -> RouterConfig:
         eject_max=f.duration("eject_max", d.eject_max),
         busy_backoff=f.duration("busy_backoff", d.busy_backoff),
         power_levels=levels,
+        first_token_multiplier=first.number("multiplier", d.first_token_multiplier, minimum=1.0),
+        first_token_min=first.duration("min", d.first_token_min),
+        first_token_max=first.duration("max", 0.0) or None,
+        load_timeout=f.duration("load_timeout", d.load_timeout),
+        hedge_after=parse_hedge(f),
+        rules=parse_rules(f),
+        **fit.router_fields(f),
     )
 
 
@@ -146,9 +217,16 @@ def check_chains(
             known(name, f"models[{i}].fallbacks[{j}]")
     for j, name in enumerate(router.default_fallbacks):
         known(name, f"router.default_fallbacks[{j}]")
+    for i, m in enumerate(models):
+        for j, name in enumerate(m.context_window_fallbacks):
+            known(name, f"models[{i}].context_window_fallbacks[{j}]")
+    for j, name in enumerate(router.context_window_fallbacks):
+        known(name, f"router.context_window_fallbacks[{j}]")
     for level, names in router.power_levels.items():
         for j, name in enumerate(names):
             known(name, f"router.power_levels.{level}[{j}]")
+    for j, rule in enumerate(router.rules):
+        known(rule.model, f"router.rules[{j}] ({rule.level}, tier {rule.tier})")
 
     def visit(name: str, path: list[str]) -> None:
         if name in path:

@@ -51,6 +51,7 @@ class Call:
     surface: Surface = Surface.OPENAI
     client_request_id: str | None = None  # the client's X-Request-Id, for correlation only
     request: Request | None = None  # the call in the conversation model, once read (``surfaces.request_of``)
+    session: str | None = None  # the conversation's key from a session header (routing.affinity)
 
 
 @dataclass(slots=True, frozen=True)
@@ -78,6 +79,7 @@ class Route:
     fallbacks: tuple[str, ...] = ()
     explicit_only: bool = False
     is_alias: bool = False
+    hedge_after: float | str | None = None  # start the next candidate after this (s, or "p95")
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,6 +4,12 @@
 (retry elsewhere) and what the failure says about the deployment: down (counts toward
 ejection), busy (429, Ollama's 503: back off briefly), misconfigured (401/403, TLS), or
 lacking the model (404: refresh its catalog). Client errors (400, 413, 422) are not retried.
+
+Failures that belong to the model, not the instance, mark (instance, model) only, so the
+instance's other models keep serving: the model is missing (404), or the instance answered
+with a 500 (Ollama's "llama runner process has terminated", "model requires more system
+memory": the server is up, this model could not run). Silence, refused connections, broken
+streams and a proxy's 502/503/504 mark the instance.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from corral.errors import CorralError, UpstreamError, UpstreamRejected, Upstream
 from corral.routing.state import DeploymentState
 
 _CLIENT_ERRORS = {400, 409, 413, 422}
+_MODEL_ERRORS = {404, 500}  # answered by a live server about this model
 
 
 @dataclass(slots=True)
@@ -50,8 +57,10 @@ def classify(
             return False
         if code in (401, 403) or 300 <= code < 400:  # bad key, or base_url points at a redirect
             state.record_misconfigured(exc.message)
-        elif code == 404:
-            refresh(target.provider)
+        elif code in _MODEL_ERRORS:
+            if code == 404:
+                refresh(target.provider)
+            state.record_model_failure(target.model, now, exc.message, cfg)
         elif code in (429, 503):
             busy = True
             state.record_busy(now, cfg.busy_backoff)

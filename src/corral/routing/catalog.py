@@ -149,6 +149,7 @@ class Catalog:
                 tuple(f for f in alias.fallbacks if f != name),
                 alias.explicit_only,
                 True,
+                alias.hedge_after,
             )
         return Route(name, tuple(self._expand(name)))
 

@@ -2,26 +2,36 @@
 
 Chains are followed transitively in order (each fallback's own fallbacks right after it),
 then the router's ``default_fallbacks`` once at the end (not for ``explicit_only`` models);
-each name appears once. Power levels (``corral/eco``) are chains of their own.
+each name appears once. Power levels (``corral/eco``) are chains of their own; with routing
+rules (routing/rules.py) the caller's tier picks a level's candidates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from corral.config.schema import TierRule
 from corral.conversation.call import Route
 from corral.errors import ModelNotFound
+from corral.routing import rules as tier_rules
 from corral.routing.catalog import Catalog
 
 MAX_POOLS = 8
 
 
-def plan(catalog: Catalog, name: str, power_levels: Mapping[str, tuple[str, ...]]) -> list[Route]:
+def plan(
+    catalog: Catalog,
+    name: str,
+    power_levels: Mapping[str, tuple[str, ...]],
+    rules: Sequence[TierRule] = (),
+    tier: str | None = None,
+) -> list[Route]:
     if name.startswith("corral/"):
         level = name.removeprefix("corral/")
-        names = power_levels.get(level)
+        names = tier_rules.candidates(rules, level, tier) or power_levels.get(level)
         if not names:
-            raise ModelNotFound(name, [f"corral/{lvl}" for lvl in power_levels])
+            levels = dict.fromkeys([*power_levels, *(r.level for r in rules)])
+            raise ModelNotFound(name, [f"corral/{lvl}" for lvl in levels])
         try:
             return _expand(catalog, list(names), required=False)
         except ModelNotFound:

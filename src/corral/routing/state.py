@@ -1,6 +1,11 @@
 """The live state of one deployment (a provider instance): load, health, ejection, warm models,
 the signs of life of its requests in flight, and the requests waiting for one of its slots.
 
+Health has two levels: the instance (down, busy, misconfigured) and each model on it
+(``ModelHealth``: a missing model or a model-specific 500 ejects that model here, on the same
+back-off as an instance, while the instance's other models keep serving). The times to first
+token per model (``first_tokens``, routing/deadlines.py) give each attempt its deadline.
+
 Updated from live traffic (passive) and from background checks (active). Reading it is cheap
 and does no I/O, so routing decisions on the request path stay in memory.
 """
@@ -10,15 +15,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.config.provider_types import REGISTRY
 from corral.config.schema import RouterConfig
+from corral.routing.deadlines import DeadlinePolicy, FirstTokens
 
 HEALTHY, BUSY, EJECTED, MISCONFIGURED, DISABLED, UNKNOWN = (
     "healthy", "busy", "ejected", "misconfigured", "disabled", "unknown",
 )  # fmt: skip
+MAX_MODEL_HEALTH = 256  # models with a failure on record, per deployment
+
+
+@dataclass(slots=True)
+class ModelHealth:
+    """One model's failures on one deployment."""
+
+    failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0  # monotonic
+    last_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -50,6 +68,11 @@ class DeploymentState:
     # requests waiting for a slot here (see Fleet): on the state, so fleets that share it share them
     waiters: deque[asyncio.Future[str | None]] = field(default_factory=deque, repr=False, compare=False)
     waiting: int = 0  # live ones among ``waiters``
+    models: dict[str, ModelHealth] = field(default_factory=dict, repr=False, compare=False)
+    first_tokens: FirstTokens = field(default_factory=FirstTokens, repr=False, compare=False)
+    # told of each health transition (ejection, busy back-off, recovery, check): corral.cluster
+    observer: Callable[[DeploymentState], None] | None = field(default=None, repr=False, compare=False)
+    fleet_full_until: float = 0.0  # monotonic: the fleet-wide max_parallel was full (corral.cluster)
 
     def status(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
@@ -106,6 +129,29 @@ class DeploymentState:
             return False
         return num_ctx is None or self.loaded[name] in (None, num_ctx)
 
+    def model_usable(self, model: str, now: float) -> bool:
+        """``model`` is not ejected here (the instance itself: ``routable``)."""
+        health = self.models.get(model) if self.models else None
+        return health is None or health.ejected_until <= now
+
+    def first_token_deadline(
+        self,
+        model: str,
+        num_ctx: int | None,
+        fixed: float,
+        policy: DeadlinePolicy,
+        now: float,
+        elsewhere: bool = False,
+    ) -> tuple[float, bool | None]:
+        """The first-token deadline of an attempt of ``model`` here, and whether it is warm
+        (loaded per /api/ps, or a stream of it started here within the last minute: /api/ps
+        is only as fresh as the last health check); None: the upstream does not say.
+        ``elsewhere``: another deployment could still be tried after this one."""
+        warm = self.warm(model, num_ctx)
+        if warm is not True and self.first_tokens.recent(model, now):
+            warm = True
+        return self.first_tokens.deadline(model, warm, fixed, policy, elsewhere), warm
+
     # passive signals -------------------------------------------------------------------
     def start(self, now: float) -> bool:
         """Count a request in; True if it is the single trial of an expired ejection."""
@@ -127,6 +173,8 @@ class DeploymentState:
             self.trial_in_flight = False
 
     def record_success(self, latency_ms: float) -> None:
+        if self.observer is not None and (self.consecutive_failures or self.ejected_until):
+            self.observer(self)  # a recovery (the observer reads the fields later, off this path)
         self.consecutive_failures = 0
         self.trial_in_flight = False
         self.ejected_until = 0.0
@@ -148,21 +196,52 @@ class DeploymentState:
         self.ejections += 1
         backoff = min(cfg.eject_base * (2 ** (self.ejections - 1)), cfg.eject_max)
         self.ejected_until = now + backoff
+        if self.observer is not None:
+            self.observer(self)
+
+    def record_model_failure(self, model: str, now: float, reason: str, cfg: RouterConfig) -> None:
+        """``model`` failed here in a way the instance's other models do not share: eject the
+        model alone (backing off as an instance does); the instance itself is not marked."""
+        self.trial_in_flight = False
+        health = self.models.get(model)
+        if health is None:
+            if len(self.models) >= MAX_MODEL_HEALTH:
+                del self.models[min(self.models, key=lambda m: self.models[m].ejected_until)]
+            health = self.models[model] = ModelHealth()
+        health.failures += 1
+        health.last_error = reason
+        if health.ejected_until > now:
+            return  # late failures from before the ejection do not lengthen it
+        health.ejections += 1
+        health.ejected_until = now + min(cfg.eject_base * (2 ** (health.ejections - 1)), cfg.eject_max)
+
+    def record_model_success(self, model: str) -> None:
+        if self.models:
+            health = self.models.get(model)
+            if health is not None:
+                health.ejections = 0
+                health.ejected_until = 0.0
 
     def record_busy(self, now: float, seconds: float) -> None:
         self.trial_in_flight = False
         self.busy_until = max(self.busy_until, now + seconds)
+        if self.observer is not None:
+            self.observer(self)
 
     def record_misconfigured(self, reason: str) -> None:
         self.trial_in_flight = False
         self.misconfigured = reason
         self.last_error = reason
+        if self.observer is not None:
+            self.observer(self)
 
     # active checks ---------------------------------------------------------------------
     def record_check(self, ok: bool, latency_ms: float | None, error: str | None) -> None:
         self.last_check = time.time()
         self.last_check_ok = ok
         self.check_latency_ms = latency_ms
+        if self.observer is not None:
+            self.observer(self)  # probe results go to the workers that do not probe
         if ok:
             # As Envoy does: a passing active check brings an ejected deployment back.
             self.consecutive_failures = 0
