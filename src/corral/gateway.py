@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from corral.config.provider_types import REGISTRY
 from corral.config.schema import Config, ProviderConfig
@@ -24,14 +25,44 @@ from corral.core.discovery import Discovery
 from corral.core.engine import Engine
 from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
+from corral.routing import affinity
 from corral.routing.budget import RetryBudget
+from corral.routing.capabilities import ModelFacts
+from corral.routing.fit import Fit
 from corral.routing.fleet import Fleet
 from corral.routing.health import HealthMonitor
 from corral.routing.state import DeploymentState
 from corral.tasks import stop_tasks
 
+if TYPE_CHECKING:
+    from corral.cluster.node import Cluster
+
 log = logging.getLogger("corral.gateway")
 DRAIN_LIMIT = 600.0  # seconds a replaced provider may keep serving in-flight requests
+
+
+@dataclass(frozen=True, slots=True)
+class SlotShare:
+    """This worker's part of every provider's ``max_parallel`` when ``workers`` processes serve
+    with nothing shared between them: the slots are split (the first ``max_parallel % workers``
+    workers get one more), so together they never send more than ``max_parallel`` to an
+    instance. A share that would be 0 is 1 (``corral.supervisor.rules`` refuses such a config
+    at start; a provider added later through the API gets a warning in the log)."""
+
+    index: int = 0
+    workers: int = 1
+
+    def of(self, name: str, max_parallel: int) -> int:
+        if self.workers <= 1 or max_parallel <= 0:
+            return max_parallel
+        share = max_parallel // self.workers + (1 if self.index < max_parallel % self.workers else 0)
+        if share == 0:
+            log.warning(
+                "provider %s: max_parallel %d is below the %d workers, so together they may send up to "
+                "%d requests at once. Set redis_url to share the slots, or raise max_parallel.",
+                name, max_parallel, self.workers, self.workers,
+            )  # fmt: skip
+        return max(1, share)
 
 
 def build_provider(cfg: ProviderConfig) -> Provider:
@@ -50,18 +81,24 @@ class Gateway:
     health: HealthMonitor
     fleet: Fleet
     providers: dict[str, Provider]
+    slots: SlotShare = field(default_factory=SlotShare)
+    cluster: Cluster | None = None  # shared state across workers (corral.cluster), with redis_url
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _running: bool = False
 
     @classmethod
-    def create(cls, config: Config, previous: Gateway | None = None) -> Gateway:
-        """Build every part, reusing ``previous``'s unchanged providers. Call inside a running loop."""
+    def create(
+        cls, config: Config, previous: Gateway | None = None, *, slots: SlotShare | None = None
+    ) -> Gateway:
+        """Build every part, reusing ``previous``'s unchanged providers (and its ``slots``, the
+        share of ``max_parallel`` this worker may use). Call inside a running loop."""
+        slots = slots or (previous.slots if previous is not None else SlotShare())
         same = _unchanged(config, previous)
         providers: dict[str, Provider] = {}
         states: list[DeploymentState] = []
         for p in config.providers:
             old_state = previous.fleet.states.get(p.name) if previous and p.name in same else None
-            state = old_state or DeploymentState(p.name, p.type, p.max_parallel, p.enabled)
+            state = old_state or DeploymentState(p.name, p.type, slots.of(p.name, p.max_parallel), p.enabled)
             states.append(state)
             if p.enabled:
                 providers[p.name] = (
@@ -81,6 +118,8 @@ class Gateway:
             for name in same | ({"demo"} if config.demo else set()):
                 catalog.update(name, previous.catalog.models_of(name))
         fleet = Fleet(states, config.router, _budget(config, previous))
+        facts = previous.engine.fit.facts if previous is not None and previous.engine.fit else ModelFacts()
+        facts.configure(config.router.capabilities, config.router.context_length)
         health = HealthMonitor(providers, {n: fleet.states[n] for n in providers}, config.router)
         discovery = Discovery(
             catalog,
@@ -89,6 +128,7 @@ class Gateway:
             interval=config.server.discovery_interval,
             timeout=config.server.discovery_timeout,
             skip=health.leave_alone,  # not while its requests progress: a listing could cut them
+            facts=facts,  # what the models can do, from /api/tags and /api/show
         )
         if previous is not None:
             for name in same:
@@ -98,6 +138,12 @@ class Gateway:
                 discovery.first_round.set()
         timeouts = {p.name: p.first_token_timeout for p in config.providers}
         engine = Engine(catalog, providers, fleet, timeouts)
+        aliases = {m.name: m for m in config.models}
+        provider_ctx = {p.name: p.num_ctx for p in config.providers if p.num_ctx}
+        engine.fit = Fit(facts, fleet.states, aliases, provider_ctx, config.router.context_window_fallbacks)
+        engine.affinity = affinity.build(
+            config.router.affinity, aliases, previous.engine.affinity if previous else None
+        )
         gateway = cls(
             config=config,
             catalog=catalog,
@@ -106,8 +152,11 @@ class Gateway:
             health=health,
             fleet=fleet,
             providers=providers,
+            slots=slots,
         )
         engine.on_missing_model = gateway.refresh_soon
+        if previous is not None and previous.cluster is not None:
+            previous.cluster.wire(gateway)  # the new parts share state as the old ones did
         return gateway
 
     async def start(self) -> None:
@@ -151,12 +200,20 @@ class Gateway:
                 asyncio.create_task(self.discovery.refresh(provider), name=f"refresh-{provider}")
             )
 
+    def share_pins(self, url: str, prefix: str) -> None:
+        """Share session-affinity pins with every worker and replica on this Redis and prefix."""
+        if self.engine.affinity is not None and self.engine.affinity.pins.shared is None:
+            affinity.SharedPins(self.engine.affinity.pins, url, prefix).start()
+
     async def _stop_tasks(self) -> None:
         loops = [t for t in self._tasks if t.get_name() in ("corral-discovery", "corral-health")]
         await stop_tasks(loops)
         self._tasks = [t for t in self._tasks if t not in loops and not t.done()]
 
     async def close(self) -> None:
+        shared = self.engine.affinity.pins.shared if self.engine.affinity is not None else None
+        if shared is not None:
+            await shared.close()
         await stop_tasks(self._tasks)
         self._tasks.clear()
         await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from corral.edge.server import EdgeServer
 from corral.http.app import CONFIG, DATA_ROUTES, create_app
 from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler
+from corral.supervisor.sockets import Inherited
 
 log = logging.getLogger("corral.server")
 
@@ -43,7 +45,10 @@ def run(
     *,
     home: Path | None,
     on_ready: Callable[[Addresses], None],
+    worker: Inherited | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM. As one of a supervisor's workers (``worker``), accept on the
+    sockets it made, tell it when ready, and stop when it is gone."""
     try:
         import uvloop
 
@@ -51,7 +56,7 @@ def run(
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(config, master_key, host, port, home, on_ready))
+        runner(_serve(config, master_key, host, port, home, on_ready, worker))
 
 
 def url(scheme: str, host: str, port: int) -> str:
@@ -95,9 +100,11 @@ class Listener:
         *,
         admin_host: str | None = None,
         admin_port: int | None = None,
+        sockets: tuple[socket.socket, socket.socket] | None = None,
     ) -> Listener:
-        """Start the app (its startup builds the gateway) and listen on both addresses; OSError
-        if a port is taken."""
+        """Start the app (its startup builds the gateway) and listen on both addresses, or accept
+        on ``sockets`` (data, admin: listening sockets a supervisor made); OSError if a port is
+        taken."""
         config = app[CONFIG]
         admin_host = admin_host or config.admin.host
         admin_port = config.admin.port if admin_port is None else admin_port
@@ -116,12 +123,18 @@ class Listener:
         quiet: Any = None  # aiohttp types access_log as a Logger; None turns the access log off
 
         try:
-            control = await loop.create_server(
-                lambda: ControlHandler(handlers, loop=loop, access_log=quiet, **HANDLER_ARGS),
-                admin_host, admin_port, ssl=context, reuse_address=True, backlog=128,
-            )  # fmt: skip
+            if sockets is not None:
+                control = await loop.create_server(
+                    lambda: ControlHandler(handlers, loop=loop, access_log=quiet, **HANDLER_ARGS),
+                    sock=sockets[1], ssl=context, backlog=128,
+                )  # fmt: skip
+            else:
+                control = await loop.create_server(
+                    lambda: ControlHandler(handlers, loop=loop, access_log=quiet, **HANDLER_ARGS),
+                    admin_host, admin_port, ssl=context, reuse_address=True, backlog=128,
+                )  # fmt: skip
             admin_url = url("https" if context else "http", admin_host, control.sockets[0].getsockname()[1])
-            await edge.start(host, port)
+            await edge.start(host, port, sock=sockets[0] if sockets is not None else None)
         except OSError:
             if control is not None:
                 control.close()
@@ -146,10 +159,14 @@ async def _serve(
     port: int,
     home: Path | None,
     on_ready: Callable[[Addresses], None],
+    worker: Inherited | None,
 ) -> None:
     app = create_app(config, master_key, home=home)
     try:
-        listener = await Listener.open(app, host, port, config.server.shutdown_timeout)
+        listener = await Listener.open(
+            app, host, port, config.server.shutdown_timeout,
+            sockets=(worker.data, worker.admin) if worker is not None else None,
+        )  # fmt: skip
     except OSError as exc:
         sys.exit(
             f"corral: cannot listen on {host}:{port} (data plane) and {config.admin.host}:"
@@ -160,7 +177,11 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    on_ready(listener.addresses)
+    if worker is not None:
+        worker.watch_supervisor(loop, stop.set)
+        worker.report_ready()
+    else:
+        on_ready(listener.addresses)
     await stop.wait()
     log.info("shutting down: draining in-flight requests (up to %.0f s)", config.server.shutdown_timeout)
     await listener.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 import corral
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("entry", frozenset({"__main__", "cli", "server", "migrate"})),
+    ("entry", frozenset({"__main__", "cli", "server", "migrate", "supervisor"})),
     ("listeners", frozenset({"http", "edge", "console", "control"})),
     ("composition", frozenset({"gateway"})),
     ("services", frozenset({"accounting", "metrics", "usage", "limits", "store", "keys", "security"})),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("routing", frozenset({"routing"})),
     ("providers", frozenset({"providers"})),
     ("httpclient", frozenset({"httpclient"})),
-    ("base", frozenset({"conversation", "config", "errors", "tasks", "home", ""})),
+    ("base", frozenset({"conversation", "config", "errors", "tasks", "home", "identity", ""})),
 )
 
 # (importing module, imported module): why it is still there

@@ -9,8 +9,6 @@ through rich (``corral.cli.output``); every command takes ``--json`` for scripts
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -31,8 +29,9 @@ from corral.cli import (
 )
 from corral.cli.client import AdminClient, CLIError, default_key, default_url, home_dir
 from corral.cli.output import make_console, print_json
-from corral.config import Config, load_config
-from corral.config.listeners import check_admin_host, is_loopback
+from corral.cli.serve import add_arguments as add_serve_arguments
+from corral.cli.serve import describe
+from corral.config import load_config
 from corral.errors import ConfigError
 
 COMMANDS = {
@@ -70,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="add the built-in demo provider (model demo/echo)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--json", action="store_true", help="print the addresses as one JSON line when ready")
+    add_serve_arguments(serve)
 
     check = sub.add_parser("check", help="validate a config file and print what it defines")
     check.add_argument("--config", default=os.environ.get("CORRAL_CONFIG"), required=False)
@@ -135,75 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from corral.home import data_dir
-    from corral.security.master_key import load_master_key
-    from corral.server import Addresses, run
+    from corral.cli.serve import serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = load_config(args.config, demo=args.demo)
-    if args.admin_host or args.admin_port is not None:
-        admin = dataclasses.replace(
-            config.admin,
-            host=args.admin_host or config.admin.host,
-            port=config.admin.port if args.admin_port is None else args.admin_port,
-        )
-        check_admin_host(admin)
-        config = dataclasses.replace(config, admin=admin)
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
-    home = data_dir()
-    key = load_master_key(config.master_key, home, os.environ, create=is_loopback(host))
-    if key is None:
-        print(
-            f"corral: refusing to listen on {host} without a master key: anyone who can reach it could "
-            "use your upstreams. Set one with `export CORRAL_MASTER_KEY=$(python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))')` or `master_key:` in the config, or bind to 127.0.0.1.",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.json:
-        _describe(config)
-
-    def ready(at: Addresses) -> None:
-        if args.json:
-            console = f"{at.admin}/console" if config.admin.console else None
-            generated = key.value if key.source == "generated" else None  # shown only this once
-            print_json(
-                {"data": at.data, "admin": at.admin, "console": console, "master_key": key.source,
-                 "generated_master_key": generated},
-                line=True,
-            )  # fmt: skip
-            return
-        print(
-            f"corral {__version__} listening on {at.data}  (OpenAI API at {at.data}/v1, Ollama API at "
-            f"{at.data}/api)\n  control plane (admin API, metrics) on {at.admin}",
-            flush=True,
-        )
-        if config.admin.console:
-            print(f"  console at {at.admin}/console  (sign in with the master key)", flush=True)
-        if key.source == "generated":
-            print(
-                f"Created a master key and saved it to {key.path} (mode 0600). It is shown only this once:\n"
-                f"    {key.value}\nUse it as: Authorization: Bearer <key>",
-                flush=True,
-            )
-        else:
-            print(f"Master key: from {key.source}.", flush=True)
-
-    run(config, key.value, host, port, home=home, on_ready=ready)
-    return 0
-
-
-def _describe(config: Config) -> None:
-    for p in config.providers:
-        state = "" if p.enabled else " (disabled)"
-        print(f"  provider {p.name}: {p.type} at {p.base_url}{state}", flush=True)
-    if config.demo:
-        print("  provider demo: built-in, model demo/echo", flush=True)
-    for m in config.models:
-        print(f"  alias {m.name} -> {m.target}", flush=True)
+    return serve(args)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -225,5 +159,5 @@ def _check(args: argparse.Namespace) -> int:
         )
         return 0
     make_console().print(f"[green]{config.source}: OK[/green]")
-    _describe(config)
+    describe(config)
     return 0

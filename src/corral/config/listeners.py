@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+from typing import Literal
 
 from corral.config.fields import Fields
 from corral.config.schema import AdminConfig, ServerConfig
@@ -25,6 +27,7 @@ SERVER_KEYS = {
     "send_timeout",
     "body_timeout",
     "max_buffered_bytes",
+    "workers",
 }
 ADMIN_KEYS = {
     "host",
@@ -37,6 +40,7 @@ ADMIN_KEYS = {
     "session_max",
     "allowed_hosts",
 }
+MAX_WORKERS = 256
 _HOST_NAME = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 
 
@@ -78,7 +82,21 @@ def parse_server(f: Fields) -> ServerConfig:
         send_timeout=_positive(f, "send_timeout", d.send_timeout),
         body_timeout=_positive(f, "body_timeout", d.body_timeout),
         max_buffered_bytes=buffered,
+        workers=parse_workers(f.raw("workers"), lambda message: f.error(message, "workers")),
     )
+
+
+def parse_workers(value: object, error: Callable[[str], Exception]) -> int | Literal["auto"]:
+    """``server.workers`` or ``--workers``: a whole number from 1, or "auto" (the CPUs usable)."""
+    if value is None:
+        return 1
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise error(f'must be a whole number from 1 to {MAX_WORKERS} or "auto", got {value!r}.')
+    return value
 
 
 def _positive(f: Fields, key: str, default: float) -> float:

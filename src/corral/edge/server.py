@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -61,11 +62,18 @@ class EdgeServer:
         self._sweeper: asyncio.Task[None] | None = None
         self.now = time.monotonic
 
-    async def start(self, host: str, port: int, backlog: int = 2048) -> None:
+    async def start(
+        self, host: str, port: int, backlog: int = 2048, *, sock: socket.socket | None = None
+    ) -> None:
+        """Listen on ``host:port``, or accept on ``sock``, a listening socket made by the
+        supervisor of several workers (corral.supervisor.sockets)."""
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: EdgeProtocol(self), host, port, backlog=backlog, reuse_address=True
-        )
+        if sock is not None:
+            self._listener = await loop.create_server(lambda: EdgeProtocol(self), sock=sock, backlog=backlog)
+        else:
+            self._listener = await loop.create_server(
+                lambda: EdgeProtocol(self), host, port, backlog=backlog, reuse_address=True
+            )
         self._sweeper = loop.create_task(self._sweep())
 
     @property

@@ -19,7 +19,7 @@ from aiohttp import web
 from corral.config.schema import Config
 from corral.control.plane import ControlPlane
 from corral.core.engine import Engine
-from corral.gateway import Gateway
+from corral.gateway import Gateway, SlotShare
 from corral.http.admin import add_admin_routes
 from corral.http.agent_routes import AgentRoutes
 from corral.http.auth import Authenticator
@@ -34,11 +34,13 @@ from corral.http.openai_routes import OpenAIRoutes
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import ACCOUNTANT
+from corral.identity import WorkerIdentity
 
 GATEWAY = web.AppKey("gateway", Gateway)
 DATA_ROUTES = web.AppKey("data_routes", RouteTable)  # the data plane, served by corral.edge
 CONTROL = web.AppKey("control", ControlPlane)
 CONFIG = web.AppKey("config", Config)
+IDENTITY = web.AppKey("identity", WorkerIdentity)  # this worker: host, pid, index (/admin/health)
 READY_STORE_TIMEOUT = 2.0
 
 
@@ -61,6 +63,8 @@ def create_app(
     app[CONFIG] = config
     app[BODY_BUDGET] = BodyBudget(config.server.max_buffered_bytes)  # both planes' bodies together
     app[THROTTLE] = GuessThrottle()  # wrong keys per address, on every control-plane route
+    me = WorkerIdentity.from_env(os.environ if env is None else env)
+    app[IDENTITY] = me
 
     auth = Authenticator(master_key)
 
@@ -72,8 +76,19 @@ def create_app(
             auth.keys = plane.keys
             app[CONTROL] = plane
             effective = await plane.effective()
-        gw = gateway or Gateway.create(effective)
+        environ = os.environ if env is None else env
+        shared = config.redis_url or environ.get("CORRAL_REDIS_URL")  # workers share state through it
+        split = SlotShare() if shared else SlotShare(me.index, me.workers)  # shared: max_parallel in Redis
+        gw = gateway or Gateway.create(effective, slots=split)
         app[GATEWAY] = gw
+        cluster = None
+        if shared:
+            from corral.cluster.node import Cluster  # redis is loaded only when used
+
+            prefix = environ.get("CORRAL_REDIS_PREFIX", "corral:")  # as the limiter's
+            cluster = Cluster.open(shared, prefix, me, environ, gw, plane)
+            gw.share_pins(shared, prefix)  # session affinity's pins, under <prefix>:affinity:
+            await cluster.start()
         await gw.start()
         if plane is not None:
             plane.start(gw)
@@ -81,10 +96,14 @@ def create_app(
             async with accounting(config, os.environ if env is None else env, gw, plane, home) as parts:
                 app[ACCOUNTANT] = parts.accountant
                 app[METRICS] = parts.metrics
+                if cluster is not None:
+                    parts.metrics.registry.register(cluster)
                 if parts.budgets is not None:
                     app[BUDGETS] = parts.budgets
                 yield
         finally:
+            if cluster is not None:
+                await cluster.close()
             await gw.close()
             if plane is not None:
                 await plane.close()

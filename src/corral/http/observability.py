@@ -22,6 +22,7 @@ from corral.config.schema import Config
 from corral.control.plane import SYNC_INTERVAL, ControlPlane
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
+from corral.identity import WorkerIdentity
 from corral.limits import make_limiter
 from corral.metrics import Metrics
 from corral.tasks import stop_tasks
@@ -32,6 +33,12 @@ from corral.usage.writer import UsageWriter
 METRICS = web.AppKey("metrics", Metrics)
 BUDGETS = web.AppKey("budgets", BudgetSeeder)
 SPILL_FILE = "usage-spill.jsonl"
+
+
+def spill_name(me: WorkerIdentity) -> str:
+    """The spill file of this worker: one per worker index, so workers never share one and a
+    restarted worker replays what its predecessor left (worker 0 keeps the single process's)."""
+    return SPILL_FILE if me.index == 0 else f"usage-spill.worker-{me.index}.jsonl"
 
 
 class Accounting(NamedTuple):
@@ -48,11 +55,12 @@ async def accounting(
     close them."""
     metrics = Metrics()
     prefix = env.get("CORRAL_REDIS_PREFIX", "corral:")  # replicas that share limits share the prefix
-    limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix)
+    me = WorkerIdentity.from_env(env)
+    limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix, workers=me.workers)
     writer = None
     budgets = None
     if plane is not None and home is not None:
-        writer = UsageWriter(StoreSink(plane.store.engine), home / SPILL_FILE)
+        writer = UsageWriter(StoreSink(plane.store.engine), home / spill_name(me))
     if plane is not None:
         budgets = BudgetSeeder(
             limiter,
@@ -92,6 +100,9 @@ async def accounting(
             )
         ls = limiter.stats
         metrics.set_limiter(rejected=ls.rejected, fail_open=ls.fail_open, errors=ls.errors)
+        if gateway.engine.affinity is not None:
+            a = gateway.engine.affinity.stats
+            metrics.set_affinity(hits=a.hits, misses=a.misses, repins=a.repins, shared_errors=a.shared_errors)
 
     metrics.on_render(refresh)
     tasks: list[asyncio.Task[None]] = []

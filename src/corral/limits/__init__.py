@@ -19,16 +19,20 @@ from corral.limits.base import (
     RateLimited,
 )
 from corral.limits.memory import InProcessLimiter
+from corral.limits.unshared import UnsharedLimiter
 from corral.limits.windows import Period, parse_period
 
 
-def make_limiter(redis_url: str | None, prefix: str, *, fail_open: bool = True) -> Limiter:
-    """A ``RedisLimiter`` on ``redis_url`` when it is set, else an ``InProcessLimiter``.
+def make_limiter(redis_url: str | None, prefix: str, *, fail_open: bool = True, workers: int = 1) -> Limiter:
+    """A ``RedisLimiter`` on ``redis_url`` when it is set, else an ``InProcessLimiter`` (one of
+    several ``workers`` without Redis: wrapped so that limits fail closed, ``UnsharedLimiter``).
     Creating a ``RedisLimiter`` does no I/O; it connects on the first admit."""
     if redis_url:
         from corral.limits.redis_limiter import RedisLimiter  # redis is loaded only when used
 
         return RedisLimiter(redis_url, prefix, fail_open=fail_open)
+    if workers > 1:
+        return UnsharedLimiter(InProcessLimiter(), workers)
     return InProcessLimiter()
 
 

@@ -28,10 +28,10 @@ from corral.http.auth import Authenticator
 
 
 def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
-    from corral.http.app import CONFIG, CONTROL, GATEWAY
+    from corral.http.app import CONFIG, CONTROL, GATEWAY, IDENTITY
 
     ctx = AdminContext(auth, lambda request: request.app[GATEWAY], lambda request: request.app.get(CONTROL))
-    AdminRoutes(ctx.gateway, auth).add_to(app)
+    AdminRoutes(ctx.gateway, auth, lambda request: request.app[IDENTITY]).add_to(app)
     providers, aliases, keys = ProviderRoutes(ctx), AliasRoutes(ctx), KeyRoutes(ctx)
     usage = UsageRoutes(auth)
     limit = app[CONFIG].server.max_request_bytes

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
+from corral.identity import WorkerIdentity
 from corral.routing.state import DeploymentState
 
 
@@ -34,13 +35,22 @@ def deployment_view(state: DeploymentState, now: float, base_url: str | None) ->
         "requests": state.requests,
         "failures": state.failures,
         "last_error": state.last_error,
+        # the second level: models that failed here (the instance's other models keep serving)
+        "models": state.model_view(now),
+        "first_token": state.first_tokens.snapshot(),  # per model, warm and cold: samples, p50/p95/p99 (s)
     }
 
 
 class AdminRoutes:
-    def __init__(self, gateway: Callable[[web.Request], Gateway], keys: Authenticator) -> None:
+    def __init__(
+        self,
+        gateway: Callable[[web.Request], Gateway],
+        keys: Authenticator,
+        identity: Callable[[web.Request], WorkerIdentity] | None = None,
+    ) -> None:
         self._gateway = gateway
         self._keys = keys
+        self._identity = identity
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/admin/health", self.health, allow_head=False)
@@ -52,8 +62,12 @@ class AdminRoutes:
         urls = {p.name: p.base_url for p in gw.config.providers}
         rows = [deployment_view(s, now, urls.get(s.name)) for s in gw.fleet.states.values()]
         budget = gw.fleet.budget
-        body = {
+        body: dict[str, Any] = {
             "deployments": rows,
             "retry_budget": {"active": budget.active, "retrying": budget.retrying, "denied": budget.denied},
         }
+        if self._identity is not None:
+            body["worker"] = self._identity(request).view()  # the worker that answered
+        if gw.cluster is not None:  # every worker of every replica sharing its Redis
+            body["cluster"] = await gw.cluster.view()
         return web.Response(body=orjson.dumps(body), content_type="application/json")

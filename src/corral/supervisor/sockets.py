@@ -1,0 +1,83 @@
+"""The listening sockets a supervisor makes once and its workers inherit, and the two pipes
+between them.
+
+Why one shared listening socket (inherited file descriptors) rather than ``SO_REUSEPORT``: the
+supervisor binds the data and admin ports once and keeps them open for its whole life, so a
+worker that dies or is restarted never closes the port (a client never sees "connection
+refused" while a worker restarts), connections waiting in the accept queue are taken by the
+other workers instead of being reset with the dying worker's own queue (what ``SO_REUSEPORT``
+does: one queue per socket), port 0 and the printed address mean the same port for every
+worker, and it works the same on every Unix. The kernel hands each new connection to one
+worker blocked in ``accept``; a busy worker accepts less often, so the load spreads.
+
+The pipes: workers write their index on the *ready* pipe when they listen (the supervisor
+prints the addresses once they all do), and hold the read end of the *lifeline*, whose write
+end only the supervisor holds: when the supervisor is gone (even killed with SIGKILL) the
+lifeline reads as closed and the worker drains and exits, so no orphan keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+FDS_ENV = "CORRAL_WORKER_FDS"  # "data,admin,ready,lifeline": descriptors a worker inherits
+BACKLOG = 2048
+
+
+def listen(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, as ``host`` says), blocking off."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.create_server((host.strip("[]"), port), family=family, backlog=backlog)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True, slots=True)
+class Inherited:
+    """What a worker received from its supervisor."""
+
+    data: socket.socket
+    admin: socket.socket
+    ready_fd: int
+    lifeline_fd: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Inherited | None:
+        raw = env.get(FDS_ENV, "")
+        if not raw:
+            return None
+        data, admin, ready, lifeline = (int(part) for part in raw.split(","))
+        return cls(socket.socket(fileno=data), socket.socket(fileno=admin), ready, lifeline)
+
+    def report_ready(self) -> None:
+        """Tell the supervisor this worker listens (one short write, then the pipe is closed)."""
+        with contextlib.suppress(OSError):
+            os.write(self.ready_fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):
+            os.close(self.ready_fd)
+
+    def watch_supervisor(self, loop: asyncio.AbstractEventLoop, gone: Callable[[], None]) -> None:
+        """Call ``gone`` once the supervisor has exited (its lifeline end closed)."""
+
+        def readable() -> None:
+            try:
+                chunk = os.read(self.lifeline_fd, 64)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                loop.remove_reader(self.lifeline_fd)
+                gone()
+
+        os.set_blocking(self.lifeline_fd, False)
+        loop.add_reader(self.lifeline_fd, readable)
+
+
+def env_for(data: socket.socket, admin: socket.socket, ready_fd: int, lifeline_fd: int) -> dict[str, str]:
+    return {FDS_ENV: f"{data.fileno()},{admin.fileno()},{ready_fd},{lifeline_fd}"}
