@@ -1,0 +1,155 @@
+"""What each deployment's models can do and how much context they take, and what a call needs.
+
+Facts come from, most trusted first: the config (an alias's ``capabilities:`` and
+``context_length:``, or ``router.capabilities`` / ``router.context_length`` by ``provider/model``
+or bare model name); what the upstream said (Ollama's ``/api/tags`` capabilities and
+``/api/show``, asked in the background by ``core.discovery``, cached by digest; an OpenAI-type
+server's ``/v1/models`` metadata such as vLLM's ``max_model_len``); else unknown.
+
+Capabilities are Ollama's names: ``completion``, ``tools``, ``vision``, ``embedding``,
+``thinking`` (and ``insert``...). A call needs ``embedding`` (embeddings) or ``completion`` (chat
+and completions), ``tools`` when it sends tools, ``vision`` when it sends images, ``thinking``
+when it asks for reasoning. A deployment whose capabilities are known and lack one is left out;
+one whose capabilities are not known yet is kept (fail open on unknown, closed on known-missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from corral.conversation.call import Call, Endpoint, Surface
+
+COMPLETION, TOOLS, VISION, EMBEDDING, THINKING = "completion", "tools", "vision", "embedding", "thinking"
+KNOWN = frozenset({COMPLETION, TOOLS, VISION, EMBEDDING, THINKING, "insert", "image", "audio"})
+WHY = {
+    COMPLETION: "chat or text completion",
+    TOOLS: "tool calling (the request sends tools)",
+    VISION: "images (the request sends images)",
+    EMBEDDING: "embeddings",
+    THINKING: "thinking (the request asks for reasoning)",
+}
+MAX_FACTS = 100_000  # (provider, model) pairs remembered
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    capabilities: frozenset[str] | None = None  # None: not known
+    context_length: int | None = None  # the model's maximum, when known
+
+
+UNKNOWN = Facts()
+
+
+def _names(model: str) -> tuple[str, ...]:
+    """Names a model answers to: Ollama's 'llama3.2:latest' is also 'llama3.2'."""
+    if model.endswith(":latest"):
+        return (model, model.removesuffix(":latest"))
+    if ":" not in model.rsplit("/", 1)[-1]:
+        return (model, f"{model}:latest")
+    return (model,)
+
+
+class ModelFacts:
+    """Learned and configured facts per (provider, model). ``version`` changes with them."""
+
+    def __init__(
+        self,
+        capabilities: Mapping[str, Iterable[str]] | None = None,
+        context_lengths: Mapping[str, int] | None = None,
+    ) -> None:
+        self._learned: dict[tuple[str, str], Facts] = {}
+        self._caps: dict[str, frozenset[str]] = {}
+        self._ctx: dict[str, int] = {}
+        self.version = 0
+        self.configure(capabilities or {}, context_lengths or {})
+
+    def configure(
+        self, capabilities: Mapping[str, Iterable[str]], context_lengths: Mapping[str, int]
+    ) -> None:
+        """The config's overrides (a reconfiguration keeps what was learned)."""
+        self._caps = {k: frozenset(v) for k, v in capabilities.items()}
+        self._ctx = dict(context_lengths)
+        self.version += 1
+
+    def learn(
+        self, provider: str, model: str, capabilities: Iterable[str] | None, context: int | None
+    ) -> None:
+        old = self._learned.get((provider, model), UNKNOWN)
+        caps = frozenset(capabilities) if capabilities is not None else old.capabilities
+        facts = Facts(caps, context if context is not None else old.context_length)
+        if facts == old:
+            return
+        if len(self._learned) >= MAX_FACTS:
+            self._learned.pop(next(iter(self._learned)))
+        for name in _names(model):
+            self._learned[(provider, name)] = facts
+        self.version += 1
+
+    def known(self, provider: str, model: str) -> bool:
+        return (provider, model) in self._learned
+
+    def of(self, provider: str, model: str) -> Facts:
+        learned = self._learned.get((provider, model), UNKNOWN)
+        label = f"{provider}/{model}"
+        caps = self._caps.get(label, self._caps.get(model, learned.capabilities))
+        ctx = self._ctx.get(label, self._ctx.get(model, learned.context_length))
+        return Facts(caps, ctx)
+
+
+def _thinking(call: Call) -> bool:
+    body = call.body
+    if call.surface is Surface.MESSAGES:
+        thinking = body.get("thinking")
+        return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    if call.surface is Surface.RESPONSES:
+        reasoning = body.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        return effort not in (None, "none", "minimal")
+    think = body.get("think")
+    if think is not None:
+        return think is not False and think != "none"
+    effort = body.get("reasoning_effort")
+    return effort is not None and effort not in ("none", "minimal")
+
+
+def _has_images(value: Any) -> bool:
+    """Whether a parsed body has an image anywhere in its messages or input (parts or Ollama's
+    ``images``)."""
+    if isinstance(value, dict):
+        images = value.get("images")
+        if isinstance(images, list) and images:
+            return True
+        kind = value.get("type")
+        if kind in ("image_url", "image", "input_image"):
+            return True
+        return any(_has_images(v) for k, v in value.items() if k in ("content", "messages", "input"))
+    if isinstance(value, list):
+        return any(_has_images(v) for v in value)
+    return False
+
+
+def needs_of(call: Call, ask: frozenset[str]) -> frozenset[str]:
+    """The capabilities in ``ask`` that ``call`` needs (only those are worth reading it for)."""
+    if call.endpoint is Endpoint.EMBEDDING or call.endpoint is Endpoint.LEGACY_EMBEDDING:
+        return frozenset({EMBEDDING}) & ask
+    need = {COMPLETION}
+    body = call.body
+    if TOOLS in ask:
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools and body.get("tool_choice") != "none":
+            need.add(TOOLS)
+    if THINKING in ask and _thinking(call):
+        need.add(THINKING)
+    if VISION in ask and b"image" in call.raw and _has_images(body):
+        need.add(VISION)
+    return frozenset(need) & ask
+
+
+def lacking(facts: Facts, need: frozenset[str]) -> frozenset[str]:
+    """What of ``need`` a model with ``facts`` is known not to have (empty: may serve)."""
+    caps = facts.capabilities
+    if caps is None or not need:
+        return frozenset()
+    return need - caps

@@ -1,0 +1,122 @@
+"""Session affinity's parts: the conversation key, the pins (bounded, idle TTL), hit/miss/repin."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from corral.config.schema import AliasTarget, ModelAlias
+from corral.conversation.call import Call, Endpoint, Route, Surface, Target
+from corral.routing.affinity import HIT, MISS, REPIN, Affinity, Pins, key_of, session_of
+
+
+def _call(body: Mapping[str, Any], *, surface: Surface = Surface.OPENAI, session: str | None = None) -> Call:
+    raw = orjson.dumps(body)
+    call = Call(Endpoint.CHAT, dict(body), raw, "m", False, "req-1", surface)
+    call.session = session
+    return call
+
+
+def _turns(n: int) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "first question"}]
+    for i in range(n):
+        msgs += [{"role": "assistant", "content": f"answer {i}"}, {"role": "user", "content": f"next {i}"}]
+    return msgs
+
+
+def test_session_headers_in_order_of_trust() -> None:
+    assert session_of({"x-corral-session": "a", "session-id": "b"}) == "a"
+    assert session_of({"x-claude-code-session-id": "cc", "x-openwebui-chat-id": "w"}) == "cc"
+    assert session_of({"session-id": "codex"}) == "codex"
+    assert session_of({"x-openwebui-chat-id": "chat-1"}) == "chat-1"
+    assert session_of({"authorization": "Bearer x"}) is None
+    assert session_of({"x-corral-session": "x" * 1000}) == "x" * 256
+
+
+def test_prefix_key_is_stable_across_turns_and_differs_between_conversations() -> None:
+    first = key_of(_call({"messages": _turns(0)}), "pool")
+    later = key_of(_call({"messages": _turns(5)}), "pool")
+    other = key_of(_call({"messages": [{"role": "user", "content": "another chat"}]}), "pool")
+    assert first is not None and first == later
+    assert other is not None and other != first
+    assert key_of(_call({"messages": _turns(0)}), "other-pool") != first  # one conversation, two models
+
+
+def test_prefix_counts_the_tools_and_the_messages_system() -> None:
+    tools = [{"type": "function", "function": {"name": "read_file"}}]
+    plain = key_of(_call({"messages": _turns(0)}), "p")
+    with_tools = key_of(_call({"messages": _turns(0), "tools": tools}), "p")
+    assert plain != with_tools
+    body = {
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
+    messages = key_of(_call(body, surface=Surface.MESSAGES), "p")
+    other_system = key_of(_call({**body, "system": "Be long."}, surface=Surface.MESSAGES), "p")
+    assert messages is not None and messages != other_system
+    responses = {"instructions": "Be brief.", "input": [{"role": "user", "content": "hi"}]}
+    assert key_of(_call(responses, surface=Surface.RESPONSES), "p") is not None
+
+
+def test_header_wins_over_prefix_and_embeddings_have_no_key() -> None:
+    a = key_of(_call({"messages": _turns(0)}, session="s1"), "p")
+    b = key_of(_call({"messages": [{"role": "user", "content": "different"}]}, session="s1"), "p")
+    assert a == b
+    emb = Call(Endpoint.EMBEDDING, {"input": "x"}, b"{}", "m", False, "r")
+    emb.session = "s1"
+    assert key_of(emb, "p") is None
+    assert key_of(_call({"messages": [{"role": "system", "content": "only a system prompt"}]}), "p") is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pins_are_bounded_and_forgotten_when_idle() -> None:
+    clock = Clock()
+    pins = Pins(2, 60.0, clock=clock)
+    pins.put("a", "gpu1")
+    pins.put("b", "gpu2")
+    assert pins.get("a") == "gpu1"  # a is now the most recent
+    pins.put("c", "gpu3")
+    assert len(pins) == 2 and pins.get("b") is None and pins.get("a") == "gpu1"
+    clock.now += 61
+    assert pins.get("a") is None
+    pins.put("d", "gpu1")
+    pins.put("e", "gpu2")
+    assert pins.drop("gpu1") == 1 and pins.get("d") is None and pins.get("e") == "gpu2"
+
+
+def test_hit_miss_repin_and_pinned_only_within_what_is_allowed() -> None:
+    affinity = Affinity(Pins(10, 60.0), wait=1.0)
+    a, b = Target("gpu1", "m"), Target("gpu2", "m")
+    assert affinity.pinned("k", [a, b]) is None
+    assert affinity.record("k", "gpu1") == MISS
+    assert affinity.pinned("k", [b, a]) == a
+    assert affinity.pinned("k", [b]) is None  # ejected or filtered out: not ranked, not pinned
+    assert affinity.record("k", "gpu1") == HIT
+    assert affinity.record("k", "gpu2") == REPIN
+    assert affinity.pinned("k", [a, b]) == b
+    stats = affinity.stats
+    assert (stats.hits, stats.misses, stats.repins) == (1, 1, 1)
+
+
+def test_affinity_applies_to_ollama_pools_unless_the_alias_says() -> None:
+    types = {"gpu1": "ollama", "gpu2": "ollama", "vllm": "openai"}
+    pool = Route("chat", (Target("gpu1", "m"), Target("gpu2", "m")), is_alias=True)
+    single = Route("gpu1/m", (Target("gpu1", "m"),))
+    openai_pool = Route("v", (Target("vllm", "a"), Target("vllm", "b")), is_alias=True)
+    off = ModelAlias("chat", (AliasTarget("gpu1/m"), AliasTarget("gpu2/m")), affinity=False)
+    on = ModelAlias("v", (AliasTarget("vllm/a"),), affinity=True)
+    affinity = Affinity(Pins(10, 60.0), 1.0, {})
+    assert affinity.applies(pool, types) and not affinity.applies(single, types)
+    assert not affinity.applies(openai_pool, types)
+    configured = Affinity(Pins(10, 60.0), 1.0, {"chat": off, "v": on})
+    assert not configured.applies(pool, types) and configured.applies(openai_pool, types)
+    assert not Affinity(Pins(10, 60.0), 1.0, {}, enabled=False).applies(pool, types)
