@@ -125,7 +125,10 @@ class OpenAIProvider:
             items = data["data"]
             return [
                 ModelInfo(
-                    id=str(m["id"]), created=int(m.get("created") or 0), owned_by=str(m.get("owned_by") or "")
+                    id=str(m["id"]),
+                    created=int(m.get("created") or 0),
+                    owned_by=str(m.get("owned_by") or ""),
+                    details=_metadata(m),
                 )
                 for m in items
             ]
@@ -142,3 +145,10 @@ class OpenAIProvider:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _metadata(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a /v1/models entry says about the model beyond its name: vLLM's ``max_model_len``
+    (its context length), kept for capability and context-aware routing."""
+    value = entry.get("max_model_len")
+    return {"max_model_len": value} if isinstance(value, int) and not isinstance(value, bool) else {}
