@@ -18,6 +18,7 @@ import yaml
 from corral.cli.main import parser
 from corral.config.loader import parse_config
 from corral.http.app import DATA_ROUTES, create_app
+from corral.supervisor.supervisor import KILL_GRACE
 from tests.deploy.manifests import (
     OVERLAYS,
     PLACEHOLDER,
@@ -155,7 +156,9 @@ def test_the_grace_period_outlasts_the_drain(overlay: str) -> None:
     spec = rendering.one("Deployment", "corral")["spec"]["template"]["spec"]
     pre_stop = rendering.gateway()["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    drain = float(pre_stop[1]) + config_of(rendering).server.shutdown_timeout
+    # the supervisor gives its workers shutdown_timeout to drain, then KILL_GRACE before it
+    # kills one and exits: all of it must fit before the kubelet's SIGKILL
+    drain = float(pre_stop[1]) + config_of(rendering).server.shutdown_timeout + KILL_GRACE
     assert spec["terminationGracePeriodSeconds"] > drain
 
 
