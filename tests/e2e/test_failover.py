@@ -246,7 +246,7 @@ def test_repeated_failures_eject_and_a_passing_check_restores() -> None:
         ServerThread(b.app) as sb,
         pool_gateway(sa.url, sb.url, eject_after=2) as gw,
     ):
-        a.fault = Fault("status", status=500, message="x")
+        a.fault = Fault("status", status=502, message="x")  # a 500 marks only the model
         for _ in range(2):
             assert chat(gw, "m").headers["x-corral-attempts"] == "2"
         states = {

@@ -126,8 +126,14 @@ class OllamaEmulator:
 
     ``models`` (name -> ModelSpec), ``loaded`` (name -> allocated context length, /api/ps),
     ``fault`` / ``model_faults`` (name -> Fault), ``token_delay`` (s between streamed chunks),
-    ``load_seconds`` (delay when a request loads a model that is not in ``loaded``).
+    ``load_seconds`` (delay when a request loads a model that is not in ``loaded``),
+    ``first_token_delay`` (s between a stream's headers and its first chunk; a client leaving
+    meanwhile counts in ``disconnects`` at once).
     ``disconnects`` counts generations whose client (corral) went away before the answer ended.
+    ``prompt_token_delay`` (s per prompt token) models the KV cache: a generation first waits that
+    long for each token of its prompt that is not a prefix already cached here (the longest match
+    among the ``kv_slots`` prompts evaluated last, as Ollama's runner slots keep them);
+    ``prompt_evals`` lists the tokens each generation evaluated.
     Inference requests are validated as Ollama validates them (``ollama_validate``); ``strict``
     (the default) also refuses fields and options that Ollama would ignore without a word.
     """
@@ -143,6 +149,8 @@ class OllamaEmulator:
         load_seconds: float = 0.0,
         token_delay: float = 0.0,
         strict: bool = True,
+        prompt_token_delay: float = 0.0,
+        kv_slots: int = 4,
     ) -> None:
         specs = default_models() if models is None else [_spec(m) for m in models]
         self.models: dict[str, ModelSpec] = {m.name: m for m in specs}
@@ -155,10 +163,17 @@ class OllamaEmulator:
         self.check_host = check_host
         self.load_seconds = load_seconds
         self.token_delay = token_delay
+        self.first_token_delay = 0.0
         self.fault: Fault | None = None
         self.model_faults: dict[str, Fault] = {}
         self.disconnects = 0
+        self.generating = 0  # chats and generations being answered now (probes and listings not counted)
+        self.max_generating = 0  # the most at once (reset it to 0 to measure a new run)
         self.strict = strict  # also refuse what Ollama would silently ignore (see ollama_validate)
+        self.prompt_token_delay = prompt_token_delay
+        self.kv_slots = kv_slots
+        self._kv: list[tuple[str, list[str]]] = []  # (model, prompt tokens), most recent last
+        self.prompt_evals: list[int] = []
         self._recorder = Recorder()
 
     # ------------------------------------------------------------------ observation
@@ -298,6 +313,7 @@ class OllamaEmulator:
             content_type=NDJSON,
             fault=self._fault_for(request, model, STREAM_FAULTS),
             token_delay=self.token_delay,
+            first_token_delay=self.first_token_delay,
             error_chunk=lambda message: ndjson({"error": message}),
         )
 
@@ -377,12 +393,17 @@ class OllamaEmulator:
         return await self._watched(self._generation(request, "generate"))
 
     async def _watched(self, answer: Awaitable[web.StreamResponse]) -> web.StreamResponse:
-        """Count an answer cut short because the client closed the connection."""
+        """Count an answer cut short because the client closed the connection, and the answers
+        being written at once (``generating``, ``max_generating``)."""
+        self.generating += 1
+        self.max_generating = max(self.max_generating, self.generating)
         try:
             return await answer
         except (ConnectionError, asyncio.CancelledError):
             self.disconnects += 1
             raise
+        finally:
+            self.generating -= 1
 
     async def _generation(self, request: web.Request, kind: str) -> web.StreamResponse:
         parsed = await self._body_and_model(request)
@@ -402,6 +423,7 @@ class OllamaEmulator:
             await self._ensure_loaded(spec, body)
             return web.json_response(gen.load_response(model, kind, "load"))
         load_ns = await self._ensure_loaded(spec, body)
+        await self._evaluate_prompt(spec.name, body, kind)
         plan = gen.plan_chat(body) if kind == "chat" else gen.plan_generate(body)
         try:
             if body.get("stream", True) is False:
@@ -414,6 +436,35 @@ class OllamaEmulator:
             return await self._stream(request, chunks(model, plan, started, load_ns, self.token_delay), model)
         finally:
             self._after_request(spec, body)
+
+    async def _evaluate_prompt(self, model: str, body: dict[str, Any], kind: str) -> None:
+        """The KV cache model: wait for the prompt tokens not cached here, then cache the prompt."""
+        if kind == "chat":
+            tokens = [
+                w
+                for m in body.get("messages") or []
+                for w in (f"<{m.get('role')}>", *str(m.get("content") or "").split())
+            ]
+        else:
+            tokens = [*str(body.get("system") or "").split(), *str(body.get("prompt") or "").split()]
+        cached = 0
+        for name, seq in self._kv:
+            if name != model:
+                continue
+            n = 0
+            for a, b in zip(seq, tokens, strict=False):
+                if a != b:
+                    break
+                n += 1
+            cached = max(cached, n)
+        fresh = len(tokens) - cached
+        self.prompt_evals.append(fresh)
+        if self.prompt_token_delay and fresh:
+            await asyncio.sleep(fresh * self.prompt_token_delay)
+        self._kv = (
+            [e for e in self._kv if e[1] != tokens][-(self.kv_slots - 1) :] if self.kv_slots > 1 else []
+        )
+        self._kv.append((model, tokens))
 
     @staticmethod
     def _capability_problem(spec: ModelSpec, body: dict[str, Any], kind: str) -> str | None:

@@ -134,7 +134,7 @@ def test_a_repeated_model_failure_backs_off_longer() -> None:
     state.record_model_failure("m", time.monotonic() - 60, "x", CFG)  # ejected a minute ago for 5 s
     assert state.model_usable("m", time.monotonic())
     run(UpstreamRejected("gpu", 500, "x"), state, Target("gpu", "m"))
-    health = state.models["m"]
+    health = state.models["m:latest"]  # Ollama's name for it
     assert health.ejections == 2 and health.ejected_until > time.monotonic() + CFG.eject_base
 
 

@@ -9,24 +9,35 @@ on the best free deployment, sends the call with a first-token deadline, and on 
 that another deployment could fix moves on, within the request deadline and the retry
 budget. A stream is committed to the client only after its first chunk arrived; later
 failures travel in-band (providers send the error event) and are recorded here.
+
+Each attempt's first-token deadline adapts (routing/deadlines.py): a few times the recent warm
+p99 of that model on that deployment, a load allowance when the model must load. A pool with
+``hedge_after`` races a second candidate when the first sent nothing by then (core/hedge.py).
+A model that fails on one deployment is skipped there while its other models keep serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from itertools import count
+from typing import Any
 
 from corral.config.schema import RouterConfig
 from corral.conversation.call import Attempt, Call, Reply, Route, Served, Target
+from corral.core import hedge
 from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
 from corral.core.streams import Relay
 from corral.errors import UpstreamError, UpstreamTimeout
 from corral.providers.base import Provider
 from corral.routing import planner
+from corral.routing.affinity import Affinity, key_of
 from corral.routing.catalog import Catalog
+from corral.routing.deadlines import DeadlinePolicy
+from corral.routing.fit import Fit
 from corral.routing.fleet import Fleet
 from corral.routing.state import DeploymentState
 from corral.routing.strategies import Context, order
@@ -46,22 +57,38 @@ class Engine:
         self.cfg: RouterConfig = fleet.cfg
         self._first_token = dict(timeouts or {})
         self.on_missing_model: Callable[[str], None] = lambda provider: None
-        self._plans: dict[str, list[Route]] = {}
+        self.fit: Fit | None = None  # capability and context checks (routing/fit.py), set by the gateway
+        self.affinity: Affinity | None = None  # session affinity (routing/affinity.py), set by the gateway
+        self._affine: dict[str, bool] = {}  # pool name -> affinity applies (cleared with the plans)
+        self.policy = DeadlinePolicy(
+            self.cfg.first_token_multiplier,
+            self.cfg.first_token_min,
+            self.cfg.first_token_max,
+            self.cfg.load_timeout,
+        )
+        self._plans: dict[tuple[str, str | None], list[Route]] = {}
         self._plans_version = -1
         self._counter = count()
         self._rng = random.Random()  # noqa: S311 - load spreading, not security
 
-    async def handle(self, call: Call, power: str | None = None) -> Reply:
+    async def handle(self, call: Call, power: str | None = None, tier: str | None = None) -> Reply:
+        """Answer ``call``; ``tier`` (the caller's key's) picks a power level's rules."""
         name = f"corral/{power}" if power else call.model
-        routes = self._plan(name)
+        routes = self._plan(name, tier)
+        if self.fit is not None:  # leave out what cannot serve it; a 400 when nothing can
+            routes = self._fitting(call, routes, self.fit)
         deadline = time.monotonic() + self.cfg.request_timeout
         attempts: list[AttemptRecord] = []
         budget = self.fleet.budget
         budget.active += 1
         try:
             for index, route in enumerate(routes):
-                reply = await self._try_pool(call, route, index > 0, deadline, attempts)
+                key = self._pin_key(call, route)
+                last = index == len(routes) - 1
+                reply = await self._try_pool(call, route, index > 0, deadline, attempts, key, last)
                 if reply is not None:
+                    if key is not None and self.affinity is not None and reply.served is not None:
+                        reply.headers["x-corral-affinity"] = self.affinity.record(key, reply.served.provider)
                     return reply
                 if time.monotonic() >= deadline or len(attempts) >= self.cfg.max_attempts:
                     break
@@ -69,58 +96,169 @@ class Engine:
             budget.active -= 1
         raise AllAttemptsFailed.from_attempts(call.model, attempts)
 
-    def _plan(self, name: str) -> list[Route]:
-        """The plan for ``name``, cached until a catalog changes."""
+    def _plan(self, name: str, tier: str | None = None) -> list[Route]:
+        """The plan for ``name`` (and a power level's for ``tier``), cached until a catalog changes."""
         if self._plans_version != self.catalog.version:
             self._plans.clear()
+            self._affine.clear()
             self._plans_version = self.catalog.version
-        routes = self._plans.get(name)
+        key = (name, tier if self.cfg.rules and name.startswith("corral/") else None)
+        routes = self._plans.get(key)
         if routes is None:
-            routes = planner.plan(self.catalog, name, self.cfg.power_levels)
+            routes = planner.plan(self.catalog, name, self.cfg.power_levels, self.cfg.rules, key[1])
             if len(self._plans) < 10_000:  # names come from clients: bound the cache
-                self._plans[name] = routes
+                self._plans[key] = routes
         return routes
 
+    def _fitting(self, call: Call, routes: list[Route], fit: Fit) -> list[Route]:
+        """The plan's targets that can serve ``call``; raises a 400 when none can."""
+        requested = _requested_ctx(call)
+        return list(
+            fit.select(call, routes, self.catalog.version, lambda r: r.num_ctx or requested, self._plan)
+        )
+
+    def _pin_key(self, call: Call, route: Route) -> str | None:
+        """The session-affinity key of ``call`` in ``route``'s pool, when affinity applies there."""
+        if self.affinity is None:
+            return None
+        applies = self._affine.get(route.name)
+        if applies is None:
+            applies = self.affinity.applies(route, {n: s.type for n, s in self.fleet.states.items()})
+            if len(self._affine) < 10_000:
+                self._affine[route.name] = applies
+        return key_of(call, route.name) if applies else None
+
     async def _try_pool(
-        self, call: Call, route: Route, fallback: bool, deadline: float, attempts: list[AttemptRecord]
+        self,
+        call: Call,
+        route: Route,
+        fallback: bool,
+        deadline: float,
+        attempts: list[AttemptRecord],
+        pin_key: str | None = None,
+        last: bool = True,
     ) -> Reply | None:
         num_ctx = route.num_ctx or _requested_ctx(call)
         ctx = Context(next(self._counter), num_ctx, self._rng)
-        ranked = order(
-            route.targets, self.fleet.states, route.strategy or self.cfg.strategy, ctx, time.monotonic()
-        )
+        now = time.monotonic()
+        states = self.fleet.states
+        ranked = order(route.targets, states, route.strategy or self.cfg.strategy, ctx, now)
+        # a model ejected on a deployment is skipped there, unless nothing else is left (panic)
+        ranked = [t for t in ranked if states[t.provider].model_usable(t.model, now)] or ranked
+        hedge_after = route.hedge_after if route.hedge_after is not None else self.cfg.hedge_after
+        pinned = self.affinity.pinned(pin_key, ranked) if pin_key and self.affinity else None
         while ranked and len(attempts) < self.cfg.max_attempts:
             if attempts and not self.fleet.budget.allow():
                 attempts.append(
                     AttemptRecord(route.name, None, "skipped: retry budget exhausted", 503, busy=True)
                 )
                 return None
-            slot = await self.fleet.acquire_slot(ranked, deadline, num_ctx)
+            slot = None
+            if pinned is not None and self.affinity is not None:  # its slot first, within a bounded wait
+                wait_until = min(deadline, time.monotonic() + self.affinity.wait)
+                slot = await self.fleet.acquire_slot([pinned], wait_until, num_ctx)
+                pinned = None
+            slot = slot or await self.fleet.acquire_slot(ranked, deadline, num_ctx)
             if slot is None:
                 attempts.append(AttemptRecord(route.name, None, "every deployment was busy", 503, busy=True))
                 return None
             target, trial = slot
-            state = self.fleet.states[target.provider]
             ranked = [t for t in ranked if t != target]
-            retry = bool(attempts)
-            if retry:
-                self.fleet.budget.retrying += 1
+            delay = self._hedge_delay(hedge_after, target) if ranked else None
             try:
-                return await self._attempt(call, route, target, trial, fallback, deadline, attempts)
-            except UpstreamError as exc:
-                retryable = classify(
-                    exc, state, self.cfg, attempts, route.name, target, self.on_missing_model
+                if delay is None:
+                    elsewhere = bool(ranked) or not last  # else a cold model gets the load allowance
+                    return await self._guarded(
+                        call, route, target, trial, fallback, deadline, attempts, elsewhere=elsewhere
+                    )
+                return await self._hedged(
+                    call, route, (target, trial), fallback, deadline, attempts, ranked, delay
                 )
-                self.fleet.release(state, trial)
-                if not retryable:
-                    raise
-            except BaseException:  # cancelled (client gone) or a bug: free the slot, keep the trial fair
-                self.fleet.release(state, trial)
-                raise
-            finally:
-                if retry:
-                    self.fleet.budget.retrying -= 1
+            except _Retry:
+                continue
         return None
+
+    async def _guarded(
+        self,
+        call: Call,
+        route: Route,
+        target: Target,
+        trial: bool,
+        fallback: bool,
+        deadline: float,
+        attempts: list[AttemptRecord],
+        hedging: bool = False,
+        elsewhere: bool = True,
+    ) -> Reply:
+        """One attempt on a slot already taken; a failure another deployment may fix is recorded
+        and raised as ``_Retry``, any other raised as it is; the slot is freed either way. A retry
+        (or a hedge's second attempt) counts against the retry budget while it runs."""
+        state = self.fleet.states[target.provider]
+        retry = hedging or bool(attempts)
+        if retry:
+            self.fleet.budget.retrying += 1
+        try:
+            return await self._attempt(call, route, target, trial, fallback, deadline, attempts, elsewhere)
+        except UpstreamError as exc:
+            retryable = classify(exc, state, self.cfg, attempts, route.name, target, self.on_missing_model)
+            self.fleet.release(state, trial)
+            if not retryable:
+                raise
+            raise _Retry from exc
+        except BaseException:  # cancelled (client gone, or lost a hedge) or a bug: free the slot
+            self.fleet.release(state, trial)
+            raise
+        finally:
+            if retry:
+                self.fleet.budget.retrying -= 1
+
+    def _hedge_delay(self, hedge_after: float | str | None, target: Target) -> float | None:
+        """Seconds without an answer before a second candidate starts; None: no hedging here."""
+        if hedge_after is None or isinstance(hedge_after, float | int):
+            return hedge_after
+        return self.fleet.states[target.provider].first_tokens.warm_quantile(target.model, hedge_after)
+
+    async def _hedged(
+        self,
+        call: Call,
+        route: Route,
+        first: tuple[Target, bool],
+        fallback: bool,
+        deadline: float,
+        attempts: list[AttemptRecord],
+        ranked: list[Target],
+        delay: float,
+    ) -> Reply:
+        """The first attempt raced against the next free candidate after ``delay`` (core/hedge.py)."""
+
+        def backup() -> tuple[Target, Coroutine[Any, Any, Reply]] | None:
+            if len(attempts) + 1 >= self.cfg.max_attempts or not self.fleet.budget.allow():
+                return None
+            taken = self.fleet.try_acquire(ranked, time.monotonic())
+            if taken is None:
+                return None  # no free slot now: keep waiting for the first
+            target, trial = taken
+            ranked.remove(target)
+            return target, self._guarded(call, route, target, trial, fallback, deadline, attempts, True)
+
+        first_target, first_trial = first
+        won = await hedge.race(
+            (
+                first_target,
+                self._guarded(call, route, first_target, first_trial, fallback, deadline, attempts),
+            ),
+            delay,
+            backup,
+            retryable=_Retry,
+            discard=_discard,
+        )
+        if won.cancelled is not None:
+            attempts.append(
+                AttemptRecord(route.name, won.cancelled, "cancelled: another deployment answered first", 499)
+            )
+            if won.value.served is not None:
+                won.value.served = dataclasses.replace(won.value.served, attempts=len(attempts))
+        return won.value
 
     async def _attempt(
         self,
@@ -131,14 +269,20 @@ class Engine:
         fallback: bool,
         deadline: float,
         attempts: list[AttemptRecord],
+        elsewhere: bool = True,
     ) -> Reply:
-        """One attempt. On failure it raises with the slot held: the caller classifies, then frees it."""
+        """One attempt. On failure it raises with the slot held: the caller classifies, then frees it.
+        ``elsewhere``: another deployment could still be tried (see routing/deadlines.py)."""
         state = self.fleet.states[target.provider]
         provider = self.providers[target.provider]
-        remaining = max(0.001, deadline - time.monotonic())
-        timeout = min(self._first_token.get(target.provider) or self.cfg.failover_timeout, remaining)
-        attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
         started = time.monotonic()
+        remaining = max(0.001, deadline - started)
+        fixed = self._first_token.get(target.provider) or self.cfg.failover_timeout
+        first, warm = state.first_token_deadline(
+            target.model, route.num_ctx or _requested_ctx(call), fixed, self.policy, started, elsewhere
+        )
+        timeout = min(first, remaining)
+        attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
         # health checks leave it alone until its first token (a stream) or its reply is due
         state.expect_first_byte(started + (timeout if call.stream else remaining))
         # the upstream's own API: passed through; any other: through the conversation model
@@ -151,11 +295,15 @@ class Engine:
                         reply.chunks = await _primed(reply.chunks, target.provider)
             except TimeoutError:
                 raise UpstreamTimeout(
-                    target.provider, f"sent no first token within {timeout:g} s.", code="first_token_timeout"
+                    target.provider,
+                    f"sent no first token within {timeout:.3g} s.",
+                    code="first_token_timeout",
                 ) from None
+            state.first_tokens.observe(target.model, time.monotonic() - started, warm is not False, started)
         else:
             reply = await answer(call, attempt)
         state.record_success((time.monotonic() - started) * 1000)
+        state.record_model_success(target.model)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))
         reply.served = Served(target.provider, target.model, len(attempts), route.name if fallback else None)
         if reply.chunks is None:
@@ -174,6 +322,18 @@ class Engine:
             self.fleet.release(state, trial)
 
         return stream.report_to(state).then(done)  # each chunk: a sign of life for health checks
+
+
+class _Retry(Exception):
+    """An attempt failed in a way another deployment may fix; it is already recorded."""
+
+
+async def _discard(reply: Reply) -> None:
+    """Close an answer that lost the race after all (its stream's close frees its slot)."""
+    if reply.chunks is not None:
+        close = getattr(reply.chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _primed(chunks: AsyncIterator[bytes], provider: str) -> Relay:

@@ -14,22 +14,33 @@ from corral.core.engine import Engine
 from corral.core.streams import Relay
 from corral.errors import ClientClosed, CorralError
 from corral.http.exchange import Exchange
+from corral.http.keepalive import Pinger
 from corral.keys.principal import Principal
+from corral.routing.affinity import session_of
 
 ACCOUNTANT = web.AppKey("accountant", Accountant)
 
 
 async def run_call(
-    ex: Exchange, engine: Engine, call: Call, who: Principal, started: float, power: str | None = None
+    ex: Exchange,
+    engine: Engine,
+    call: Call,
+    who: Principal,
+    started: float,
+    power: str | None = None,
+    pinger: Pinger | None = None,  # a stream kept alive while its upstream is slow to start
 ) -> None:
+    call.session = session_of(ex.headers)  # for session affinity
     acct = ex.app.get(ACCOUNTANT)
     if acct is None:
-        await ex.write(await engine.handle(call, power))
+        pending = engine.handle(call, power, who.tier)
+        await ex.write(await (pinger.answer(pending) if pinger is not None else pending))
         return
     ticket = await acct.admit(who, call, started)
     ticket.engine_started = time.monotonic()
     try:
-        reply = await engine.handle(call, power)
+        pending = engine.handle(call, power, who.tier)
+        reply = await (pinger.answer(pending) if pinger is not None else pending)
     except CorralError as exc:
         acct.finish(ticket, call, None, exc)
         raise

@@ -41,12 +41,11 @@ class DeadlinePolicy:
 class Ring:
     """The last ``SAMPLES`` values, with p50, p95 and p99 recomputed every ``REFRESH`` adds."""
 
-    __slots__ = ("_at", "_since", "count", "p50", "p95", "p99", "values")
+    __slots__ = ("_at", "count", "p50", "p95", "p99", "values")
 
     def __init__(self) -> None:
         self.values: list[float] = []
         self._at = 0
-        self._since = 0
         self.count = 0  # samples ever added
         self.p50: float | None = None
         self.p95: float | None = None
@@ -59,9 +58,7 @@ class Ring:
             self.values[self._at] = value
             self._at = (self._at + 1) % SAMPLES
         self.count += 1
-        self._since += 1
-        if self._since >= REFRESH or self.count <= MIN_SAMPLES:
-            self._since = 0
+        if self.count % REFRESH == 0 or self.count <= MIN_SAMPLES:  # quantiles lag < REFRESH samples
             ordered = sorted(self.values)
             last = len(ordered) - 1
             self.p50, self.p95, self.p99 = (

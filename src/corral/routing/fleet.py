@@ -18,6 +18,11 @@ The queues live on the deployment states, not here: a live reconfiguration build
 that shares the states of unchanged deployments, while requests already waiting stay in the old
 fleet's ``acquire`` and requests in flight release through the old engine. A slot freed through
 either fleet wakes the first waiter of that deployment, whichever fleet it queued through.
+
+With ``shared`` (``corral.cluster.slots``, when workers share Redis) a deployment's
+``max_parallel`` holds across every worker: a locally free slot is also taken in Redis (one
+round trip) and, when the fleet holds all of them, the request waits here as for a full pool
+until a release anywhere wakes it (``freed_elsewhere``) or a short recheck passes.
 """
 
 from __future__ import annotations
@@ -25,11 +30,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from corral.config.schema import RouterConfig
 from corral.conversation.call import Target
 from corral.routing.budget import RetryBudget
 from corral.routing.state import DeploymentState
+
+FLEET_FULL_RECHECK = 0.25  # s: a waiter refused by the fleet-wide cap asks again after this at most
+
+
+class SharedSlots(Protocol):
+    async def take(self, name: str, cap: int) -> bool: ...
+    def give(self, name: str, cap: int) -> None: ...
 
 
 class Fleet:
@@ -40,6 +53,7 @@ class Fleet:
         self.cfg = cfg
         self.budget = budget or RetryBudget(cfg.retry_budget_percent, cfg.retry_budget_min)
         self.wakeups = 0  # waiters woken by a release or a hand-on (for tests and tuning)
+        self.shared: SharedSlots | None = None  # max_parallel across workers (corral.cluster)
 
     def queued(self, name: str) -> int:
         """Requests queued for a slot on deployment ``name`` now, through any fleet, not yet woken."""
@@ -48,7 +62,31 @@ class Fleet:
 
     def release(self, state: DeploymentState, trial: bool = False) -> None:
         state.finish(trial)
+        if self.shared is not None and state.max_parallel:
+            self.shared.give(state.name, state.max_parallel)
         self._wake(state)
+
+    def freed_elsewhere(self, name: str) -> None:
+        """Another worker freed a slot of ``name`` that was full fleet-wide: wake one waiter here."""
+        state = self.states.get(name)
+        if state is not None:
+            state.fleet_full_until = 0.0
+            if state.has_capacity():
+                self._wake(state)
+
+    async def _take_shared(self, state: DeploymentState, trial: bool) -> bool:
+        """The fleet-wide slot for a local one just started; False (local slot undone) if full."""
+        if self.shared is None or not state.max_parallel:
+            return True
+        try:
+            if await self.shared.take(state.name, state.max_parallel):
+                return True
+        except BaseException:
+            state.finish(trial)
+            raise
+        state.finish(trial)
+        state.fleet_full_until = time.monotonic() + FLEET_FULL_RECHECK
+        return False
 
     def _wake(self, state: DeploymentState) -> None:
         """Wake one waiter of ``state`` (not all: a freed slot serves one request)."""
@@ -69,7 +107,17 @@ class Fleet:
     def _free(self, target: Target, now: float, panic: bool) -> bool:
         state = self.states[target.provider]
         usable = state.routable(now) or panic
-        return usable and state.has_capacity() and not state.is_busy(now)
+        return usable and state.has_capacity() and not state.is_busy(now) and state.fleet_full_until <= now
+
+    def try_acquire(self, order: Sequence[Target], now: float) -> tuple[Target, bool] | None:
+        """A slot on the first free, routable target of ``order`` now, never waiting (a hedge's
+        second attempt: when none is free it keeps waiting for the first); and whether it is a trial."""
+        for target in order:
+            if self.shared is not None and self.states[target.provider].max_parallel:
+                continue  # its slots are counted fleet-wide, which takes a round trip: not here
+            if self._free(target, now, False):
+                return target, self.states[target.provider].start(now)
+        return None
 
     async def acquire(self, order: Sequence[Target], deadline: float, num_ctx: int | None) -> Target | None:
         """Take a slot on the best free target of ``order``; None if none frees up in time."""
@@ -96,10 +144,13 @@ class Fleet:
             if chosen is not None and not self._usable(chosen, best, num_ctx, now, panic, warming):
                 chosen = None  # free but cold while the warm best may free up: wait for it
             if chosen is not None:
-                trial = self.states[chosen.provider].start(now)
-                if woken_by is not None and woken_by != chosen.provider:
-                    self._pass_on(woken_by)
-                return chosen, trial
+                state = self.states[chosen.provider]
+                trial = state.start(now)
+                if self.shared is None or await self._take_shared(state, trial):
+                    if woken_by is not None and woken_by != chosen.provider:
+                        self._pass_on(woken_by)
+                    return chosen, trial
+                continue  # the fleet holds every slot of it: another target, or wait as for a full pool
             if woken_by is not None:
                 self._pass_on(woken_by)
             if now >= give_up:
@@ -164,7 +215,11 @@ class Fleet:
         times = [
             t
             for target in order
-            for t in (self.states[target.provider].busy_until, self.states[target.provider].ejected_until)
+            for t in (
+                self.states[target.provider].busy_until,
+                self.states[target.provider].ejected_until,
+                self.states[target.provider].fleet_full_until,
+            )
             if t > now
         ]
         return min(times) if times else now + 3600.0

@@ -131,8 +131,14 @@ class DeploymentState:
 
     def model_usable(self, model: str, now: float) -> bool:
         """``model`` is not ejected here (the instance itself: ``routable``)."""
-        health = self.models.get(model) if self.models else None
+        health = self.models.get(self.model_key(model)) if self.models else None
         return health is None or health.ejected_until <= now
+
+    def model_key(self, model: str) -> str:
+        """Ollama's name for ``model`` (``llama3.2`` is ``llama3.2:latest``), others' as given."""
+        if self.type != "ollama" or ":" in model.rsplit("/", 1)[-1]:
+            return model
+        return f"{model}:latest"
 
     def first_token_deadline(
         self,
@@ -203,6 +209,7 @@ class DeploymentState:
         """``model`` failed here in a way the instance's other models do not share: eject the
         model alone (backing off as an instance does); the instance itself is not marked."""
         self.trial_in_flight = False
+        model = self.model_key(model)
         health = self.models.get(model)
         if health is None:
             if len(self.models) >= MAX_MODEL_HEALTH:
@@ -215,9 +222,22 @@ class DeploymentState:
         health.ejections += 1
         health.ejected_until = now + min(cfg.eject_base * (2 ** (health.ejections - 1)), cfg.eject_max)
 
+    def model_view(self, now: float) -> dict[str, dict[str, Any]]:
+        """The models with a failure on record here (for /admin/health): state, back-off, error."""
+        out: dict[str, dict[str, Any]] = {}
+        for model, health in list(self.models.items()):
+            left = max(0.0, health.ejected_until - now)
+            out[model] = {
+                "state": EJECTED if left else HEALTHY,
+                "ejected_for_s": round(left, 1) if left else None,
+                "failures": health.failures,
+                "last_error": health.last_error,
+            }
+        return out
+
     def record_model_success(self, model: str) -> None:
         if self.models:
-            health = self.models.get(model)
+            health = self.models.get(self.model_key(model))
             if health is not None:
                 health.ejections = 0
                 health.ejected_until = 0.0

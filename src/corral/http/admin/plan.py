@@ -5,7 +5,8 @@ The route plan is the engine's own (``corral.routing.planner``): the requested m
 then its fallback chain and the default fallbacks, each pool with its strategy and its targets
 ranked as the strategy ranks them at this moment, beside each deployment's live state.
 Weighted and round-robin strategies order differently from one request to the next; the rank
-shown is one such order.
+shown is one such order. ``key=`` (a key's id or preview) or ``tier=`` plans a power level by
+that tier's rules; each pool and each candidate says why it is there (http/admin/route.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from corral.gateway import Gateway
 from corral.http.admin.context import AdminContext, reply
 from corral.http.admin.health import deployment_view
 from corral.http.admin.input import path_name
+from corral.http.admin.route import caller, pool_reasons, target_reason
 from corral.routing import planner
+from corral.routing import rules as tier_rules
 from corral.routing.strategies import Context, order
 
 MAX_MODEL = 256
@@ -50,6 +53,8 @@ def pool_view(gw: Gateway, route: Route, now: float) -> dict[str, Any]:
                 "max_parallel": (state.max_parallel or None) if state else None,
                 "warm": state.warm(t.model, route.num_ctx) if state else None,
                 "latency_ms": round(state.ewma_ms, 2) if state and state.ewma_ms is not None else None,
+                "model_ejected": not state.model_usable(t.model, now) if state else None,
+                "why": target_reason(t, state, rank.get(t), now, route.num_ctx),
             }
         )
     return {
@@ -81,9 +86,16 @@ class PlanRoutes:
                 param="model",
             )
         gw = self._ctx.gateway(request)
-        routes = planner.plan(gw.catalog, model, gw.config.router.power_levels)
+        key, tier = await caller(self._ctx, request)
+        cfg = gw.config.router
+        routes = planner.plan(gw.catalog, model, cfg.power_levels, cfg.rules, tier)
+        level = model.removeprefix("corral/") if model.startswith("corral/") else None
+        applied = tier_rules.applicable(cfg.rules, level, tier) if level else []
         now = time.monotonic()
-        return reply({"model": model, "pools": [pool_view(gw, r, now) for r in routes]})
+        pools = [pool_view(gw, r, now) for r in routes]
+        for pool, why in zip(pools, pool_reasons(routes, applied, tier), strict=True):
+            pool["why"] = why
+        return reply({"model": model, "key": key, "tier": tier or "all", "pools": pools})
 
     async def check(self, request: web.Request) -> web.Response:
         """Probe the provider and list its models now, then answer its health row."""
