@@ -128,6 +128,10 @@ def test_the_pods_command_serves_with_its_config_map_and_secret(
                 assert metrics.status_code == 401
                 keyed = httpx.get(admin + "/metrics", headers={"Authorization": f"Bearer {MASTER}"})
                 assert keyed.status_code == 200
+            health = httpx.get(admin + "/admin/health", headers={"Authorization": f"Bearer {MASTER}"})
+            worker = health.json()["worker"]  # one worker of as many as the CPU limit, supervised
+            assert worker["workers"] == int(env["CORRAL_WORKERS"]) == 2
+            assert worker["supervisor_pid"] == proc.pid
             assert not (home / "master_key").exists()  # the key comes from the Secret
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)  # what the kubelet sends after preStop
