@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.emulators.common import Fault
-from tests.emulators.ollama import OllamaEmulator
+from tests.emulators.ollama import ModelSpec, OllamaEmulator, default_models
 from tests.emulators.openai import OpenAIEmulator
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
@@ -57,7 +57,8 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    ollama = OllamaEmulator()
+    # a vision model for the image test: corral routes images only to models that can see them
+    ollama = OllamaEmulator([*default_models(), ModelSpec("llava:7b", capabilities=["completion", "vision"])])
     vllm = OpenAIEmulator(["qwen2.5-coder-32b"])
     with ServerThread(ollama.app) as o, ServerThread(vllm.app) as v:
         config = make_config(f"""
@@ -75,6 +76,8 @@ models:
     target: local/llama3.2:latest
   - name: thinker
     target: local/qwen3:0.6b
+  - name: seer
+    target: local/llava:7b
   - name: coder
     target: vllm/qwen2.5-coder-32b
 """)
@@ -175,7 +178,7 @@ def test_messages_thinking_blocks_from_a_thinking_model(fleet: Fleet) -> None:
 def test_messages_image(fleet: Fleet) -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
     reply = fleet.anthropic().messages.create(
-        model="local",
+        model="seer",
         max_tokens=64,
         messages=[{"role": "user", "content": [image, {"type": "text", "text": "what"}]}],
     )
