@@ -8,7 +8,9 @@ failure after a stream started is an in-band ``error`` event. Bodies are validat
 validates them (``anthropic_validate``); replies are deterministic (``anthropic_gen``).
 
 Serve it with ``ServerThread(emu.app).start()``; the SDK's ``base_url`` is ``server.url``.
-Faults (``common.Fault``), ``token_delay`` and ``models`` may be changed from the test thread.
+Faults (``common.Fault``), ``token_delay`` and ``models`` may be changed from the test thread;
+``hold`` (a ``threading.Event``) keeps every answer's first byte back until the test sets it (at
+most ``HOLD_SECONDS``): an upstream slow to start, on cue.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +51,7 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
+HOLD_SECONDS = 30.0  # the longest ``hold`` keeps an answer back
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,6 +87,7 @@ class AnthropicEmulator:
         self.fault: Fault | None = None
         self.model_faults: dict[str, Fault] = {}
         self.disconnects = 0
+        self.hold: threading.Event | None = None  # set: answers wait for it before their first byte
         self.statuses: list[tuple[str, int]] = []  # (path, status) of every answer, in order
         self._recorder = Recorder()
         self._ids = itertools.count(1)
@@ -229,6 +234,9 @@ class AnthropicEmulator:
             raise
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
+        hold = self.hold
+        if hold is not None:
+            await asyncio.to_thread(hold.wait, HOLD_SECONDS)
         parsed = await self._valid_body(request, count=False)
         if isinstance(parsed, web.Response):
             return parsed

@@ -121,7 +121,9 @@ class OpenAIEmulator:
         return [r for r in self.requests if r.path == self.api_root + endpoint]
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._recorder.middleware, self._auth, self._pre_faults])
+        app = web.Application(
+            middlewares=[self._recorder.middleware, self._auth, self._held, self._pre_faults]
+        )
         root = self.api_root
         app.router.add_post(f"{root}/chat/completions", self.chat_completions)
         app.router.add_post(f"{root}/completions", self.completions)
@@ -210,14 +212,16 @@ class OpenAIEmulator:
             500, fault.message or "The server had an error while processing your request.", "server_error"
         )
 
-    async def _held(self) -> None:
-        """Wait while the test holds answers back (``hold``), at most ``HOLD_SECONDS``."""
+    @web.middleware
+    async def _held(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """While the test holds answers back (``hold``), wait, at most ``HOLD_SECONDS``; the
+        faults come after."""
         hold = self.hold
-        if hold is not None:
+        if hold is not None and request.path in self._inference_paths:
             await asyncio.to_thread(hold.wait, HOLD_SECONDS)
+        return await handler(request)
 
     async def _generation(self, request: web.Request, kind: str) -> web.StreamResponse:
-        await self._held()
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
@@ -245,7 +249,6 @@ class OpenAIEmulator:
         return await self._generation(request, "text")
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        await self._held()
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
@@ -273,7 +276,6 @@ class OpenAIEmulator:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """The Messages API as vLLM serves it: validated as Anthropic validates, no
         ``anthropic-version`` needed, errors in Anthropic's envelope."""
-        await self._held()
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body

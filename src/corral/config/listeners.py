@@ -28,6 +28,7 @@ SERVER_KEYS = {
     "body_timeout",
     "max_buffered_bytes",
     "workers",
+    "ping_interval",
 }
 ADMIN_KEYS = {
     "host",
@@ -83,7 +84,19 @@ def parse_server(f: Fields) -> ServerConfig:
         body_timeout=_positive(f, "body_timeout", d.body_timeout),
         max_buffered_bytes=buffered,
         workers=parse_workers(f.raw("workers"), lambda message: f.error(message, "workers")),
+        ping_interval=_ping_interval(f, d.ping_interval),
     )
+
+
+def _ping_interval(f: Fields, default: float) -> float:
+    """``ping_interval``: how often a /v1/messages stream whose upstream has not started yet gets
+    a ``ping`` event (from 10 ms to 60 s)."""
+    value = f.duration("ping_interval", default)
+    if not 0.01 <= value <= 60.0:
+        raise f.error(
+            f"must be from 10ms to 60s (a keep-alive, not a timeout), got {value:g} s.", "ping_interval"
+        )
+    return value
 
 
 def parse_workers(value: object, error: Callable[[str], Exception]) -> int | Literal["auto"]:

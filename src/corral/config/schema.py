@@ -165,6 +165,7 @@ class ServerConfig:
     send_timeout: float = 60.0  # no progress writing to a client for this long: close, free the slot
     body_timeout: float = 300.0  # a request body must arrive whole within this long of its head
     max_buffered_bytes: int = 256 * 1024 * 1024  # request bodies held in memory at once, all connections
+    ping_interval: float = 10.0  # /v1/messages streams: a ping this often until the upstream starts
     workers: int | Literal["auto"] = 1  # processes serving (corral.supervisor); "auto" = usable CPUs
 
 

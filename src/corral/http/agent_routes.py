@@ -6,7 +6,9 @@ into the conversation model (so a bad request is refused in its API's envelope b
 admitted) and hands the ``Call`` to the engine, which serves it from every upstream type
 (``corral.providers.model_path``). Keys come as ``x-api-key`` or ``Authorization: Bearer``;
 ``anthropic-version`` and ``anthropic-beta`` are accepted and never break a request; Claude
-Code's ``?beta=true`` is ignored (routes match on the path).
+Code's ``?beta=true`` is ignored (routes match on the path). A ``/v1/messages`` stream whose
+upstream is slow to start gets ``ping`` events meanwhile (``keepalive``, every
+``server.ping_interval``); the Responses API defines no such event.
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ from corral.conversation.anthropic import requests as messages_requests
 from corral.conversation.call import Call, Endpoint, Surface
 from corral.conversation.surfaces import request_of
 from corral.core.engine import Engine
-from corral.errors import InvalidRequest
+from corral.errors import CorralError, InvalidRequest
 from corral.http.auth import Authenticator, require_model
+from corral.http.errors import error_parts
 from corral.http.exchange import Exchange
 from corral.http.json_body import check_name, parse_json
+from corral.http.keepalive import Pinger
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
 
 CHARS_PER_TOKEN = 4  # count_tokens is an estimate: corral cannot run every upstream's tokenizer
+
+
+def _messages_error_event(exc: CorralError) -> bytes:
+    """An engine error after pings went out: the Messages API's in-band ``error`` event."""
+    return b"event: error\ndata: " + error_parts(exc, surface=Surface.MESSAGES)[1] + b"\n\n"
 
 
 def _model_and_stream(body: dict[str, Any]) -> tuple[str, bool]:
@@ -53,11 +62,17 @@ class AgentRoutes:
     """Handlers of the Messages and Responses surfaces."""
 
     def __init__(
-        self, engine: Callable[[Mapping[Any, Any]], Engine], keys: Authenticator, max_request_bytes: int
+        self,
+        engine: Callable[[Mapping[Any, Any]], Engine],
+        keys: Authenticator,
+        max_request_bytes: int,
+        *,
+        ping_interval: float = 10.0,
     ) -> None:
         self._engine = engine
         self._keys = keys
         self._limit = max_request_bytes
+        self._pinger = Pinger(ping_interval, _messages_error_event)
 
     def add_to(self, table: RouteTable) -> None:
         table.add(["POST"], "/v1/messages", Route(self.messages, surface=Surface.MESSAGES))
@@ -88,7 +103,8 @@ class AgentRoutes:
             client_request_id=ex.client_request_id,
         )
         request_of(call)  # read once, now: a bad request is refused before it is admitted
-        await run_call(ex, self._engine(ex.app), call, who, started)
+        pinger = self._pinger if stream and surface is Surface.MESSAGES else None
+        await run_call(ex, self._engine(ex.app), call, who, started, pinger=pinger)
 
     async def count_tokens(self, ex: Exchange) -> None:
         """An estimate of the prompt's tokens (its text and tool definitions, 4 characters a
