@@ -15,7 +15,15 @@ import yaml
 from corral.config.loader import parse_config
 from corral.security.crypto import load_crypto
 from corral.store.db import normalize_url
-from tests.deploy.manifests import PLACEHOLDER, ROOT, SECRET_FILE, kubectl, placeholder_secret, render
+from tests.deploy.manifests import (
+    KUBERNETES,
+    PLACEHOLDER,
+    ROOT,
+    SECRET_FILE,
+    kubectl,
+    placeholder_secret,
+    render,
+)
 
 DOC = ROOT / "docs" / "deploy.md"
 
@@ -57,7 +65,29 @@ def test_the_documented_patch_fills_every_placeholder_with_values_corral_accepts
 
 
 def test_every_deploy_path_the_doc_names_exists() -> None:
-    named = set(re.findall(r"deploy/kubernetes/[A-Za-z0-9_./-]*[A-Za-z0-9_]", DOC.read_text()))
-    assert len(named) >= 4
-    missing = sorted(p for p in named if not (ROOT / p).exists())
+    pattern = r"(?<![\w/.])(?:deploy/kubernetes/)?(?:base|overlays|components|secret)/[\w./-]*\w"
+    named = {p.removeprefix("deploy/kubernetes/") for p in re.findall(pattern, DOC.read_text())}
+    assert {"base/corral.yaml", "components/monitoring/corral.yaml", "overlays/external"} <= named
+    missing = sorted(p for p in named if not (KUBERNETES / p).exists())
     assert not missing, missing
+
+
+def test_the_documented_overlay_of_your_own_renders_with_your_image_and_config(tmp_path: Path) -> None:
+    match = re.search(r"```yaml\n# my-corral/kustomization.yaml\n(.*?)```", DOC.read_text(), re.S)
+    assert match, "docs/deploy.md no longer shows the overlay of your own"
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")  # the doc's ../deploy
+    mine = tmp_path / "my-corral"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(match.group(1))
+    config = (ROOT / "deploy/kubernetes/components/monitoring/corral.yaml").read_text() + "# mine\n"
+    (mine / "corral.yaml").write_text(config)
+    done = subprocess.run([kubectl(), "kustomize", str(mine)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "corral"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/corral:0.1.0"
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config_map["data"]["corral.yaml"] == config
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
