@@ -26,7 +26,9 @@ from tests.cluster.harness import (
     gateways,
     own_database,
     own_prefix,
+    propagation_bound,
     redis_url,
+    seen_everywhere,
     until,
 )
 from tests.emulators.ollama import OllamaEmulator
@@ -123,13 +125,15 @@ def test_a_key_revoked_through_one_process_is_refused_by_all_within_1s(cluster: 
     )
     with cluster.gw.admin(1) as admin:
         assert admin.delete(f"/admin/keys/{key_id}").status_code in (200, 204)
-    revoked = time.monotonic()
-    until(
-        lambda: all(chat(cluster.base(i), key, "b/llama3.2").status_code == 401 for i in range(NODES)),
-        1.0,
-        "the revoked key refused by every process",
+    revoked, bound = time.monotonic(), propagation_bound()
+    took = seen_everywhere(
+        NODES,
+        lambda i: chat(cluster.base(i), key, "b/llama3.2").status_code == 401,
+        revoked,
+        bound,
+        "the revoked key refused",
     )
-    assert time.monotonic() - revoked < 1.0
+    assert took < bound, f"the last process refused the revoked key {took:.2f} s after (bound {bound:.2f} s)"
 
 
 def test_an_instance_killed_is_ejected_everywhere_within_1s_and_returns_on_recovery(cluster: Cluster) -> None:
@@ -142,10 +146,14 @@ def test_an_instance_killed_is_ejected_everywhere_within_1s_and_returns_on_recov
     port = cluster.b_server.port
     cluster.b_server.stop()
     resp = chat(cluster.base(2), key, "b/llama3.2")  # the first failure, seen by process 2 (or a probe)
-    failed = time.monotonic()
+    failed, bound = time.monotonic(), propagation_bound()
     assert resp.status_code >= 500
-    until(lambda: set(states()) == {"ejected"}, 1.0, "b ejected by every process")
-    assert time.monotonic() - failed < 1.0
+    took = seen_everywhere(
+        NODES, lambda i: cluster.gw.deployment(i, "b")["state"] == "ejected", failed, bound, "b ejected"
+    )
+    assert took < bound, (
+        f"the last process ejected b {took:.2f} s after the first failure (bound {bound:.2f} s)"
+    )
     for i in range(NODES):  # nobody sends it traffic now: refused at once, not after a connect error
         assert chat(cluster.base(i), key, "b/llama3.2").status_code >= 500
     cluster.b_server = ServerThread(cluster.b.app, port=port).start()

@@ -1,11 +1,12 @@
 """Admin changes applied by every worker within a second: keys, providers, aliases.
 
 A key created, changed (limits, enabled, expiry) or deleted through this worker's store is
-announced as ``{"k": "key", "id": ...}``; the others read that one key from the database and put
-it in their key cache (or drop it). A provider or alias change (``ControlPlane.changed``) is
-announced as ``{"k": "cfg"}``; the others rebuild the effective config from the database and
-apply it. The messages carry no secret, only ids. The periodic reloads (keys and config, every
-``SYNC_INTERVAL``) stay as the safety net for a message lost in a Redis outage.
+announced as ``{"k": "key", "id": ...}``; the others read that one key from the database and
+put it in their key cache (a deletion says ``"gone"``: they drop it at once, without a read).
+A provider or alias change (``ControlPlane.changed``) is announced as ``{"k": "cfg"}``; the
+others rebuild the effective config from the database and apply it. The messages carry no
+secret, only ids. The periodic reloads (keys and config, every ``SYNC_INTERVAL``) stay as the
+safety net for a message lost in a Redis outage.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class ChangeFeed:
 
     # this worker's changes ---------------------------------------------------------------
     def _local_key(self, key_id: str, record: KeyRecord | None) -> None:
-        self._spawn(self._link.publish(self._link.message("key", id=key_id)))
+        gone = {"gone": True} if record is None else {}  # deleted: the others drop it, no read
+        self._spawn(self._link.publish(self._link.message("key", id=key_id, **gone)))
 
     def _local_config(self) -> None:
         self._spawn(self._link.publish(self._link.message("cfg")))
@@ -55,7 +57,12 @@ class ChangeFeed:
     # other workers' changes --------------------------------------------------------------
     def _key_changed(self, msg: dict[str, Any]) -> None:
         key_id = msg.get("id")
-        if isinstance(key_id, str):
+        if not isinstance(key_id, str):
+            return
+        if msg.get("gone") is True:
+            self._plane.keys.apply(key_id, None)
+            self.applied += 1
+        else:
             self._spawn(self._reload_key(key_id))
 
     async def _reload_key(self, key_id: str) -> None:

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger("corral.cluster")
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 Handler = Callable[[dict[str, Any]], None]
+MAX_CONNECTIONS = 32  # commands in flight to Redis at once, per worker
 
 
 class RedisLink:
@@ -38,10 +39,13 @@ class RedisLink:
     ) -> None:
         self.redis: Redis = Redis.from_url(
             url,
+            max_connections=MAX_CONNECTIONS + 4,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        # commands in flight, bounded below the pool's size: a burst queues here, in order
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
         self._listen_redis: Redis = Redis.from_url(url, socket_connect_timeout=timeout)
         self.base = prefix.rstrip(":") + ":cluster"
         self.channel = self.key("events")
@@ -96,7 +100,8 @@ class RedisLink:
         if not self.usable():
             return None
         try:
-            result = await call()
+            async with self._in_flight:
+                result = await call()
         except STORE_ERRORS as exc:
             self.failed(exc)
             return None

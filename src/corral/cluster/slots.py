@@ -4,7 +4,8 @@ Per deployment a sorted set ``<prefix>:cluster:slots:<name>`` holds one member p
 flight anywhere, scored by its lease's expiry (Unix time). ``take`` is one script (one round
 trip): drop expired members, refuse if the set is full, else add ours. ``give`` is one script
 in the background: remove our member and, only if the set was full (someone may be waiting),
-publish a release so the workers wake one local waiter each (``Fleet``'s queues). A
+publish a release so the workers wake one local waiter each (``Fleet``'s queues); the gives
+of one loop iteration go in one script call, so a busy worker makes one round trip for many. A
 background task renews this worker's leases every ``ttl / 3`` s in one pipeline, so a crashed
 worker's slots come back within ``ttl`` (6 s) and a long stream keeps its slot.
 
@@ -34,8 +35,13 @@ return 1
 """
 
 GIVE = """
-local full = redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and full then redis.call('PUBLISH', KEYS[2], ARGV[3]) end
+for i = 2, #KEYS do
+  local a = (i - 2) * 3
+  local full = redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[a + 2])
+  if redis.call('ZREM', KEYS[i], ARGV[a + 1]) == 1 and full then
+    redis.call('PUBLISH', KEYS[1], ARGV[a + 3])
+  end
+end
 return 0
 """
 
@@ -50,6 +56,7 @@ class SharedSlots:
         self._members = itertools.count(1)
         self._held: dict[str, list[str | None]] = {}  # None: a slot taken while Redis was down
         self._tasks: set[asyncio.Task[None]] = set()
+        self._giving: list[tuple[str, int, str]] = []  # (name, cap, member) for the next pipeline
         self.on_release: Callable[[str], None] | None = None  # a slot freed anywhere (wake a waiter)
         self.taken = 0
         self.refused = 0
@@ -90,13 +97,20 @@ class SharedSlots:
             return
         member = held.pop()
         if member is not None:
-            self._spawn(self._give_back(name, cap, member))
+            if not self._giving:
+                self._spawn(self._give_back())
+            self._giving.append((name, cap, member))
 
-    async def _give_back(self, name: str, cap: int, member: str) -> None:
-        note = self._link.message("s", d=name)
-        await self._link.run(
-            lambda: self._give(keys=[self.key(name), self._link.channel], args=[member, cap, note])
-        )
+    async def _give_back(self) -> None:
+        await asyncio.sleep(0)  # the other gives of this loop iteration join the pipeline
+        gives, self._giving = self._giving, []
+
+        keys: list[str] = [self._link.channel]
+        args: list[Any] = []
+        for name, cap, member in gives:
+            keys.append(self.key(name))
+            args += (member, cap, self._link.message("s", d=name))
+        await self._link.run(lambda: self._give(keys=keys, args=args))
 
     def _released(self, msg: dict[str, Any]) -> None:
         if self.on_release is not None:

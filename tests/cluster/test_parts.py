@@ -1,0 +1,140 @@
+"""The cluster's parts on a real Redis (CORRAL_TEST_REDIS_URL or 127.0.0.1:6379), each test on
+a key prefix of its own: the probe lease's election and re-election, fleet-wide slots (taken,
+refused, given back with a wake-up, a crashed worker's slots expiring), health snapshots.
+Several links in one process stand for several workers: each has its own connections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from corral.cluster.health import apply, snapshot
+from corral.cluster.lease import ProbeLease
+from corral.cluster.link import RedisLink
+from corral.cluster.slots import SharedSlots
+from corral.config.schema import RouterConfig
+from corral.routing.state import DeploymentState
+from tests.cluster.harness import own_prefix, redis_url
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def links() -> AsyncIterator[Callable[[str], RedisLink]]:
+    url = redis_url()
+    made: list[RedisLink] = []
+    with own_prefix(url) as prefix:
+
+        def make(origin: str) -> RedisLink:
+            link = RedisLink(url, prefix, origin)
+            made.append(link)
+            return link
+
+        try:
+            yield make
+        finally:
+            for link in made:
+                await link.close()
+
+
+async def eventually(condition: Callable[[], Any], deadline: float, what: str) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline:g} s: {what}")
+        await asyncio.sleep(0.01)  # the poll's pace
+
+
+async def test_one_lease_holder_and_another_takes_over_when_it_stops_renewing(
+    links: Callable[[str], RedisLink],
+) -> None:
+    first, second = ProbeLease(links("w1"), ttl=0.6), ProbeLease(links("w2"), ttl=0.6)
+    await first.tick()
+    await second.tick()
+    assert first.leading() and not second.leading()
+    await first.tick()  # renewing keeps it
+    await second.tick()
+    assert first.leading() and not second.leading()
+    died = time.monotonic()  # the holder stops renewing (a crash): the other ticks on
+    while not second.leading():
+        assert time.monotonic() - died < 2.0, "not re-elected within 2 s of a 0.6 s lease"
+        await asyncio.sleep(0.1)  # the other worker's tick
+        await second.tick()
+    assert second.elections == 1
+    await second.release()  # a clean shutdown hands it over at the next tick
+    await first.tick()
+    assert first.leading()
+
+
+async def test_fleet_wide_slots_refuse_past_the_cap_and_a_release_wakes_the_others(
+    links: Callable[[str], RedisLink],
+) -> None:
+    link_a, link_b = links("a"), links("b")
+    a, b = SharedSlots(link_a), SharedSlots(link_b)
+    freed: list[str] = []
+    b.on_release = freed.append
+    listener = asyncio.create_task(link_b.listen())
+    try:
+        await asyncio.wait_for(link_b.subscribed.wait(), 2)
+        assert await a.take("x", 2) and await b.take("x", 2)
+        assert not await a.take("x", 2) and not await b.take("x", 2)  # 2 in flight in total
+        assert await a.take("y", 2)  # per deployment
+        a.give("x", 2)
+        await a.drain()
+        await eventually(lambda: freed == ["x"], 1.0, "the release announced to the other worker")
+        assert await b.take("x", 2) and not await a.take("x", 2)
+        a.give("y", 2)  # y was not full: nobody can be waiting, nothing announced
+        await a.drain()
+        b.give("x", 2)
+        await b.drain()
+        await eventually(lambda: freed == ["x", "x"], 1.0, "b's own release reaches it too")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_a_crashed_workers_slots_come_back_when_their_leases_expire(
+    links: Callable[[str], RedisLink],
+) -> None:
+    crashed, alive = SharedSlots(links("crashed"), ttl=0.5), SharedSlots(links("alive"), ttl=0.5)
+    assert await crashed.take("x", 2) and await crashed.take("x", 2)
+    assert not await alive.take("x", 2)
+    await alive.take("y", 1)
+    gone = time.monotonic()
+    while not await alive.take("x", 2):  # the crashed worker never gives back nor renews
+        assert time.monotonic() - gone < 2.0
+        await asyncio.sleep(0.05)  # the retry's pace
+        await alive.renew()  # the live worker's own leases are kept
+    assert time.monotonic() - gone >= 0.4
+    assert not await crashed.take("y", 1)  # alive renewed its y slot past its first TTL
+
+
+def test_a_health_snapshot_carries_an_ejection_and_a_recovery_across_clocks() -> None:
+    cfg = RouterConfig()
+    here, there = DeploymentState("b", "ollama"), DeploymentState("b", "ollama")
+    mono, wall = time.monotonic(), time.time()
+    here.record_failure(mono, "connection refused", cfg, eject_now=True)
+    snap = snapshot(here, mono, wall)
+    assert snap["eu"] > wall and snap["x"] == 1
+    apply(there, snap, 1000.0, wall)  # another process: another monotonic clock
+    assert there.status(1000.0) == "ejected" and there.last_error == "connection refused"
+    assert abs(there.ejected_until - 1000.0 - (here.ejected_until - mono)) < 0.01
+    here.record_check(True, 1.0, None)  # a passing probe brings it back
+    apply(there, snapshot(here, mono, wall), 1000.0, wall)
+    assert there.status(1000.0) == "healthy" and there.last_check_ok is True
+
+
+def test_transitions_tell_the_observer_and_plain_successes_do_not() -> None:
+    told: list[str] = []
+    state = DeploymentState("b", "ollama")
+    state.observer = lambda s: told.append(s.status())
+    state.record_success(5.0)
+    assert told == []  # the hot path: nothing to share
+    state.record_failure(time.monotonic(), "boom", RouterConfig(eject_after=1))
+    state.record_busy(time.monotonic(), 1.0)
+    state.record_success(5.0)  # after failures: a recovery
+    assert len(told) == 3
