@@ -1,7 +1,8 @@
 """How fast each console page's data loads with a million usage rows in the store.
 
 Fills a fresh SQLite store with ``--rows`` usage records spread over the last 30 days (the
-generator of the usage timing tests, ending now), starts a real gateway on it, and for every
+generator of the usage timing tests, ending now), builds their rollup with the migration's
+backfill (timed), starts a real gateway on it, and for every
 page issues that page's admin API calls at once, as the page does, ``--runs`` times; prints the
 median and the worst wall time per page, and the query plan of the usage series.
 
@@ -20,10 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine
 from tests.support.gateway import GatewayServer, make_config
 from tests.usage import bulk
 
 from corral.store.db import SQLITE_FILE
+from corral.usage.rollup import backfill
 
 PAGES: dict[str, list[str]] = {
     "overview": ["/admin/health", "/admin/usage/series?last=1h&step=1m", "/admin/usage?last=1h"],
@@ -31,14 +34,15 @@ PAGES: dict[str, list[str]] = {
     "models": ["/admin/models", "/admin/providers"],
     "routing": ["/admin/aliases", *(f"/admin/route?power={p}" for p in ("eco", "balanced", "precision"))],
     "keys": ["/admin/keys", "/admin/budgets"],
-    "usage 1h": [
-        "/admin/usage/series?last=1h&group_by=provider",
-        "/admin/usage/compare?last=1h",
-        "/admin/usage/recent?limit=50",
-    ],
-    "usage 24h": ["/admin/usage/series?last=24h&group_by=provider", "/admin/usage/compare?last=24h"],
-    "usage 7d": ["/admin/usage/series?last=7d&group_by=model", "/admin/usage/compare?last=7d"],
-    "usage 30d": ["/admin/usage/series?last=30d&group_by=provider", "/admin/usage/compare?last=30d"],
+    **{
+        f"usage {last} {group}": [  # what the usage page asks for one range and grouping
+            f"/admin/usage/series?last={last}&group_by={group}",
+            f"/admin/usage/compare?last={last}",
+            "/admin/usage/recent?limit=50",
+        ]
+        for last in ("1h", "24h", "7d", "30d")
+        for group in ("provider", "model", "key", "user")
+    },
     "audit": ["/admin/audit?limit=200"],
 }
 
@@ -93,13 +97,19 @@ def main() -> None:
     started = time.perf_counter()
     bulk.load_sqlite(f"sqlite:///{home / SQLITE_FILE}", args.rows)
     print(f"loaded {args.rows:,} usage rows in {time.perf_counter() - started:.1f} s ({home})")
+    started = time.perf_counter()
+    engine = create_engine(f"sqlite:///{home / SQLITE_FILE}")
+    with engine.begin() as conn:
+        written = backfill(conn)
+    engine.dispose()
+    print(f"built their rollup ({written:,} rows) in {time.perf_counter() - started:.1f} s")
     print(f"series query plan: {plan(home / SQLITE_FILE)}")
     with GatewayServer(config, home=home) as gw:
         timings = asyncio.run(measure(gw.admin_url, gw.key, args.runs))
-    print(f"\n{'page':<12} {'median ms':>10} {'worst ms':>10}   calls")
+    print("\n| page | median ms | worst ms | calls |\n|---|---|---|---|")
     for name, values in timings.items():
         median, worst = statistics.median(values) * 1000, max(values) * 1000
-        print(f"{name:<12} {median:>10.1f} {worst:>10.1f}   {len(PAGES[name])}")
+        print(f"| {name} | {median:.1f} | {worst:.1f} | {len(PAGES[name])} |")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ COLUMNS = [
     "request_id", "at", "key_id", "user", "requested_model", "served_model", "provider", "instance",
     "attempts", "fallback", "streamed", "status", "error_class", "prompt_tokens", "completion_tokens",
     "total_tokens", "tokens_estimated", "cost_usd", "latency_ms", "ttft_ms", "upstream_ms", "overhead_ms",
+    "surface",
 ]  # fmt: skip
+SURFACES = ["openai_chat", "ollama", "anthropic_messages", "openai_responses"]
 
 
 def rows(count: int, *, seed: int = 7) -> Iterator[tuple[Any, ...]]:
@@ -40,6 +42,7 @@ def rows(count: int, *, seed: int = 7) -> Iterator[tuple[Any, ...]]:
             model, model, PROVIDERS[rng.randrange(len(PROVIDERS))], "i1", 1, False, i % 2 == 0,
             500 if failed else 200, "UpstreamError" if failed else None, prompt, completion,
             prompt + completion, False, 0.0, latency, latency / 4, latency * 0.9, latency * 0.1,
+            SURFACES[i % len(SURFACES)],
         )  # fmt: skip
 
 
@@ -49,7 +52,8 @@ def _index_ddl(dialect: Any) -> list[tuple[str, str]]:
 
 
 def load_sqlite(url: str, count: int) -> None:
-    """Drop the indexes, insert, build the indexes again (sorted builds are much faster)."""
+    """Drop the indexes, insert, build the indexes again (sorted builds are much faster).
+    The rollup is not built: call ``corral.usage.rollup.backfill`` for that."""
     from sqlalchemy.dialects import sqlite
 
     path = make_url(url).database

@@ -13,6 +13,7 @@ from corral.errors import InvalidRequest
 from corral.store import Store
 from corral.usage import StoreSink, UsageFilter, UsageQuery, UsageRecord, parse_group_by
 from corral.usage.query import DIMENSIONS, parse_last
+from corral.usage.record import SURFACES
 from tests.usage.factory import T0, record
 
 PROVIDERS = ["local", "cloud", None]
@@ -43,6 +44,7 @@ def dataset() -> list[UsageRecord]:
                 tokens_estimated=i % 6 == 0,
                 cost_usd=0.0 if provider == "local" else i / 1000,
                 latency_ms=float((i * 37) % 101) + i / 100,
+                surface=None if i % 7 == 0 else SURFACES[i % len(SURFACES)],
             )
         )
     return found
@@ -56,6 +58,7 @@ def key_of(r: UsageRecord, name: str) -> str | None:
         "key": lambda: r.key_id,
         "user": lambda: r.user,
         "instance": lambda: r.instance,
+        "surface": lambda: r.surface,
         "hour": lambda: r.at.strftime("%Y-%m-%dT%H:00:00Z"),
         "day": lambda: r.at.strftime("%Y-%m-%d"),
     }[name]()
@@ -100,7 +103,7 @@ def actual(summaries: list[Any], group_by: tuple[str, ...]) -> dict[tuple[Any, .
 @pytest.fixture
 async def loaded(store: Store) -> UsageQuery:
     await StoreSink(store.engine).write(dataset())
-    return UsageQuery(store.engine)
+    return UsageQuery(store.engine, rollup=False)  # the rows; tests/usage/test_rollup.py: the rollup
 
 
 GROUPINGS = [(), *((d,) for d in DIMENSIONS), ("provider", "model"), ("day", "key", "user")]
@@ -115,6 +118,7 @@ FILTERS: list[tuple[UsageFilter, Callable[[UsageRecord], bool]]] = [
     (UsageFilter(key_id="k1"), lambda r: r.key_id == "k1"),
     (UsageFilter(user="user2"), lambda r: r.user == "user2"),
     (UsageFilter(provider="cloud"), lambda r: r.provider == "cloud"),
+    (UsageFilter(surface="ollama"), lambda r: r.surface == "ollama"),
     (UsageFilter(model="qwen2.5"), lambda r: r.served_model == "qwen2.5"),  # the served name
     (UsageFilter(model="fast"), lambda r: r.requested_model == "fast"),  # or the requested one
     (

@@ -112,11 +112,12 @@ async def test_connections_killed_mid_write_lose_nothing(
                     await locker.execute("LOCK TABLE usage IN ACCESS EXCLUSIVE MODE")
                     await submit_concurrently(writer, records(300, start=part * 300))
                     killed: list[object] = []
-                    while not killed:  # wait for the writer's INSERT to block on the lock, then kill it
+                    while not killed:  # wait for the writer's transaction to block on the lock, then kill it
                         killed = await fetch(  # a new connection: pg_stat_activity is per-transaction
                             postgres_url,
                             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                            "current_database() AND state = 'active' AND query LIKE 'INSERT INTO usage%'",
+                            "current_database() AND state = 'active' AND (query LIKE 'INSERT INTO usage%' "
+                            "OR query LIKE 'SELECT request_id FROM usage%')",  # its first look at the table
                         )
                         await asyncio.sleep(0.01)
                 await wait_for(lambda errors=part: writer.stats.sink_errors > errors)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from corral.accounting.tokens import usage_of
-from corral.core.call import Call, Reply
+from corral.core.call import Call, Endpoint, Reply, Surface
 from corral.errors import CorralError, InvalidRequest, PermissionDenied
 from corral.keys.principal import Principal
 from corral.limits import Lease, Limiter, Limits
@@ -32,6 +32,22 @@ from corral.usage.record import UsageRecord
 
 log = logging.getLogger("corral.accounting")
 MAX_USER = 256
+
+
+# The usage record's and the metrics' name of the API a call came in on (corral.usage.record.SURFACES).
+SURFACE_NAMES: dict[tuple[Surface, Endpoint], str] = {
+    **{(Surface.OLLAMA, endpoint): "ollama" for endpoint in Endpoint},
+    **{(Surface.MESSAGES, endpoint): "anthropic_messages" for endpoint in Endpoint},
+    **{(Surface.RESPONSES, endpoint): "openai_responses" for endpoint in Endpoint},
+    (Surface.OPENAI, Endpoint.CHAT): "openai_chat",
+    (Surface.OPENAI, Endpoint.COMPLETION): "openai_completions",
+    (Surface.OPENAI, Endpoint.EMBEDDING): "embeddings",
+    (Surface.OPENAI, Endpoint.LEGACY_EMBEDDING): "embeddings",
+}
+
+
+def surface_name(call: Call) -> str:
+    return SURFACE_NAMES.get((call.surface, call.endpoint), call.surface.value)
 
 
 def key_subject(key_id: str) -> str:
@@ -192,7 +208,7 @@ class Accountant:
             completion_tokens=completion, total_tokens=prompt + completion, tokens_estimated=estimated,
             cost_usd=cost, latency_ms=latency * 1000, ttft_ms=None if ttft is None else ttft * 1000,
             upstream_ms=None if upstream is None else upstream * 1000, overhead_ms=overhead * 1000,
-            client_request_id=call.client_request_id,
+            client_request_id=call.client_request_id, surface=surface_name(call),
         )  # fmt: skip
         if self.writer is not None:
             self.writer.submit(record)
@@ -201,7 +217,7 @@ class Accountant:
             self.metrics.observe_request(
                 model=call.model if reply is not None else "unknown", provider=provider or "none",
                 status=status,
-                streamed=call.stream, surface=call.surface.value, latency_s=latency, ttft_s=ttft,
+                streamed=call.stream, surface=record.surface or "", latency_s=latency, ttft_s=ttft,
                 overhead_s=overhead, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
                 fallback=record.fallback,
             )  # fmt: skip

@@ -38,10 +38,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument("view", nargs="?", default="summary", choices=["summary", "tail", "compare"])
     parser.add_argument("--last", default="24h", help="window: 15m, 1h, 7d (default 24h)")
     parser.add_argument(
-        "--group-by", default="model", help="provider, model, key, user, hour, day (comma-separated)"
+        "--group-by", default="model", help="provider, model, key, user, surface, hour, day (comma-separated)"
     )
     parser.add_argument("--key-id", dest="key_id", help="only this gateway key id")
-    for name in ("user", "model", "provider"):
+    for name in ("user", "model", "provider", "surface"):
         parser.add_argument(f"--{name}", help=f"only this {name}")
     parser.add_argument(
         "--follow-seconds",
@@ -54,7 +54,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _params(args: argparse.Namespace, **extra: str) -> str:
     params = {"last": args.last, **extra}
-    filters = {"key": args.key_id, "user": args.user, "model": args.model, "provider": args.provider}
+    filters = {"key": args.key_id, "user": args.user, "model": args.model, "provider": args.provider,
+               "surface": args.surface}  # fmt: skip
     params.update({k: v for k, v in filters.items() if v})
     return urlencode(params)
 

@@ -157,6 +157,7 @@ usage = Table(
     Column("upstream_ms", Double, nullable=True),
     Column("overhead_ms", Double, nullable=True),
     Column("client_request_id", String(64), nullable=True),  # the client's X-Request-Id (revision 0003)
+    Column("surface", String(32), nullable=True),  # the client's API (revision 0005; NULL before it)
     Index("ux_usage_request_id", "request_id", unique=True),
     Index("ix_usage_at", "at"),
     Index("ix_usage_key_id_at", "key_id", "at"),
@@ -164,6 +165,31 @@ usage = Table(
     Index("ix_usage_requested_model_at", "requested_model", "at"),
     Index("ix_usage_served_model_at", "served_model", "at"),
     Index("ix_usage_provider_at", "provider", "at"),
+)
+
+# Usage totals per minute, hour and day (corral.usage.rollup, revision 0005), kept by the usage
+# writer in the transaction that inserts the rows: one row per grain (seconds), dimension
+# ("" for all requests, or provider, model, key, user, instance, requested_model, surface),
+# bucket start (Unix seconds) and value ("" for none, else "=" + the value), with the sums and
+# a fixed log-bucket latency histogram (lat_00 .. lat_NN, counts; bounds in corral.usage.rollup).
+LATENCY_BUCKETS = 62
+usage_rollup = Table(
+    "usage_rollup",
+    metadata,
+    Column("grain", Integer, primary_key=True),
+    Column("dim", String(16), primary_key=True),
+    Column("start", BigInteger, primary_key=True),
+    Column("value", String(257), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("estimated", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Double, nullable=False),
+    Column("ttft_count", BigInteger, nullable=False),
+    Column("ttft_sum_ms", Double, nullable=False),
+    *(Column(f"lat_{i:02d}", Integer, nullable=False) for i in range(LATENCY_BUCKETS)),
 )
 
 # The model catalog (corral.store.catalog, revision 0004): one row per provider and model id,

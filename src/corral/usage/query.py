@@ -1,9 +1,9 @@
 """Reading usage back: filters, group_by, totals, latency p50/p95, the live tail, and compare.
 
 ``UsageFilter.from_params`` parses the query string of ``GET /admin/usage`` (``since``/``until``
-as ISO 8601, or ``last=15m|1h|7d``; ``key``, ``user``, ``model``, ``provider``) and
+as ISO 8601, or ``last=15m|1h|7d``; ``key``, ``user``, ``model``, ``provider``, ``surface``) and
 ``parse_group_by`` its ``group_by`` (comma-separated: provider, model, key, user, hour, day,
-instance, requested_model). ``model`` matches the requested or the served model and groups by
+instance, requested_model, surface). ``model`` matches the requested or the served model and groups by
 the served one (the requested one when no upstream answered). Times are UTC; ``since`` is
 inclusive, ``until`` exclusive; hour and day buckets are labelled ``2025-01-31T13:00:00Z`` and
 ``2025-01-31``.
@@ -20,14 +20,23 @@ are wrapped (``col || ''``) so the planner never walks a whole grouping index to
 over a bounded window (``last``, or ``since``/``until``): one range scan of ``ix_usage_at`` (or
 of the filter's own index), grouped by the bucket number computed from ``at``. Buckets with no
 requests are left out; the caller fills the gaps.
+
+**Long ranges read the rollup.** A summary or series over more than ``ROLLUP_AFTER`` (or
+with no start) that groups by at most one dimension besides time and filters on at most one
+(key, user, provider or surface, and then groups by nothing else) is answered from the
+per-minute, hour and day totals (``corral.usage.rollup_read``): counts, tokens and cost as the
+rows say, latency percentiles from a log-bucket histogram (within one bucket, 26 %). Other
+questions (a ``model`` filter, two dimensions, short ranges) read the rows and rank the exact
+latencies.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from corral.errors import InvalidRequest
 from corral.store.tables import usage
 from corral.usage.record import UsageRecord
+from corral.usage.rollup import Totals
+from corral.usage.rollup_read import NO_STEP, read
 
 MAX_RECENT = 1000
 MAX_GROUPS = 3
@@ -45,8 +56,12 @@ _LAST = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_LAST_DAYS = 400  # 'last' reaches back at most this far (further, its date would not exist)
 MAX_BUCKETS = 1500
-_FILTER_PARAMS = {"key": "key_id", "user": "user", "model": "model", "provider": "provider"}
-DIMENSIONS = ("provider", "model", "key", "user", "hour", "day", "instance", "requested_model")
+_FILTER_PARAMS = {
+    "key": "key_id", "user": "user", "model": "model", "provider": "provider", "surface": "surface",
+}  # fmt: skip
+DIMENSIONS = ("provider", "model", "key", "user", "hour", "day", "instance", "requested_model", "surface")
+ROLLUP_AFTER = timedelta(hours=1)  # longer ranges read the rollup (see the module docstring)
+_ROLLUP_FILTERS = (("key_id", "key"), ("user", "user"), ("provider", "provider"), ("surface", "surface"))
 
 Label = str | None
 
@@ -59,6 +74,7 @@ class UsageFilter:
     user: str | None = None
     model: str | None = None
     provider: str | None = None
+    surface: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], now: datetime) -> UsageFilter:
@@ -88,6 +104,8 @@ class UsageFilter:
             found.append(c.user == self.user)
         if self.provider is not None:
             found.append(c.provider == self.provider)
+        if self.surface is not None:
+            found.append(c.surface == self.surface)
         if self.model is not None:
             found.append(or_(c.requested_model == self.model, c.served_model == self.model))
         return found
@@ -216,15 +234,20 @@ def parse_step(value: str | None, window: timedelta) -> int:
 
 
 class UsageQuery:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, rollup: bool = True) -> None:
+        """``rollup=False`` reads every question from the rows (exact percentiles, slow on long ranges)."""
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._rollup = rollup
 
     async def summary(
         self, where: UsageFilter | None = None, group_by: Sequence[str] = ()
     ) -> list[UsageSummary]:
         """Totals per group, sorted by group (time buckets in order; None last)."""
         group_by = parse_group_by(group_by)
+        plan = _rollup_plan(where or UsageFilter(), group_by) if self._rollup else None
+        if plan is not None:
+            return await self._summary_from_rollup(where or UsageFilter(), group_by, *plan)
         keys = [_dimension(name, self._postgres) for name in group_by]
         exprs = [expr.label(f"g{i}") for i, (expr, _) in enumerate(keys)]
         conditions = (where or UsageFilter()).conditions()
@@ -284,6 +307,9 @@ class UsageQuery:
         if "hour" in group_by or "day" in group_by:
             raise InvalidRequest("A series is bucketed by 'step'; group it by provider, model, key, "
                                  "user, instance or requested_model.", param="group_by")  # fmt: skip
+        plan = _rollup_plan(where, group_by) if self._rollup and step % 60 == 0 else None
+        if plan is not None:
+            return await self._series_from_rollup(where, step, group_by, *plan)
         c = usage.c
         if self._postgres:
             epoch: ColumnElement[Any] = func.floor(func.extract("epoch", c.at) / step)
@@ -332,6 +358,53 @@ class UsageQuery:
             points.append(SeriesPoint(start, summary, None if ttft is None else round(float(ttft), 2)))
         return points
 
+    async def _rolled(self, where: UsageFilter, dim: str, value: str | None, step: int) -> dict[Any, Totals]:
+        now = int(time.time())
+        since = None if where.since is None else math.floor(where.since.timestamp())
+        # no end: up to the end of tomorrow, whole rollup rows (today's are up to date)
+        end = where.until
+        until = (now // 86400 + 2) * 86400 if end is None else math.ceil(end.timestamp())
+        bare = UsageFilter(
+            key_id=where.key_id, user=where.user, provider=where.provider, surface=where.surface
+        )
+        async with self._engine.connect() as conn:
+            return await read(conn, dim, value, step, since, until, bare.conditions(), now)
+
+    async def _summary_from_rollup(
+        self, where: UsageFilter, group_by: tuple[str, ...], dim: str, value: str | None
+    ) -> list[UsageSummary]:
+        step = 3600 if "hour" in group_by else 86400 if "day" in group_by else NO_STEP
+        merged: dict[tuple[Label, ...], Totals] = {}
+        for (bucket, label), totals in (await self._rolled(where, dim, value, step)).items():
+            start = datetime.fromtimestamp(bucket * step, UTC) if step != NO_STEP else None
+            group = tuple(_time_label(name, start) if name in ("hour", "day") else label for name in group_by)
+            into = merged.get(group)
+            if into is None:
+                merged[group] = totals
+            else:
+                into.merge(totals)
+        found = [_summary(tuple(zip(group_by, group, strict=True)), t) for group, t in merged.items()]
+        return sorted(found, key=lambda s: [(v is None, v or "") for _, v in s.group])
+
+    async def _series_from_rollup(
+        self, where: UsageFilter, step: int, group_by: tuple[str, ...], dim: str, value: str | None
+    ) -> list[SeriesPoint]:
+        merged: dict[tuple[int, tuple[Label, ...]], Totals] = {}
+        for (bucket, label), totals in (await self._rolled(where, dim, value, step)).items():
+            key = (bucket, tuple(label for _ in group_by))
+            into = merged.get(key)
+            if into is None:
+                merged[key] = totals
+            else:
+                into.merge(totals)
+        points = []
+        for (bucket, group), t in sorted(merged.items(), key=lambda kv: kv[0][0]):
+            summary = _summary(tuple(zip(group_by, group, strict=True)), t)
+            summary = replace(summary, total_tokens=t.prompt_tokens + t.completion_tokens)
+            ttft = round(t.ttft_sum_ms / t.ttft_count, 2) if t.ttft_count else None
+            points.append(SeriesPoint(datetime.fromtimestamp(bucket * step, UTC), summary, ttft))
+        return points
+
     async def compare(self, where: UsageFilter | None = None) -> list[UsageSummary]:
         """The providers side by side: ``summary`` grouped by provider."""
         return await self.summary(where, ("provider",))
@@ -351,6 +424,41 @@ class UsageQuery:
             rows = (await conn.execute(query)).mappings().all()
         entries = [UsageEntry(int(row["id"]), UsageRecord.from_row(dict(row))) for row in rows]
         return entries if after_id is not None else entries[::-1]
+
+
+def _rollup_plan(where: UsageFilter, group_by: Sequence[str]) -> tuple[str, str | None] | None:
+    """(dimension, value) to read from the rollup, or None when the rows must answer."""
+    if where.model is not None:
+        return None
+    if where.since is not None:
+        until = where.until or datetime.now(UTC)
+        if until - where.since <= ROLLUP_AFTER:
+            return None
+    filters = [(dim, getattr(where, f)) for f, dim in _ROLLUP_FILTERS if getattr(where, f) is not None]
+    grouped = [name for name in group_by if name not in ("hour", "day")]
+    if len(filters) > 1 or len(grouped) > 1:
+        return None
+    if filters:
+        dim, value = filters[0]
+        return (dim, value) if not grouped or grouped[0] == dim else None
+    return (grouped[0] if grouped else ""), None
+
+
+def _summary(group: tuple[tuple[str, Label], ...], t: Totals) -> UsageSummary:
+    p50, p95 = (t.percentile(p) for p in PERCENTILES)
+    return UsageSummary(
+        group=group, requests=t.requests, prompt_tokens=t.prompt_tokens,
+        completion_tokens=t.completion_tokens, total_tokens=t.total_tokens, cost_usd=t.cost_usd,
+        errors=t.errors, estimated=t.estimated,
+        latency_p50_ms=None if p50 is None else round(p50, 3),
+        latency_p95_ms=None if p95 is None else round(p95, 3),
+    )  # fmt: skip
+
+
+def _time_label(name: str, start: datetime | None) -> Label:
+    if start is None:
+        return None
+    return start.strftime("%Y-%m-%dT%H:00:00Z" if name == "hour" else "%Y-%m-%d")
 
 
 def _ranked(concatenated: str | None) -> list[float]:
@@ -386,6 +494,7 @@ def _dimension(name: str, postgres: bool) -> tuple[ColumnElement[Any], Callable[
         "user": c.user,
         "instance": c.instance,
         "requested_model": c.requested_model,
+        "surface": c.surface,
     }[name]
     if not postgres:  # an expression, not an indexed column: see the module docstring
         column = column.op("||")(literal_column("''"))

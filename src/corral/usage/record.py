@@ -11,6 +11,11 @@ from either, checking every field.
 ``client_request_id`` is the ``X-Request-Id`` the client sent, if any, kept for correlation only
 (clients may repeat it, so it is never a key).
 
+``surface`` names the API the client spoke, one of ``SURFACES``: ``openai_chat``,
+``openai_completions``, ``embeddings`` (OpenAI's /v1/embeddings), ``ollama`` (every /api/* call),
+``anthropic_messages``, ``openai_responses``; the accountant maps the call's surface and
+endpoint to it, and the metrics label requests with the same names.
+
 Token counts come from the upstream. When it reports none, the caller estimates them with
 ``estimate_tokens`` (UTF-8 bytes / 4: about 4 characters per token for English, and a fair
 guess for other scripts, whose characters take 2-4 bytes and about one token each) and sets
@@ -29,6 +34,15 @@ BYTES_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators each chat message costs, roughly
 _MAX_INT = 2**62  # far above any real count, inside BIGINT
 _INT32 = 2**31 - 1
+
+SURFACES = (
+    "openai_chat",
+    "openai_completions",
+    "embeddings",
+    "ollama",
+    "anthropic_messages",
+    "openai_responses",
+)
 
 # Column widths are those of the ``usage`` table (corral.store.tables.usage).
 
@@ -66,6 +80,7 @@ class UsageRecord:
     upstream_ms: float | None = None
     overhead_ms: float | None = None
     client_request_id: str | None = None
+    surface: str | None = None  # one of SURFACES (None in records older than revision 0005)
 
     @property
     def failed(self) -> bool:
@@ -103,6 +118,7 @@ class UsageRecord:
             _maybe_finite(self.upstream_ms),
             _maybe_finite(self.overhead_ms),
             _maybe_text(self.client_request_id, 64),
+            _maybe_text(self.surface, 32),
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -142,7 +158,7 @@ _FLOATS = frozenset({"cost_usd", "latency_ms", "ttft_ms", "upstream_ms", "overhe
 _BOOLS = frozenset({"fallback", "streamed", "tokens_estimated"})
 _OPTIONAL = frozenset(
     {"key_id", "user", "served_model", "provider", "instance", "error_class"}
-    | {"ttft_ms", "upstream_ms", "overhead_ms", "client_request_id"}
+    | {"ttft_ms", "upstream_ms", "overhead_ms", "client_request_id", "surface"}
 )
 
 

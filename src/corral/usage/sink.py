@@ -18,6 +18,13 @@ Timestamps are passed as SQLAlchemy stores them on SQLite (``YYYY-MM-DD
 HH:MM:SS.ffffff``, UTC) so rows read back through the ``usage`` table are the same; a test
 checks the round trip on both databases.
 
+The same transaction adds the rows it really inserts to the rollup (``corral.usage.rollup``):
+it first asks which of the batch's request ids are stored already (a replay, or a retry whose
+commit went through), leaves those out, and upserts the rest's totals; every
+``rollup.PRUNE_EVERY`` seconds it also deletes the minute rows the readers no longer use. A
+writer writes one batch at a time and request ids are unique per gateway, so no other
+transaction inserts the same ids meanwhile.
+
 Errors that say the data itself is wrong (``DataError``, ``IntegrityError``: retrying cannot
 help) are raised as ``RecordsRefused``; the writer then writes the batch one record at a time
 and sets the refused records aside instead of retrying them forever. Every other error (the
@@ -27,15 +34,17 @@ database down, slow, misconfigured) is raised as it is, and the writer retries l
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC
 from itertools import chain
 from typing import Any, Protocol
 
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from corral.store.access import Access
+from corral.usage import rollup
 from corral.usage.record import FIELD_NAMES, UsageRecord
 
 # As many rows as fit in 999 parameters, the limit of SQLite builds before 3.32.
@@ -76,6 +85,10 @@ class StoreSink:
         self._chunk = rows_per_statement  # on SQLite; PostgreSQL takes one row a statement
         self._chunk_statement = insert_statement(dialect, rows_per_statement)
         self._timeout = timeout
+        self._dialect = dialect
+        self._upsert = rollup.upsert_statement(dialect)
+        self._upsert_chunk = rollup.upsert_statement(dialect, rollup.SQLITE_ROWS_PER_STATEMENT)
+        self._pruned = 0.0  # monotonic time of the last prune of old minute rows
 
     def __repr__(self) -> str:
         return f"StoreSink({self._access.engine.dialect.name})"
@@ -84,6 +97,7 @@ class StoreSink:
         if not records:
             return
         rows = [record.to_values() for record in records]
+        values = rows
         chunks: list[tuple[Any, ...]] = []
         if self._sqlite:
             rows = [(row[0], _sqlite_time(row[1]), *row[2:]) for row in rows]
@@ -94,15 +108,55 @@ class StoreSink:
             rows = rows[whole:]
         try:
             async with asyncio.timeout(self._timeout), self._access.write() as conn:
+                stored = await self._stored(conn, [row[0] for row in values])
                 if chunks:
                     await conn.exec_driver_sql(self._chunk_statement, chunks)
                 if rows:
                     await conn.exec_driver_sql(self._statement, rows)
+                await self._roll_up(conn, values, stored)
         except (DataError, IntegrityError) as exc:
             reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0][:200]
             raise RecordsRefused(
                 f"the database refused a usage batch: {type(exc).__name__}: {reason}"
             ) from exc
+
+    async def _stored(self, conn: AsyncConnection, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the usage table holds already."""
+        found: set[str] = set()
+        if self._sqlite:
+            for first in range(0, len(ids), 900):
+                part = ids[first : first + 900]
+                marks = ", ".join("?" * len(part))
+                statement = f"SELECT request_id FROM usage WHERE request_id IN ({marks})"  # noqa: S608
+                found.update(r[0] for r in await conn.exec_driver_sql(statement, tuple(part)))
+        else:
+            result = await conn.exec_driver_sql(
+                "SELECT request_id FROM usage WHERE request_id = ANY($1::text[])", (ids,)
+            )
+            found.update(r[0] for r in result)
+        return found
+
+    async def _roll_up(self, conn: AsyncConnection, rows: list[tuple[Any, ...]], stored: set[str]) -> None:
+        """Add the rows this transaction inserted to the rollup; prune old minute rows now and then."""
+        seen = set(stored)
+        fresh = []
+        for row in rows:
+            if row[0] not in seen:  # ON CONFLICT DO NOTHING keeps the first of a repeated id
+                seen.add(row[0])
+                fresh.append(row)
+        values = rollup.upsert_rows(rollup.aggregate(fresh))
+        if self._sqlite:
+            size = rollup.SQLITE_ROWS_PER_STATEMENT
+            whole = len(values) - len(values) % size
+            if whole:
+                chunks = [tuple(chain.from_iterable(values[i : i + size])) for i in range(0, whole, size)]
+                await conn.exec_driver_sql(self._upsert_chunk, chunks)
+            values = values[whole:]
+        if values:
+            await conn.exec_driver_sql(self._upsert, values)
+        if time.monotonic() - self._pruned >= rollup.PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            await conn.exec_driver_sql(rollup.prune_statement(self._dialect), (rollup.prune_before(),))
 
 
 def insert_statement(dialect: str, rows: int = 1) -> str:

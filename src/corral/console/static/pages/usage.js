@@ -6,7 +6,7 @@ import { h, ms, num, replace, stamp, usd } from "../lib/dom.js";
 import { button, field, header, table } from "../lib/ui.js";
 
 const RANGES = ["15m", "1h", "6h", "24h", "7d", "30d"];
-const GROUPS = ["provider", "model", "key", "user"];
+const GROUPS = ["provider", "model", "key", "user", "surface"];
 const METRICS = {
   requests: ["Requests", (p) => p.requests, num],
   total_tokens: ["Tokens", (p) => p.total_tokens, num],
