@@ -61,6 +61,8 @@ def shadowing_key(obj: Mapping[str, Any], fields: frozenset[str]) -> str | None:
     """The first key of ``obj`` that is not one of ``fields`` but that a case-insensitive reader
     takes for one (``casefold`` covers Go's folding: the Kelvin sign U+212A is k, the long s
     U+017F is s)."""
+    if fields.issuperset(obj):  # the usual body: every key is a field (one C-level pass)
+        return None
     for key in obj:
         if key not in fields and key.casefold() in fields:
             return key

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import time
@@ -33,6 +34,23 @@ HEAD_TIMEOUT = 30.0
 BODY_TIMEOUT = 60.0
 KEEPALIVE_TIMEOUT = 75.0
 SWEEP_EVERY = 1.0
+FIRST_REQUEST_GRACE = 1.0  # seconds a just-accepted connection may take to send its request at shutdown
+
+
+GC_YOUNG = 7000  # allocations between young collections (CPython's default: 700)
+
+
+def settle_heap() -> None:
+    """Start-up is over: what it built (modules, config, routes, the gateway, some 90,000
+    objects) is moved out of the cyclic collector's sight (``gc.freeze``), and young collections
+    come every ``GC_YOUNG`` allocations instead of 700, so the objects of requests in flight are
+    not promoted, and then rescanned, in bulk. Measured under load, the collector took 8-10 % of
+    corral's CPU without this. Done once per process (the first server to start); a request's
+    objects are still freed by reference counting the moment it ends."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG, older, oldest)
 
 
 class EdgeServer:
@@ -75,6 +93,7 @@ class EdgeServer:
                 lambda: EdgeProtocol(self), host, port, backlog=backlog, reuse_address=True
             )
         self._sweeper = loop.create_task(self._sweep())
+        settle_heap()
 
     @property
     def buffered(self) -> int:
@@ -121,10 +140,17 @@ class EdgeServer:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for conn in list(self.connections):
-            conn.shut()
+        fresh = [conn for conn in list(self.connections) if conn.shut()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        # Connections accepted just before the listener closed get FIRST_REQUEST_GRACE to send
+        # their request (a client cannot know it came too late): answered, not reset.
+        until = loop.time() + min(FIRST_REQUEST_GRACE, timeout)
+        while fresh and loop.time() < until:  # bounded by FIRST_REQUEST_GRACE, at shutdown only
+            await asyncio.sleep(0.01)
+            fresh = [c for c in fresh if not c.spoke and c in self.connections]
+        for conn in fresh:
+            conn.close()
         # A request that was still arriving when the server began to stop is answered too: its
         # task starts while we wait, so wait again until none is left (or time is up).
         while self._tasks and (remaining := deadline - loop.time()) > 0:
