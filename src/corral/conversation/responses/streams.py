@@ -7,6 +7,10 @@ reasoning, ``response.content_part.*`` and ``response.output_text.*`` for the me
 fragments arrive while another item is open is held and sent whole after it. The last event is
 ``response.completed`` (``response.incomplete`` when the limit cut the answer) after a
 ``Finish``, or ``response.failed`` after a ``Failure``. Every event has its ``sequence_number``.
+
+The hot path is spliced, not built: the opening response object is serialised once for both
+``response.created`` and ``response.in_progress``, and a text delta is one ``orjson.dumps`` of
+its text between the bytes of its message item, prepared when the item opens.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ class _Call:
         self.index: int | None = None  # its output index, once added
 
 
+_TEXT_DELTA = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+)
+_TEXT_TAIL = b',"logprobs":[]}\n\n'
+
+
 class ResponsesWriter:
     """The model's events in, a Responses client's typed events out."""
 
@@ -56,6 +66,7 @@ class ResponsesWriter:
         "_seq",
         "_summary",
         "_text",
+        "_text_head",
         "done",
         "response_id",
     )
@@ -69,7 +80,8 @@ class ResponsesWriter:
         self._items: list[dict[str, Any]] = []  # finished output items
         self._open: tuple[str, str] | None = None  # (kind, item id) of the open item
         self._reasoning = ""
-        self._text = ""
+        self._text: list[str] = []  # the open message's text, in pieces
+        self._text_head: bytes | None = None  # a text delta's bytes after its sequence number
         self._calls: dict[int, _Call] = {}
         self._pieces = 0  # for usage the upstream did not give
         self._chars = 0
@@ -89,16 +101,33 @@ class ResponsesWriter:
         return out
 
     def write(self, event: Event) -> bytes:
+        head = self._text_head
+        if head is not None and type(event) is Delta and not (event.reasoning or event.tool_calls):
+            text = event.text  # the hot path: more text for the open message
+            if text:
+                self._pieces += 1
+                self._chars += len(text)
+                self._text.append(text)
+                seq = self._seq
+                self._seq = seq + 1
+                return _TEXT_DELTA + str(seq).encode() + head + orjson.dumps(text) + _TEXT_TAIL
+            return b""
         if self.done:
             return b""
         out = b""
         if self._seq == 0:
-            head = self._response("in_progress")
-            out += self._event("response.created", response=head)
-            out += self._event("response.in_progress", response=head)
+            opening = orjson.dumps(self._response("in_progress"))  # the same object twice
+            out = (
+                b'event: response.created\ndata: {"type":"response.created","sequence_number":0,"response":'
+                + opening
+                + b'}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
+                b'"sequence_number":1,"response":' + opening + b"}\n\n"
+            )
+            self._seq = 2
         if isinstance(event, Delta):
             return out + self._delta(event)
         self.done = True
+        self._text_head = None  # nothing more is written
         if isinstance(event, Failure):
             error = {"code": "server_error", "message": event.message}
             return out + self._event("response.failed", response=self._response("failed", error=error))
@@ -145,18 +174,11 @@ class ResponsesWriter:
                 out += self._close() + self._begin("message", new_id("msg"))
                 item = self._open
                 assert item is not None
-            self._text += event.text
-            data: dict[str, Any] = {
-                "type": "response.output_text.delta",
-                "sequence_number": self._seq,
-                "item_id": item[1],
-                "output_index": len(self._items),
-                "content_index": 0,
-                "delta": event.text,
-                "logprobs": [],
-            }
-            self._seq += 1
-            out += b"event: response.output_text.delta\ndata: " + orjson.dumps(data) + b"\n\n"  # the hot path
+            self._text.append(event.text)
+            seq = self._seq
+            self._seq = seq + 1
+            head = self._text_head or b""
+            out += _TEXT_DELTA + str(seq).encode() + head + orjson.dumps(event.text) + _TEXT_TAIL
         for fragment in event.tool_calls or ():
             call = self._calls.get(fragment.index)
             if call is None:
@@ -184,6 +206,10 @@ class ResponsesWriter:
             return out
         item = message_item(item_id, "", False, "in_progress") | {"content": []}
         out = self._event("response.output_item.added", output_index=index, item=item)
+        self._text_head = (
+            b',"item_id":' + orjson.dumps(item_id) + b',"output_index":' + str(index).encode()
+            + b',"content_index":0,"delta":'
+        )  # fmt: skip
         return out + self._event(
             "response.content_part.added", **self._where(), content_index=0, part=output_text("")
         )
@@ -221,7 +247,7 @@ class ResponsesWriter:
             out += self._event("response.reasoning_text.done", **where, content_index=0, text=text)
             item = reasoning_item(item_id, text, self._summary)
         elif kind == "message":
-            text, self._text = self._text, ""
+            text, self._text, self._text_head = "".join(self._text), [], None
             out += self._event("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
             out += self._event("response.content_part.done", **where, content_index=0, part=output_text(text))
             item = message_item(item_id, text, False)
