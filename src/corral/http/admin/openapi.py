@@ -435,11 +435,17 @@ def document() -> Schema:
         },
         "/admin/route": {
             "get": op(
-                "Where a request for this model would go: its pools, ranked targets and their state",
+                "Where a request for this model would go: its pools, ranked targets, their state and why",
                 OBJ,
                 params=[
                     query("model", {"type": "string", "maxLength": 256}, "A model, alias or corral/<level>."),
                     query("power", {"enum": ["eco", "balanced", "precision"]}, "A power level instead."),
+                    query(
+                        "key",
+                        {"type": "string", "maxLength": 64},
+                        "A key's id or preview (gw_XXXXXXXX…), never the key; its tier picks the rules.",
+                    ),
+                    query("tier", {"type": "string", "maxLength": 64}, "This tier (else the key's)."),
                 ],
             )
         },
