@@ -1,7 +1,7 @@
 """This process's place in the fleet: which host, which process, which worker of how many.
 
 ``corral serve --workers N`` starts N worker processes under a supervisor (corral.supervisor)
-and tells each its index through the environment (``CORRAL_WORKER_INDEX``, ``CORRAL_WORKERS``,
+and tells each its index through the environment (``CORRAL_WORKER_INDEX``, ``CORRAL_WORKER_COUNT``,
 ``CORRAL_SUPERVISOR_PID``); a single-process gateway is worker 0 of 1. The app reads it once at
 start (``from_env``) and shows it in ``/admin/health``; the usage spill file and the metrics
 snapshot are named after the index, so a restarted worker takes over its predecessor's files.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 INDEX_ENV = "CORRAL_WORKER_INDEX"
-COUNT_ENV = "CORRAL_WORKERS"
+COUNT_ENV = "CORRAL_WORKER_COUNT"
 SUPERVISOR_ENV = "CORRAL_SUPERVISOR_PID"
 RUN_DIR_ENV = "CORRAL_WORKER_RUN_DIR"  # the supervisor run's directory (metrics snapshots)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.emulators.ollama import OllamaEmulator
 from tests.supervisor.process import KEY, Load, Replica, wait_for
@@ -31,7 +32,7 @@ from tests.support.databases import fetch
 from tests.support.servers import ServerThread, free_port
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(400)]
 
 
 @pytest.fixture
@@ -44,8 +45,10 @@ def upstream() -> Iterator[tuple[OllamaEmulator, ServerThread]]:
 def _config(tmp_path: Path, upstream_url: str, extra: str = "") -> Path:
     path = tmp_path / "corral.yaml"
     path.write_text(
-        f"providers:\n  - {{name: gpu, type: ollama, base_url: '{upstream_url}', max_parallel: 32}}\n"
-        "server:\n  shutdown_timeout: 20\n" + extra
+        f"providers:\n  - {{name: gpu, type: ollama, base_url: '{upstream_url}', max_parallel: 32, first_token_timeout: 60}}\n"
+        "server:\n  shutdown_timeout: 20\n"
+        # this shared machine can stall the emulator for a second: no adaptive first-token cut
+        "router:\n  first_token: {min: 30s, max: 60s}\n" + extra
     )
     return path
 
@@ -97,6 +100,16 @@ def chat(url: str, words: str = "one two three four five six seven eight") -> No
     assert text == f"Echo: {words}", text
 
 
+def _requests_by_worker(replica: Replica) -> float:
+    text = httpx.get(replica.admin_url + "/metrics", headers=AUTH, timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "corral_requests_total" and "worker" in s.labels
+    )
+
+
 def _usage_rows(db: str) -> int:
     rows = asyncio.run(fetch(db, "SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM usage"))
     assert rows[0]["n"] == rows[0]["d"]
@@ -122,7 +135,15 @@ def test_two_workers_serve_from_two_pids_under_one_supervisor(
         assert set(seen) == workers, seen
         assert sorted(int(w["index"]) for w in seen.values()) == [0, 1]
         assert all(w["supervisor_pid"] == replica.pid and w["workers"] == 2 for w in seen.values())
-        chat(replica.url)
+        for _ in range(6):
+            chat(replica.url)
+        # /metrics, from whichever worker answers: both workers' series, labelled; the answers add up
+        wait_for(lambda: _requests_by_worker(replica) == 6, 20, "six answers counted across the workers")
+        text = httpx.get(replica.admin_url + "/metrics", headers=AUTH, timeout=10).text
+        assert (
+            'process_cpu_seconds_total{worker="0"}' in text
+            and 'process_cpu_seconds_total{worker="1"}' in text
+        )
     finally:
         assert replica.terminate() == 0, replica.output
 

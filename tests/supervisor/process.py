@@ -62,11 +62,11 @@ class Replica:
         assert proc.stdout is not None
         for line in proc.stdout:
             self.lines.append(line)
-            if READY in line:
-                self.ready.set()
+            if line.startswith(("Master key: from", "Use it as:")) and READY in self.output:
+                self.ready.set()  # the last line of the announcement
         self.ended.set()
 
-    def wait_ready(self, timeout: float = 60) -> Replica:
+    def wait_ready(self, timeout: float = 180) -> Replica:
         deadline = time.monotonic() + timeout
         while not self.ready.wait(0.2):
             if self.ended.is_set() or time.monotonic() > deadline:

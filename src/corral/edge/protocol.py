@@ -80,6 +80,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._stop_parsing = False  # after a refusal that closes
         self._close_after = False
         self.closing = False
+        self.spoke = False  # a byte has arrived (a connection just accepted has sent nothing yet)
         self._held = 0  # body bytes this connection holds (counted in the server's total)
         # the message being read
         self.in_message = False
@@ -145,6 +146,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_io = self._server.now()
+        self.spoke = True
         if self._stop_parsing:
             return
         if len(self._queue) >= MAX_QUEUED:
@@ -515,11 +517,17 @@ class EdgeProtocol(asyncio.Protocol):
         """Between requests: nothing being read, answered or waiting."""
         return not (self.in_message or self._task is not None or self._queue)
 
-    def shut(self) -> None:
-        """The server is stopping: close now if idle, else after the answer in progress."""
+    def shut(self) -> bool:
+        """The server is stopping: close now if idle, else after the answer in progress. A
+        connection that has sent nothing yet (accepted just before the listener closed, its
+        request on the way) is left open: True, and the server gives it a moment to send its
+        request, answered with ``Connection: close``, rather than cut it before it could."""
         self.closing = True
         if self.idle:
+            if not self.spoke:
+                return True
             self.close()
+        return False
 
     def close(self) -> None:
         if self._transport is not None:

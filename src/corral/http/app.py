@@ -27,7 +27,7 @@ from corral.http.bodies import BODY_BUDGET, BodyBudget
 from corral.http.control import HANDLER_ARGS, control_middlewares, on_prepare
 from corral.http.exchange import Exchange
 from corral.http.guesses import THROTTLE, GuessThrottle
-from corral.http.observability import BUDGETS, METRICS, accounting, metrics_route
+from corral.http.observability import BUDGETS, FLEET, METRICS, accounting, metrics_route
 from corral.http.ollama_fleet import FleetRoutes
 from corral.http.ollama_routes import OllamaRoutes
 from corral.http.openai_routes import OpenAIRoutes
@@ -100,6 +100,8 @@ def create_app(
                     parts.metrics.registry.register(cluster)
                 if parts.budgets is not None:
                     app[BUDGETS] = parts.budgets
+                if parts.fleet is not None:
+                    app[FLEET] = parts.fleet
                 yield
         finally:
             if cluster is not None:
@@ -117,7 +119,7 @@ def create_app(
     table = RouteTable(auth.gate)
     OpenAIRoutes(engine, auth, limit).add_to(table)
     OllamaRoutes(engine, auth, limit).add_to(table)
-    AgentRoutes(engine, auth, limit).add_to(table)
+    AgentRoutes(engine, auth, limit, ping_interval=config.server.ping_interval).add_to(table)
     FleetRoutes(lambda parts: parts[GATEWAY], auth, limit).add_to(table)
     table.add(["GET"], "/healthz", Route(healthz, access="open"))
     table.add(["GET"], "/readyz", Route(readyz, access="open"))

@@ -25,6 +25,7 @@ from corral.http.auth import Authenticator
 from corral.identity import WorkerIdentity
 from corral.limits import make_limiter
 from corral.metrics import Metrics
+from corral.metrics.fleet import FleetMetrics
 from corral.tasks import stop_tasks
 from corral.usage.prices import PriceTable
 from corral.usage.sink import StoreSink
@@ -32,6 +33,7 @@ from corral.usage.writer import UsageWriter
 
 METRICS = web.AppKey("metrics", Metrics)
 BUDGETS = web.AppKey("budgets", BudgetSeeder)
+FLEET = web.AppKey("fleet_metrics", FleetMetrics)
 SPILL_FILE = "usage-spill.jsonl"
 
 
@@ -45,6 +47,7 @@ class Accounting(NamedTuple):
     accountant: Accountant
     metrics: Metrics
     budgets: BudgetSeeder | None  # None without the control plane (no usage table to read)
+    fleet: FleetMetrics | None = None  # one of several workers: /metrics shows them all
 
 
 @contextlib.asynccontextmanager
@@ -112,8 +115,14 @@ async def accounting(
         if budgets is not None and plane is not None:
             plane.store.keys.subscribe(budgets.wake)
             tasks.append(asyncio.create_task(budgets.run(SYNC_INTERVAL), name="budget-seeder"))
-        yield Accounting(acct, metrics, budgets)
+        fleet = None
+        if me.workers > 1 and me.run_dir is not None:
+            fleet = FleetMetrics(metrics, me.run_dir, me.index, me.workers)
+            tasks.append(asyncio.create_task(fleet.run(), name="metrics-snapshot"))
+        yield Accounting(acct, metrics, budgets, fleet)
     finally:
+        if fleet is not None:
+            fleet.remove()
         if budgets is not None and plane is not None:
             plane.store.keys.unsubscribe(budgets.wake)
         await acct.drain()
@@ -127,7 +136,8 @@ def metrics_route(auth: Authenticator, protected: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if protected:
             auth.admin(request)
-        metrics = request.app[METRICS]
+        fleet = request.app.get(FLEET)
+        metrics = request.app[METRICS] if fleet is None else fleet
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
     return handler

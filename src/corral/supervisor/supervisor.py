@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from corral.identity import COUNT_ENV, INDEX_ENV, RUN_DIR_ENV, SUPERVISOR_ENV
+from corral.metrics.fleet import snapshot_path
 from corral.supervisor.sockets import env_for
 
 log = logging.getLogger("corral.supervisor")
@@ -185,6 +186,7 @@ class Supervisor:
                 worker.index, pid, describe_exit(code), delay,
             )  # fmt: skip
             self._deaths.append(now)
+            snapshot_path(self.run_dir, worker.index).unlink(missing_ok=True)  # its gauges are gone
         while self._deaths and self._deaths[0] < now - CRASH_WINDOW:
             self._deaths.popleft()
         return len(self._deaths) > CRASH_LIMIT
