@@ -45,7 +45,8 @@ def upstream() -> Iterator[tuple[OllamaEmulator, ServerThread]]:
 def _config(tmp_path: Path, upstream_url: str, extra: str = "") -> Path:
     path = tmp_path / "corral.yaml"
     path.write_text(
-        f"providers:\n  - {{name: gpu, type: ollama, base_url: '{upstream_url}', max_parallel: 32, first_token_timeout: 60}}\n"
+        f"providers:\n  - {{name: gpu, type: ollama, base_url: '{upstream_url}', max_parallel: 32,"
+        " first_token_timeout: 60}\n"
         "server:\n  shutdown_timeout: 20\n"
         # this shared machine can stall the emulator for a second: no adaptive first-token cut
         "router:\n  first_token: {min: 30s, max: 60s}\n" + extra
