@@ -113,9 +113,8 @@ class Engine:
     def _fitting(self, call: Call, routes: list[Route], fit: Fit) -> list[Route]:
         """The plan's targets that can serve ``call``; raises a 400 when none can."""
         requested = _requested_ctx(call)
-        return list(
-            fit.select(call, routes, self.catalog.version, lambda r: r.num_ctx or requested, self._plan)
-        )
+        chosen = fit.select(call, routes, self.catalog.version, lambda r: r.num_ctx or requested, self._plan)
+        return chosen if isinstance(chosen, list) else list(chosen)  # the plan itself, most often
 
     def _pin_key(self, call: Call, route: Route) -> str | None:
         """The session-affinity key of ``call`` in ``route``'s pool, when affinity applies there."""

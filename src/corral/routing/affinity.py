@@ -127,8 +127,8 @@ def key_of(call: Call, pool: str) -> str | None:
         source = "p\x00" + prefix
     else:
         return None
-    digest = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16, key=pool.encode()[:64])
-    return digest.hexdigest()
+    data = f"{pool}\x00{source}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)

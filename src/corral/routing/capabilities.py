@@ -130,21 +130,25 @@ def _has_images(value: Any) -> bool:
     return False
 
 
+NOTHING: frozenset[str] = frozenset()
+_EMBEDDING = frozenset({EMBEDDING})
+
+
 def needs_of(call: Call, ask: frozenset[str]) -> frozenset[str]:
     """The capabilities in ``ask`` that ``call`` needs (only those are worth reading it for)."""
     if call.endpoint is Endpoint.EMBEDDING or call.endpoint is Endpoint.LEGACY_EMBEDDING:
-        return frozenset({EMBEDDING}) & ask
-    need = {COMPLETION}
+        return _EMBEDDING if EMBEDDING in ask else NOTHING
+    need: list[str] = [COMPLETION] if COMPLETION in ask else []
     body = call.body
     if TOOLS in ask:
         tools = body.get("tools")
         if isinstance(tools, list) and tools and body.get("tool_choice") != "none":
-            need.add(TOOLS)
+            need.append(TOOLS)
     if THINKING in ask and _thinking(call):
-        need.add(THINKING)
+        need.append(THINKING)
     if VISION in ask and b"image" in call.raw and _has_images(body):
-        need.add(VISION)
-    return frozenset(need) & ask
+        need.append(VISION)
+    return frozenset(need) if need else NOTHING
 
 
 def lacking(facts: Facts, need: frozenset[str]) -> frozenset[str]:

@@ -57,6 +57,8 @@ class Fit:
         self._provider_ctx = provider_ctx
         self._fallbacks = context_window_fallbacks
         self._info: dict[str, _RouteInfo] = {}
+        # id(plan) -> (the plan, its version, its routes' info, what they lack): kept with the plan
+        self._plans: dict[int, tuple[Sequence[Route], tuple[int, int], list[_RouteInfo], frozenset[str]]] = {}
         self._version = (-1, -1)
 
     def _route_info(self, route: Route, catalog_version: int) -> _RouteInfo:
@@ -81,6 +83,21 @@ class Fit:
                 self._info[route.name] = info
         return info
 
+    def _plan_info(
+        self, routes: Sequence[Route], catalog_version: int
+    ) -> tuple[list[_RouteInfo], frozenset[str]]:
+        """Per plan (the engine's cached list, by identity): its routes' facts and what they lack."""
+        version = (catalog_version, self.facts.version)
+        cached = self._plans.get(id(routes))
+        if cached is not None and cached[0] is routes and cached[1] == version:
+            return cached[2], cached[3]
+        infos = [self._route_info(r, catalog_version) for r in routes]
+        ask: frozenset[str] = frozenset().union(*(i.ask for i in infos))
+        if len(self._plans) >= 10_000:
+            self._plans.clear()
+        self._plans[id(routes)] = (routes, version, infos, ask)
+        return infos, ask
+
     def select(
         self,
         call: Call,
@@ -91,9 +108,8 @@ class Fit:
     ) -> Sequence[Route]:
         """The plan with the targets that can serve ``call``. Raises CapabilityMissing or
         ContextLengthExceeded when none can."""
-        infos = [self._route_info(r, catalog_version) for r in routes]
-        ask = frozenset().union(*(i.ask for i in infos))
-        need = needs_of(call, ask) if ask else frozenset()
+        infos, ask = self._plan_info(routes, catalog_version)
+        need = needs_of(call, ask) if ask else ask
         tokens = prompt_tokens(call) if len(call.raw) > FLOOR * CHARS_PER_TOKEN else None
         if not need and tokens is None:
             return routes  # the common case
