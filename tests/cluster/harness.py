@@ -184,6 +184,15 @@ class Gateways:
         return next(d for d in self.health(node)["deployments"] if d["name"] == name)
 
 
+def metric(node: Node, headers: dict[str, str], name: str) -> float:
+    """One unlabelled sample of ``name`` from a process's /metrics (0 when absent)."""
+    text = httpx.get(node.admin_url + "/metrics", headers=headers, timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def chat(
     base: str, key: str, model: str, text: str = "hi", *, stream: bool = False, timeout: float = 20
 ) -> httpx.Response:
@@ -208,13 +217,23 @@ def _wait_ready(node: Node, deadline: float) -> None:
         time.sleep(0.05)  # the poll's pace
 
 
-def start_node(config: Path, env: dict[str, str], home: Path) -> Node:
+def start_node(config: Path, env: dict[str, str], home: Path, workers: int = 1) -> Node:
     home.mkdir(parents=True, exist_ok=True)
     port, admin_port = free_port(), free_port()
     log = home / "serve.log"
     out = log.open("wb")
     proc = subprocess.Popen(
-        [*CORRAL, "serve", "--config", str(config), "--port", str(port), "--admin-port", str(admin_port)],
+        [
+            *CORRAL,
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            *(["--workers", str(workers)] if workers > 1 else []),
+        ],
         env={**env, "CORRAL_HOME": str(home)},
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -247,14 +266,17 @@ def base_env(database: str, redis: str, prefix: str) -> dict[str, str]:
 
 
 @contextmanager
-def gateways(config: Path, env: dict[str, str], root: Path, count: int) -> Iterator[Gateways]:
-    """``count`` processes: the first one alone (it migrates the database), then the others."""
+def gateways(
+    config: Path, env: dict[str, str], root: Path, count: int, workers: int = 1
+) -> Iterator[Gateways]:
+    """``count`` replicas of ``workers`` each (``corral serve --workers``; 1: a single process):
+    the first one alone (it migrates the database), then the others."""
     nodes: list[Node] = []
     try:
-        first = start_node(config, env, root / "node0")
+        first = start_node(config, env, root / "node0", workers)
         nodes.append(first)
         _wait_ready(first, 90)
-        nodes += [start_node(config, env, root / f"node{i}") for i in range(1, count)]
+        nodes += [start_node(config, env, root / f"node{i}", workers) for i in range(1, count)]
         for node in nodes[1:]:
             _wait_ready(node, 90)
         yield Gateways(nodes, env=env)

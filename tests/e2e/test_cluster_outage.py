@@ -9,6 +9,7 @@ started, stopped and started again by the test; PostgreSQL is a database of its 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,12 @@ def metric(admin_url: str, headers: dict[str, str], name: str) -> float:
     text = httpx.get(admin_url + "/metrics", headers=headers, timeout=5).text
     line = next(x for x in text.splitlines() if x.startswith(name + " "))
     return float(line.split()[1])
+
+
+@pytest.fixture(autouse=True)
+def _reset_faults() -> Iterator[None]:
+    """Overrides tests/e2e/conftest.py's: these tests do not use its fleet (so it is not started)."""
+    yield
 
 
 def test_redis_stopped_mid_run_serving_goes_on_and_state_converges_after(tmp_path: Path) -> None:
