@@ -1,22 +1,30 @@
 """The cluster's parts on a real Redis (CORRAL_TEST_REDIS_URL or 127.0.0.1:6379), each test on
 a key prefix of its own: the probe lease's election and re-election, fleet-wide slots (taken,
-refused, given back with a wake-up, a crashed worker's slots expiring), health snapshots.
-Several links in one process stand for several workers: each has its own connections."""
+refused, given back with a wake-up, a crashed worker's slots expiring), health snapshots,
+the catalog and model facts.
+Several links in one process stand for several workers: each has its own connections; the
+catalog share reads a stand-in of the gateway's parts it touches."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from corral.cluster.catalog import CatalogShare
 from corral.cluster.health import apply, snapshot
 from corral.cluster.lease import ProbeLease
 from corral.cluster.link import RedisLink
 from corral.cluster.slots import SharedSlots
 from corral.config.schema import RouterConfig
+from corral.conversation.call import ModelInfo
+from corral.core.catalog import Catalog, ProviderEntry
+from corral.core.discovery import ProviderStatus
+from corral.routing.capabilities import ModelFacts
 from corral.routing.state import DeploymentState
 from tests.cluster.harness import own_prefix, redis_url
 
@@ -138,3 +146,41 @@ def test_transitions_tell_the_observer_and_plain_successes_do_not() -> None:
     state.record_busy(time.monotonic(), 1.0)
     state.record_success(5.0)  # after failures: a recovery
     assert len(told) == 3
+
+
+def _gateway_parts(facts: ModelFacts) -> Any:
+    """What CatalogShare reads of a gateway: discovery status, catalog, the engine's facts."""
+    catalog = Catalog([ProviderEntry("a", "ollama")], [], ())
+    discovery = SimpleNamespace(status={"a": ProviderStatus()}, first_round=asyncio.Event())
+    return SimpleNamespace(
+        catalog=catalog, discovery=discovery, engine=SimpleNamespace(fit=SimpleNamespace(facts=facts))
+    )
+
+
+async def test_the_lease_holders_catalog_and_model_facts_reach_a_worker_that_does_not_discover(
+    links: Callable[[str], RedisLink],
+) -> None:
+    leader_gw, follower_gw = _gateway_parts(ModelFacts()), _gateway_parts(ModelFacts())
+    leader_gw.catalog.update("a", [ModelInfo(id="qwen3:0.6b", owned_by="a")])
+    leader_gw.discovery.status["a"] = ProviderStatus(checked_at=time.time(), ok=True, models=1)
+    leader_gw.engine.fit.facts.learn("a", "qwen3:0.6b", ["completion", "tools"], 40960)
+    leader_link, follower_link = links("leader"), links("follower")
+    leader, follower = (
+        CatalogShare(leader_link, lambda: leader_gw),
+        CatalogShare(follower_link, lambda: follower_gw),
+    )
+    listener = asyncio.create_task(follower_link.listen())
+    try:
+        await asyncio.wait_for(follower_link.subscribed.wait(), 2)
+        await leader.publish()
+        await eventually(lambda: follower.applied == 1, 1.0, "the catalog applied by the follower")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    assert [m.id for m in follower_gw.catalog.models_of("a")] == ["qwen3:0.6b"]
+    assert follower_gw.discovery.first_round.is_set() and follower_gw.discovery.status["a"].ok
+    learned = follower_gw.engine.fit.facts.of("a", "qwen3:0.6b")
+    assert learned.capabilities == frozenset({"completion", "tools"}) and learned.context_length == 40960
+    late = _gateway_parts(ModelFacts())  # a worker that starts later reads the stored copy
+    await CatalogShare(links("late"), lambda: late).load()
+    assert [m.id for m in late.catalog.models_of("a")] == ["qwen3:0.6b"]

@@ -3,7 +3,8 @@
 After each discovery round the lease holder publishes every provider's model list (and its
 discovery status) and stores it in ``<prefix>:cluster:catalog``; the other workers, which do
 not ask the upstreams themselves, apply it to their catalog and discovery status (and count
-their first round as done, for ``/readyz``).
+their first round as done, for ``/readyz``), and learn what it learned of each model (its
+capabilities and context length, ``routing.capabilities.ModelFacts``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,19 @@ class CatalogShare:
                 "ok": status.ok,
                 "err": status.error,
                 "m": [asdict(m) for m in gw.catalog.models_of(name)],
+                "f": self._facts(gw, name),
             }
         return out
+
+    @staticmethod
+    def _facts(gw: Gateway, provider: str) -> dict[str, list[Any]]:
+        fit = gw.engine.fit
+        if fit is None:
+            return {}
+        return {
+            model: [sorted(f.capabilities) if f.capabilities is not None else None, f.context_length]
+            for model, f in fit.facts.learned_of(provider).items()
+        }
 
     async def publish(self) -> None:
         entries = self.entries()
@@ -75,6 +87,13 @@ class CatalogShare:
                 continue  # ours is newer (e.g. a refresh after a missing model)
             models = [ModelInfo(**m) for m in entry["m"] if isinstance(m, dict) and "id" in m]
             gw.catalog.update(name, models)
+            facts, fit = entry.get("f"), gw.engine.fit
+            if isinstance(facts, dict) and fit is not None:
+                for model, learned in facts.items():
+                    if isinstance(learned, list) and len(learned) == 2:
+                        caps, context = learned
+                        caps = [str(c) for c in caps] if isinstance(caps, list) else None
+                        fit.facts.learn(name, model, caps, context if isinstance(context, int) else None)
             status.checked_at = float(entry.get("at") or time.time())
             status.ok, status.error, status.models = bool(entry.get("ok")), entry.get("err"), len(models)
             self.applied += 1

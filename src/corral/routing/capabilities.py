@@ -87,6 +87,11 @@ class ModelFacts:
             self._learned[(provider, name)] = facts
         self.version += 1
 
+    def learned_of(self, provider: str) -> dict[str, Facts]:
+        """What was learned of ``provider``'s models (corral.cluster shares it with the workers
+        that do not discover)."""
+        return {model: facts for (p, model), facts in self._learned.items() if p == provider}
+
     def known(self, provider: str, model: str) -> bool:
         return (provider, model) in self._learned
 
