@@ -33,7 +33,7 @@ def bash_complete(words: list[str]) -> list[str]:
 def test_the_tree_has_every_command() -> None:
     root = completion.tree(parser())
     assert {"serve", "check", "status", "chat", "providers", "keys", "models", "usage", "pull", "catalog",
-            "import", "completion", "admin"} == set(root.commands)  # fmt: skip
+            "import", "completion", "admin", "rules"} == set(root.commands)  # fmt: skip
     assert set(root.commands["providers"].commands) == {"list", "add", "set-key", "test", "rm"}
     assert root.commands["providers"].commands["add"].options["--type"][1] == ("ollama", "openai")
 

@@ -88,3 +88,29 @@ def test_admin_route_explains_the_plan_for_a_key(gw: tuple[GatewayServer, Ollama
     refused = route(model="corral/precision", key=gold["key"])  # the key itself: refused, not echoed
     assert refused.status_code == 400 and gold["key"] not in refused.text
     assert "never the key itself" in refused.json()["error"]["message"]
+
+
+def test_rules_made_through_the_admin_api_apply_at_once_and_are_audited(
+    gw: tuple[GatewayServer, OllamaEmulator],
+) -> None:
+    gateway, _ = gw
+    admin = httpx.Client(base_url=gateway.admin_url, headers=gateway.headers(), timeout=20)
+    silver = key(gateway, tier="silver")
+    assert served(gateway, silver["key"], "corral/precision") == "llama3.2"  # the 'all' rule
+    listed = admin.get("/admin/rules").json()["data"]
+    assert [r["managed_by"] for r in listed] == ["config"] * 3
+    bad = admin.post("/admin/rules", json={"level": "precision", "tier": "silver", "model": "nothing"})
+    assert bad.status_code == 400 and "'nothing' is not a model alias" in bad.json()["error"]["message"]
+    made = admin.post(
+        "/admin/rules", json={"level": "precision", "tier": "silver", "model": "gpu/qwen3:0.6b"}
+    )
+    assert made.status_code == 201, made.text
+    rule = made.json()
+    assert (rule["tier"], rule["priority"], rule["weight"], rule["managed_by"]) == ("silver", 0, 1.0, "api")
+    assert served(gateway, silver["key"], "corral/precision") == "qwen3:0.6b"  # applied at once
+    assert [r["id"] for r in admin.get("/admin/rules").json()["data"]][-1] == rule["id"]
+    assert admin.delete(f"/admin/rules/{rule['id']}").json() == {"id": rule["id"], "deleted": True}
+    assert served(gateway, silver["key"], "corral/precision") == "llama3.2"
+    assert admin.delete(f"/admin/rules/{rule['id']}").status_code == 404
+    actions = [e["action"] for e in admin.get("/admin/audit").json()["data"]]
+    assert "rule.create" in actions and "rule.delete" in actions

@@ -24,6 +24,7 @@ from corral.cli import (
     models,
     providers,
     pull,
+    rules,
     status,
     usage,
 )
@@ -44,6 +45,7 @@ COMMANDS = {
     "usage": usage,
     "pull": pull,
     "catalog": catalog,
+    "rules": rules,
     "import": importer,
     "completion": completion,
 }

@@ -1,4 +1,5 @@
-"""Merge the YAML config with providers and aliases managed through the API (the database).
+"""Merge the YAML config with providers, aliases and routing rules managed through the API
+(the database); the YAML file's rules come first.
 
 Both are validated by the same code. Database values are never expanded as environment
 references (an admin must not be able to read the gateway's environment through a provider
@@ -13,7 +14,7 @@ from typing import Any
 
 from corral.config.fields import Fields
 from corral.config.loader import parse_provider
-from corral.config.routing import check_chains, parse_alias
+from corral.config.routing import check_chains, parse_alias, parse_rules
 from corral.config.schema import Config, ModelAlias, ProviderConfig
 
 API_SOURCE = "database"
@@ -32,7 +33,10 @@ def alias_from_api(name: str, spec: Mapping[str, Any], providers: Iterable[str])
 
 
 def merge(
-    base: Config, providers: Sequence[Mapping[str, Any]], aliases: Sequence[tuple[str, Mapping[str, Any]]]
+    base: Config,
+    providers: Sequence[Mapping[str, Any]],
+    aliases: Sequence[tuple[str, Mapping[str, Any]]],
+    rules: Sequence[Mapping[str, Any]] = (),
 ) -> Config:
     """The effective config: YAML first, then API-managed entries. Raises ConfigError."""
     merged_providers: list[ProviderConfig] = list(base.providers)
@@ -51,5 +55,9 @@ def merge(
             continue
         models.append(alias_from_api(name, spec, names))
         alias_names.add(name)
-    check_chains(API_SOURCE, models, base.router, names)
-    return replace(base, providers=tuple(merged_providers), models=tuple(models))
+    router = base.router
+    if rules:
+        stored = parse_rules(Fields({"rules": list(rules)}, "rules", API_SOURCE, NO_ENV))
+        router = replace(router, rules=router.rules + stored)
+    check_chains(API_SOURCE, models, router, names)
+    return replace(base, providers=tuple(merged_providers), models=tuple(models), router=router)

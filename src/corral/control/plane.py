@@ -55,7 +55,8 @@ class ControlPlane:
         """YAML config plus the database's providers and aliases. Raises ConfigError."""
         providers = [self.store.providers.reveal(r) for r in await self.store.providers.list()]
         aliases = [(a.name, a.spec) for a in await self.store.aliases.list()]
-        return merge(self.base, providers, aliases)
+        rules = [r.spec() for r in await self.store.rules.list()]
+        return merge(self.base, providers, aliases, rules)
 
     async def apply(self, gateway: Gateway) -> None:
         """Rebuild the effective config and apply it to the running gateway."""

@@ -31,6 +31,7 @@ from corral.store.catalog import CatalogRepo
 from corral.store.errors import StoreUnavailable
 from corral.store.keys import KeyRepo
 from corral.store.providers import ProviderRepo
+from corral.store.rules import RuleRepo
 
 ENV_VAR = "CORRAL_DATABASE_URL"
 SQLITE_FILE = "corral.db"
@@ -89,6 +90,7 @@ class Store:
         self.keys = KeyRepo(access)
         self.audit = AuditRepo(access)
         self.catalog = CatalogRepo(access)
+        self.rules = RuleRepo(access)
 
     def __repr__(self) -> str:
         return f"Store({safe_url(self.engine.url)!r})"

@@ -93,6 +93,18 @@ aliases = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+routing_rules = Table(  # (power level, tier) -> a candidate model (routing/rules.py)
+    "routing_rules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("level", String(16), nullable=False),
+    Column("tier", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("weight", Double, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
 gateway_keys = Table(
     "gateway_keys",
     metadata,

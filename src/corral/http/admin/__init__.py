@@ -23,6 +23,7 @@ from corral.http.admin.openapi import OpenAPIRoute
 from corral.http.admin.plan import PlanRoutes
 from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.admin.providers import ProviderRoutes
+from corral.http.admin.rules import RuleRoutes
 from corral.http.admin.usage import UsageRoutes
 from corral.http.auth import Authenticator
 
@@ -38,6 +39,7 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
     plan, fleet = PlanRoutes(ctx), FleetModelRoutes(lambda parts: parts[GATEWAY], auth, limit)
     playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, limit)
     catalog = CatalogRoutes(ctx)
+    rules = RuleRoutes(ctx)
     models = ModelRoutes(ctx)
     app.on_shutdown.append(models.close)  # its /api/show asks in the background
     app.cleanup_ctx.append(catalog_lifecycle)  # after the app's own: the store and accountant exist
@@ -61,6 +63,9 @@ def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
         ("GET", "/admin/aliases/{name:.+}", aliases.get),
         ("PATCH", "/admin/aliases/{name:.+}", aliases.update),
         ("DELETE", "/admin/aliases/{name:.+}", aliases.delete),
+        ("GET", "/admin/rules", rules.list),
+        ("POST", "/admin/rules", rules.create),
+        ("DELETE", "/admin/rules/{id}", rules.delete),
         ("GET", "/admin/keys", keys.list),
         ("POST", "/admin/keys", keys.create),
         ("GET", "/admin/keys/{id}", keys.get),

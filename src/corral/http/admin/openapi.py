@@ -184,6 +184,21 @@ def schemas() -> dict[str, Schema]:
             {"name": {"type": "string", "minLength": 1, "maxLength": 256}, **ALIAS_FIELDS}, ("name",)
         ),
         "AliasPatch": obj({"name": STRING, **ALIAS_FIELDS}),
+        "RuleCreate": obj(
+            {
+                "level": {"enum": ["eco", "balanced", "precision"]},
+                "tier": {"type": "string", "minLength": 1, "maxLength": 64},
+                "model": {"type": "string", "minLength": 1, "maxLength": 256},
+                "priority": {"type": "integer"},
+                "weight": {"type": "number", "minimum": 0},
+            },
+            ("level", "model"),
+        ),
+        "Rule": obj(
+            {"id": TEXT_OR_NULL, "level": STRING, "tier": STRING, "model": STRING, "managed_by": STRING},
+            ("level", "tier", "model"),
+            closed=False,
+        ),
         "Alias": obj(
             {"name": STRING, "managed_by": {"enum": ["config", "api"]}, **STAMPS},
             ("name", "managed_by"),
@@ -332,6 +347,7 @@ def document() -> Schema:
     provider = [path_param("name", {"type": "string", "pattern": PROVIDER_NAME, "maxLength": 128})]
     alias = [path_param("name", {"type": "string", "minLength": 1, "maxLength": 256})]
     key = [path_param("id", {"type": "string", "pattern": "^[0-9A-Za-z]{8}$"})]
+    rule = [path_param("id", {"type": "string", "pattern": "^[0-9a-f]{16}$"})]
     audit = [
         query(
             "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Entries to return (default 100)."
@@ -511,6 +527,13 @@ def document() -> Schema:
             "post": op("Probe a provider and count its models", ref("ProviderTest"), params=provider),
         },
         "/admin/models": {"get": op("Aliases and discovered models", listing("Model"))},
+        "/admin/rules": {
+            "get": op("List routing rules by power level and tier (YAML and API)", listing("Rule")),
+            "post": op("Create a routing rule", ref("Rule"), status=201, body="RuleCreate", errors=WRITE),
+        },
+        "/admin/rules/{id}": {
+            "delete": op("Delete a routing rule", ref("Deleted"), params=rule, errors=WRITE),
+        },
         "/admin/aliases": {
             "get": op("List aliases (YAML and API)", listing("Alias")),
             "post": op("Create an alias", ref("Alias"), status=201, body="AliasCreate", errors=WRITE),
