@@ -27,11 +27,11 @@ import load
 import run
 
 
-def start(exe: str, mock_port: int) -> tuple[subprocess.Popen[bytes], str, str]:
+def start(exe: str, mock_port: int, extra: str = "") -> tuple[subprocess.Popen[bytes], str, str]:
     tmp = Path(tempfile.mkdtemp(prefix="corral-ab-"))
     (tmp / "home").mkdir()
     config = tmp / "corral.yaml"
-    config.write_text(run.CONFIG_TEMPLATE.format(port=mock_port))
+    config.write_text(run.CONFIG_TEMPLATE.format(port=mock_port) + extra)
     port = run.free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CORRAL_HOME": str(tmp / "home"), "CORRAL_MASTER_KEY": run.MASTER_KEY}
@@ -58,6 +58,12 @@ def main() -> None:
         help="share of a run's requests that may fail (wrk timeouts on a starved machine) "
         "before the comparison is void; the errors are counted and printed (default 0)",
     )
+    parser.add_argument(
+        "--b-config",
+        default="",
+        help="YAML appended to build B's config, for a setting build A does not know "
+        '(e.g. "router: {first_token: {min: 10s}}" so a starved machine\'s delays are not cut)',
+    )
     args = parser.parse_args()
     if not load.have_wrk():
         raise SystemExit(load.WRK_INSTALL_HINT)
@@ -68,8 +74,8 @@ def main() -> None:
     builds: dict[str, tuple[subprocess.Popen[bytes], list[load.Cell]]] = {}
     try:
         run.wait_http(mock_url + "/api/version", mock, 15)
-        for name, exe in (("A", args.a), ("B", args.b)):
-            proc, url, key = start(exe, mock_port)
+        for name, exe, extra in (("A", args.a, ""), ("B", args.b, args.b_config)):
+            proc, url, key = start(exe, mock_port, extra and extra + "\n")
             builds[name] = (proc, load.select_cells(load.build_cells(mock_url, url, key), args.cells))
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         failed: dict[str, int] = {}
