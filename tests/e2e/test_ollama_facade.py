@@ -166,6 +166,9 @@ def test_native_fields_reach_ollama_unchanged(big: Big) -> None:
         "some_future_field": {"x": 1},
     }
     big.gpu1.strict = False  # a field and an option Ollama does not know: it ignores them, as must we
+    # the emulator's qwen3 has no vision, and corral refuses images for it (as Ollama does): say it sees
+    facts = big.gw.gateway.engine.fit.facts  # type: ignore[union-attr]
+    facts.learn("gpu1", "qwen3:0.6b", ["completion", "tools", "thinking", "vision"], None)
     try:
         resp = httpx.post(big.gw.url + "/api/chat", json=body, headers=big.gw.headers())
     finally:

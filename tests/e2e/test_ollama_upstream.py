@@ -183,6 +183,9 @@ def test_data_url_images_reach_ollama_and_remote_urls_are_refused(fleet: Fleet) 
         {"type": "text", "text": "what is this"},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
     ]
+    # the emulator's llama3.2 has no vision, and corral refuses images for it (as Ollama does): say it sees
+    facts = fleet.gateway.gateway.engine.fit.facts  # type: ignore[union-attr]
+    facts.learn("local", "llama3.2:latest", ["completion", "tools", "vision"], None)
     fleet.client().chat.completions.create(
         model="local/llama3.2", messages=[{"role": "user", "content": content}]
     )  # type: ignore[list-item,misc]

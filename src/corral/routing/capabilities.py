@@ -105,18 +105,21 @@ class ModelFacts:
 
 def _thinking(call: Call) -> bool:
     body = call.body
+    """As the surfaces' readers take it: Messages' ``adaptive`` leaves it to the model (not
+    needed), an effort of ``none`` is no thinking, any other effort (``minimal`` too) is."""
     if call.surface is Surface.MESSAGES:
         thinking = body.get("thinking")
-        return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-    if call.surface is Surface.RESPONSES:
-        reasoning = body.get("reasoning")
-        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-        return effort not in (None, "none", "minimal")
-    think = body.get("think")
-    if think is not None:
-        return think is not False and think != "none"
-    effort = body.get("reasoning_effort")
-    return effort is not None and effort not in ("none", "minimal")
+        return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+    if call.surface is Surface.OPENAI or call.surface is Surface.OLLAMA:
+        think = body.get("think")
+        if think is not None:
+            return think is not False and think != "none"
+        effort = body.get("reasoning_effort")
+        if effort is not None:
+            return effort != "none"
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    return effort is not None and effort != "none"
 
 
 def _has_images(value: Any) -> bool:
