@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from corral.config.provider_types import REGISTRY
 from corral.config.schema import Config, ProviderConfig
@@ -34,10 +34,17 @@ from corral.routing.health import HealthMonitor
 from corral.routing.state import DeploymentState
 from corral.tasks import stop_tasks
 
-if TYPE_CHECKING:
-    from corral.cluster.node import Cluster
-
 log = logging.getLogger("corral.gateway")
+
+
+class SharedState(Protocol):
+    """What the gateway keeps of ``corral.cluster.node.Cluster`` (which sits above it)."""
+
+    def wire(self, gw: Gateway) -> None: ...
+
+    async def view(self) -> dict[str, Any]: ...
+
+
 DRAIN_LIMIT = 600.0  # seconds a replaced provider may keep serving in-flight requests
 
 
@@ -82,7 +89,7 @@ class Gateway:
     fleet: Fleet
     providers: dict[str, Provider]
     slots: SlotShare = field(default_factory=SlotShare)
-    cluster: Cluster | None = None  # shared state across workers (corral.cluster), with redis_url
+    cluster: SharedState | None = None  # shared state across workers (corral.cluster), with redis_url
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _running: bool = False
 

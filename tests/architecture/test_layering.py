@@ -1,8 +1,10 @@
 """Imports flow one way: each module of corral imports only its own layer and the layers below.
 
-From the top: the entry points; the listeners and their routes (``http``, ``edge``, ``console``,
-``control``); the composition root (``gateway``); the services around a request (accounting,
-metrics, usage, limits, the store, keys); the surfaces; the engine (``core``); routing;
+From the top: the entry points (``supervisor`` among them: it starts the workers); the listeners
+and their routes (``http``, ``edge``, ``console``, ``control``) with ``cluster``, which ties one
+worker's control plane and gateway to the others' through Redis; the composition root
+(``gateway``); the services around a request (accounting, metrics, usage, limits, the store,
+keys); the surfaces; the engine (``core``); routing;
 providers; corral's HTTP client; and at the bottom what everything shares: the conversation
 model, the config, the errors. Read from the source with ``ast`` (every ``import`` and ``from``,
 type-only imports included), so a cycle or an upward import fails here before it shows up as an
@@ -21,7 +23,7 @@ import corral
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("entry", frozenset({"__main__", "cli", "server", "migrate", "supervisor"})),
-    ("listeners", frozenset({"http", "edge", "console", "control"})),
+    ("listeners", frozenset({"http", "edge", "console", "control", "cluster"})),
     ("composition", frozenset({"gateway"})),
     ("services", frozenset({"accounting", "metrics", "usage", "limits", "store", "keys", "security"})),
     ("surfaces", frozenset({"surfaces"})),
