@@ -150,6 +150,23 @@ def test_a_key_revoked_through_one_process_is_refused_by_all_within_1s(cluster: 
     assert took < bound, f"the last process refused the revoked key {took:.2f} s after (bound {bound:.2f} s)"
 
 
+def test_an_alias_created_through_one_process_serves_through_all_within_1s(cluster: Cluster) -> None:
+    key, _ = cluster.key()
+    assert chat(cluster.base(3), key, "team/cluster").status_code == 404
+    with cluster.gw.admin(0) as admin:
+        created = admin.post("/admin/aliases", json={"name": "team/cluster", "target": "b/llama3.2"})
+    assert created.status_code == 201, created.text
+    made, bound = time.monotonic(), propagation_bound()
+    took = seen_everywhere(
+        NODES,
+        lambda i: chat(cluster.base(i), key, "team/cluster").status_code == 200,
+        made,
+        bound,
+        "alias served",
+    )
+    assert took < bound, f"the last process served the new alias {took:.2f} s after (bound {bound:.2f} s)"
+
+
 def test_an_instance_killed_is_ejected_everywhere_within_1s_and_returns_on_recovery(cluster: Cluster) -> None:
     key, _ = cluster.key()
 
