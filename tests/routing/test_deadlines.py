@@ -36,11 +36,19 @@ def test_cold_deadline_is_the_load_allowance_unless_another_deployment_is_left()
     times = FirstTokens()
     for _ in range(MIN_SAMPLES):
         times.observe("m", 0.05, True, 0.0)
-    assert times.deadline("m", False, 30.0, POLICY) == 300.0
+    assert times.deadline("m", False, 30.0, POLICY, elsewhere=False) == 300.0
     assert times.deadline("m", False, 30.0, POLICY, elsewhere=True) == 30.0
     for _ in range(SAMPLES):
         times.observe("m", 20.0, False, 0.0)  # cold samples never shape the warm deadline
     assert times.deadline("m", True, 30.0, POLICY) == 0.5
+
+
+def test_the_last_candidate_is_never_cut_shorter_than_the_fixed_timeout() -> None:
+    times = FirstTokens()
+    for _ in range(MIN_SAMPLES):
+        times.observe("m", 0.05, True, 0.0)
+    assert times.deadline("m", True, 30.0, POLICY, elsewhere=True) == 0.5  # a hung one fails over fast
+    assert times.deadline("m", True, 30.0, POLICY, elsewhere=False) == 30.0  # nowhere to go: no cut
 
 
 def test_a_recent_stream_counts_warm_when_the_probe_is_stale() -> None:
@@ -48,7 +56,8 @@ def test_a_recent_stream_counts_warm_when_the_probe_is_stale() -> None:
     for _ in range(MIN_SAMPLES):
         state.first_tokens.observe("llama3.2", 0.05, True, 100.0)
     assert state.first_token_deadline("llama3.2", None, 30.0, POLICY, 100.0 + RECENT / 2) == (0.5, True)
-    assert state.first_token_deadline("llama3.2", None, 30.0, POLICY, 100.0 + RECENT * 2) == (300.0, False)
+    late = 100.0 + RECENT * 2
+    assert state.first_token_deadline("llama3.2", None, 30.0, POLICY, late, elsewhere=False) == (300.0, False)
     vllm = DeploymentState("vllm", "openai")  # does not report loaded models
     assert vllm.first_token_deadline("m", None, 30.0, POLICY, 0.0) == (30.0, None)
 

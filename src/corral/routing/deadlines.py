@@ -11,6 +11,9 @@ The deadline of one attempt (``deadline``):
   least ``MIN_SAMPLES`` warm samples: ``multiplier`` x their p99, clamped to [``min``, ``max``];
 * warm with fewer samples, or an upstream that does not report loaded models: the fixed
   first-token timeout (the provider's ``first_token_timeout`` or ``router.failover_timeout``);
+* with no other deployment left to try, never shorter than the fixed timeout: cutting the
+  last candidate short would only turn a slow answer (a long prompt, a busy machine) into an
+  error;
 * cold on Ollama (not loaded), with no other deployment left to try: ``router.load_timeout``
   (Ollama's own ``OLLAMA_LOAD_TIMEOUT`` is 5 min), so a long load is not cut. With somewhere
   else to go, the fixed timeout: from outside, a loading Ollama and a hung one look the same
@@ -109,12 +112,14 @@ class FirstTokens:
         return None if times is None or times.warm.count < MIN_SAMPLES else times.warm.quantile(q)
 
     def deadline(
-        self, model: str, warm: bool | None, fixed: float, policy: DeadlinePolicy, elsewhere: bool = False
+        self, model: str, warm: bool | None, fixed: float, policy: DeadlinePolicy, elsewhere: bool = True
     ) -> float:
         """The first-token deadline (s) of an attempt; ``warm`` None: the upstream does not say;
         ``elsewhere``: another deployment could still be tried after this one."""
+        if not elsewhere:  # cutting it short gains nothing: there is nowhere to fail over to
+            return max(fixed, policy.load_timeout) if warm is False else fixed
         if warm is False:
-            return fixed if elsewhere else max(fixed, policy.load_timeout)
+            return fixed
         p99 = self.warm_quantile(model, "p99")
         if p99 is None:
             return fixed

@@ -147,7 +147,7 @@ class DeploymentState:
         fixed: float,
         policy: DeadlinePolicy,
         now: float,
-        elsewhere: bool = False,
+        elsewhere: bool = True,
     ) -> tuple[float, bool | None]:
         """The first-token deadline of an attempt of ``model`` here, and whether it is warm
         (loaded per /api/ps, or a stream of it started here within the last minute: /api/ps
