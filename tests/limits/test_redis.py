@@ -183,3 +183,27 @@ async def test_redis_admit_costs_one_round_trip(redis_prefix: tuple[str, str]) -
         print(f"\nRedis admit (all four limits): {admit * 1e6:.0f} µs per call")
     finally:
         await limiter.close()
+
+
+@pytest.mark.redis
+async def test_a_burst_beyond_the_connection_pool_is_limited_not_waved_through(
+    redis_prefix: tuple[str, str], clock: Clock
+) -> None:
+    # 400 admits at once, more than the client's connection pool: each must reach Redis (queued
+    # in order), none may be let through as if Redis were down
+    limiter = RedisLimiter(*redis_prefix, clock=clock)
+    try:
+        limits = Limits(rpm=150)
+
+        async def one() -> bool:
+            try:
+                await limiter.admit("key:burst", limits, estimated_tokens=0)
+            except RateLimited:
+                return False
+            return True
+
+        admitted = await asyncio.gather(*(one() for _ in range(400)))
+        assert sum(admitted) == 150
+        assert limiter.stats.fail_open == 0 and limiter.stats.errors == 0
+    finally:
+        await limiter.close()

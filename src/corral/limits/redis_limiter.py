@@ -47,6 +47,7 @@ from corral.limits.windows import minute_of, wait_time
 
 log = logging.getLogger("corral.limits")
 LEASE_TTL = 600.0
+MAX_CONNECTIONS = 64  # to Redis per limiter; more admits at once wait their turn
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 
 ADMIT = """
@@ -143,6 +144,7 @@ class RedisLimiter:
     ) -> None:
         self._redis: Redis = Redis.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -161,6 +163,10 @@ class RedisLimiter:
         self._skip_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = LimiterStats()
+        # commands in flight, at most the pool's size: a burst queues here in order instead of
+        # finding the pool empty, which redis-py reports as an error (and fail-open would then
+        # wave the burst through unlimited)
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def _key(self, subject: str, *parts: object) -> str:
         return ":".join((self._prefix, subject, *map(str, parts)))
@@ -202,7 +208,8 @@ class RedisLimiter:
                 _flag(limits.max_budget),
             )
         try:
-            result = await self._admit_script(keys=keys, args=args)
+            async with self._in_flight:
+                result = await self._admit_script(keys=keys, args=args)
         except asyncio.CancelledError:
             # the script may have run: give the parallel slot back rather than hold it for lease_ttl
             self._spawn(self._release(member, checks))
@@ -263,7 +270,8 @@ class RedisLimiter:
         if not work:  # e.g. only rpm: nothing to give back, no round trip
             return
         try:
-            await self._done_script(keys=keys, args=args)
+            async with self._in_flight:
+                await self._done_script(keys=keys, args=args)
         except asyncio.CancelledError:
             self._spawn(self._release(member, checks))
             raise
@@ -274,7 +282,7 @@ class RedisLimiter:
 
     async def _release(self, member: str, checks: Sequence[tuple[str, Limits]]) -> None:
         with contextlib.suppress(*STORE_ERRORS):
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._in_flight, self._redis.pipeline(transaction=False) as pipe:
                 for subject, limits in checks:
                     if limits.max_parallel is not None:
                         pipe.zrem(self._key(subject, "par"), member)
@@ -287,7 +295,8 @@ class RedisLimiter:
         window, end = limits.period.window(now)
         key = self._key(subject, "spend", limits.period.text, window)
         try:
-            await self._seed_script(keys=[key], args=[repr(float(spent)), math.ceil(end - now) + 60])
+            async with self._in_flight:
+                await self._seed_script(keys=[key], args=[repr(float(spent)), math.ceil(end - now) + 60])
         except STORE_ERRORS as exc:
             self._failed(exc)
             return False
