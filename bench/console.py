@@ -6,7 +6,7 @@ backfill (timed), starts a real gateway on it, and for every
 page issues that page's admin API calls at once, as the page does, ``--runs`` times; prints the
 median and the worst wall time per page, and the query plan of the usage series.
 
-    .venv/bin/python bench/console.py [--rows 1000000] [--runs 7]
+    .venv/bin/python bench/console.py [--rows 1000000] [--runs 7] [--home DIR]
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.gateway import GatewayServer, make_config
 from tests.usage import bulk
 
 from corral.store.db import SQLITE_FILE
+from corral.usage.query import UsageFilter, UsageQuery, parse_last, parse_step
 from corral.usage.rollup import backfill
 
 PAGES: dict[str, list[str]] = {
@@ -88,9 +90,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--home", type=Path, help="measure the store an earlier run left here (no load)")
+    parser.add_argument(
+        "--ab", action="store_true", help="with --home: each usage series in process, rollup against rows"
+    )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="corral-console-bench-"))
+    if args.ab:
+        asyncio.run(rollup_against_rows(args.home / SQLITE_FILE, args.runs))
+        return
     config = make_config({"router": {"power_levels": {"eco": ["demo/echo"]}}}, demo=True)
+    if args.home is not None:
+        with GatewayServer(config, home=args.home) as gw:
+            timings = asyncio.run(measure(gw.admin_url, gw.key, args.runs))
+        report(timings)
+        return
+    home = Path(tempfile.mkdtemp(prefix="corral-console-bench-"))
     with GatewayServer(config, home=home):
         pass  # creates the store and its tables
     bulk.END = datetime.now(UTC)  # the rows end now, so "the last hour" has its share
@@ -106,6 +120,33 @@ def main() -> None:
     print(f"series query plan: {plan(home / SQLITE_FILE)}")
     with GatewayServer(config, home=home) as gw:
         timings = asyncio.run(measure(gw.admin_url, gw.key, args.runs))
+    report(timings)
+
+
+async def rollup_against_rows(db: Path, runs: int) -> None:
+    """The usage page's series per range and grouping, read from the rollup and from the rows,
+    alternately (the same machine load for both); median wall ms of ``runs`` each."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    now = datetime.now(UTC)
+    print("| series | rollup ms | rows ms |\n|---|---|---|")
+    try:
+        for last in ("24h", "7d", "30d"):
+            where = UsageFilter(since=now - parse_last(last))
+            step = parse_step(None, now - where.since) if where.since else 60
+            for group in ("provider", "model", "key", "user"):
+                times: dict[bool, list[float]] = {True: [], False: []}
+                for _ in range(runs):
+                    for rollup in (True, False):
+                        started = time.perf_counter()
+                        await UsageQuery(engine, rollup=rollup).series(where, step, (group,))
+                        times[rollup].append(time.perf_counter() - started)
+                medians = [statistics.median(times[r]) * 1000 for r in (True, False)]
+                print(f"| {last} by {group} | {medians[0]:.0f} | {medians[1]:.0f} |")
+    finally:
+        await engine.dispose()
+
+
+def report(timings: dict[str, list[float]]) -> None:
     print("\n| page | median ms | worst ms | calls |\n|---|---|---|---|")
     for name, values in timings.items():
         median, worst = statistics.median(values) * 1000, max(values) * 1000

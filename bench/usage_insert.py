@@ -7,6 +7,11 @@ keeps busy (small CPU-bound steps, yielding between them, like request handling)
 rows per second for one row per statement (the old way) and for the sink's default.
 
     python bench/usage_insert.py [--rows 10000]
+
+It then prints the CPU time per record (this process and aiosqlite's thread, ``process_time``)
+of ``StoreSink.write`` with and without keeping the usage rollup, for records that share one
+key, user and model (a busy gateway's batch) and for records spread over 50 keys, 200 users
+and 12 models (the console benchmark's data).
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ from corral.usage import StoreSink, UsageRecord
 from corral.usage.sink import SQLITE_ROWS_PER_STATEMENT
 
 
-def batch(start: int, n: int) -> list[UsageRecord]:
+def batch(start: int, n: int, varied: bool = False) -> list[UsageRecord]:
     now = datetime.now(UTC)
     return [
         UsageRecord(
             request_id=f"req_{start + i:020d}",
             at=now,
-            requested_model="mock-ollama/llama3.2",
-            key_id="k1",
-            user="alice",
+            requested_model=f"model-{(start + i) % 12}" if varied else "mock-ollama/llama3.2",
+            key_id=f"k{(start + i) % 50:03d}" if varied else "k1",
+            user=f"user-{(start + i) % 200}" if varied else "alice",
+            surface="openai_chat",
             served_model="llama3.2",
             provider="mock-ollama",
             instance="mock-ollama",
@@ -42,7 +48,7 @@ def batch(start: int, n: int) -> list[UsageRecord]:
             prompt_tokens=10,
             completion_tokens=20,
             total_tokens=30,
-            latency_ms=0.5,
+            latency_ms=0.5 + (start + i) % 97,
             ttft_ms=0.3,
             upstream_ms=0.2,
             overhead_ms=0.3,
@@ -78,6 +84,22 @@ async def measure(rows_per_statement: int, total: int) -> tuple[float, int]:
         await store.close()
 
 
+async def cpu_per_record(rollup: bool, varied: bool, total: int) -> float:
+    """CPU µs per record written, in batches of 500 on an idle loop."""
+    home = Path(tempfile.mkdtemp(prefix="corral-usage-bench-"))
+    store = await open_store(f"sqlite+aiosqlite:///{home / 'corral.db'}", crypto=Crypto([generate_key()]))
+    try:
+        sink = StoreSink(store.engine, keep_rollup=rollup)
+        batches = [batch(i, 500, varied) for i in range(0, total, 500)]
+        await sink.write(batch(10**9, 500, varied))  # warm: statements prepared, first prune done
+        started = time.process_time()
+        for records in batches:
+            await sink.write(records)
+        return (time.process_time() - started) / total * 1e6
+    finally:
+        await store.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
@@ -87,6 +109,11 @@ async def main() -> None:
     for rows_per_statement in (1, default, 1, default):
         wall, steps = await measure(rows_per_statement, args.rows)
         print(f"| {rows_per_statement} | {wall:.2f} | {args.rows / wall:,.0f} | {steps:,} |")
+    print("\n| records | CPU µs/record, no rollup | with the rollup | added |\n|---|---|---|---|")
+    for varied, name in ((False, "one key, user and model"), (True, "50 keys, 200 users, 12 models")):
+        off = min([await cpu_per_record(False, varied, args.rows) for _ in range(2)])
+        on = min([await cpu_per_record(True, varied, args.rows) for _ in range(2)])
+        print(f"| {name} | {off:.1f} | {on:.1f} | {on - off:.1f} |")
 
 
 if __name__ == "__main__":

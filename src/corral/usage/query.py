@@ -26,8 +26,9 @@ with no start) that groups by at most one dimension besides time and filters on 
 (key, user, provider or surface, and then groups by nothing else) is answered from the
 per-minute, hour and day totals (``corral.usage.rollup_read``): counts, tokens and cost as the
 rows say, latency percentiles from a log-bucket histogram (within one bucket, 26 %). Other
-questions (a ``model`` filter, two dimensions, short ranges) read the rows and rank the exact
-latencies.
+questions (a ``model`` filter, two dimensions, short ranges, and a series by key or user in
+buckets shorter than an hour, whose minute totals are about as many as the rows when each key
+sends a few requests a minute) read the rows and rank the exact latencies.
 """
 
 from __future__ import annotations
@@ -308,6 +309,8 @@ class UsageQuery:
             raise InvalidRequest("A series is bucketed by 'step'; group it by provider, model, key, "
                                  "user, instance or requested_model.", param="group_by")  # fmt: skip
         plan = _rollup_plan(where, group_by) if self._rollup and step % 60 == 0 else None
+        if plan is not None and step % 3600 and plan[0] in ("key", "user"):
+            plan = None  # minute totals of keys and users are about as many as the rows: read those
         if plan is not None:
             return await self._series_from_rollup(where, step, group_by, *plan)
         c = usage.c

@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 from sqlalchemy import Connection
@@ -143,6 +144,19 @@ class Totals:
                 if n:
                     counts[i] += int(n)
 
+    def add_plain(self, sums: tuple[Any, ...]) -> None:
+        """``add_sums`` of this module's own ``sums()`` (no conversions), histogram aside."""
+        r, e, est, p, c, t, cost, tn, ts = sums
+        self.requests += r
+        self.errors += e
+        self.estimated += est
+        self.prompt_tokens += p
+        self.completion_tokens += c
+        self.total_tokens += t
+        self.cost_usd += cost
+        self.ttft_count += tn
+        self.ttft_sum_ms += ts
+
     def merge(self, other: Totals) -> None:
         self.add_sums(other.sums(), other.hist)
 
@@ -157,23 +171,33 @@ class Totals:
         if self.requests <= 0:
             return None
         position = (self.requests - 1) * p
-        rank = int(position)
-        seen = 0
-        for i, count in enumerate(self.hist):
-            if count and rank < seen + count:
-                low, high = bucket_range(i)
-                if high == float("inf"):
-                    return low
-                return low + (high - low) * min(1.0, (position - seen + 0.5) / count)
-            seen += count
-        return None  # the histogram holds fewer requests than counted: not written by this module
+        cumulative = list(accumulate(self.hist))
+        i = bisect_right(cumulative, int(position))  # the bucket holding the request at that rank
+        if i >= len(cumulative):
+            return None  # the histogram holds fewer requests than counted: not written by this module
+        count = self.hist[i]
+        seen = cumulative[i] - count
+        low, high = bucket_range(i)
+        if high == float("inf"):
+            return low
+        return low + (high - low) * min(1.0, (position - seen + 0.5) / count)
+
+    @classmethod
+    def of(cls, sums: Sequence[Any], hist: Sequence[Any]) -> Totals:
+        """Totals from a query's ``SUMS`` and histogram columns (ints or Decimals)."""
+        t = cls.__new__(cls)
+        t.requests, t.errors, t.estimated = int(sums[0]), int(sums[1]), int(sums[2])
+        t.prompt_tokens, t.completion_tokens, t.total_tokens = int(sums[3]), int(sums[4]), int(sums[5])
+        t.cost_usd, t.ttft_count, t.ttft_sum_ms = float(sums[6]), int(sums[7]), float(sums[8] or 0.0)
+        t.hist = list(map(int, hist))
+        return t
 
 
 def aggregate(rows: Sequence[Sequence[Any]]) -> dict[tuple[int, str, int, str], Totals]:
     """The rollup rows ``rows`` (``UsageRecord.to_values``, ``at`` aware) add to, by ``KEY``.
 
-    Summed first per minute and distinct dimension values (few under load), then spread over
-    every grain and dimension."""
+    Summed first per minute and distinct dimension values (few under load), then per minute
+    and value of each dimension, then hours and days from those."""
     by_sig: dict[tuple[Any, ...], Totals] = {}
     for row in rows:
         sig = (int(row[_AT].timestamp()) // 60 * 60, *(row[i] for i in _SIG))
@@ -181,17 +205,37 @@ def aggregate(rows: Sequence[Sequence[Any]]) -> dict[tuple[int, str, int, str], 
         if totals is None:
             totals = by_sig[sig] = Totals()
         totals.add_values(row)
-    out: dict[tuple[int, str, int, str], Totals] = {}
+    minutes: dict[tuple[int, str, int, str], Totals] = {}
     for sig, totals in by_sig.items():
-        for grain in GRAINS:
-            start = sig[0] // grain * grain
-            for dim, where in _DIM_AT.items():
-                value = next((sig[i] for i in where if sig[i] is not None), None)
-                key = (grain, dim, start, encode(value))
-                target = out.get(key)
-                if target is None:
-                    target = out[key] = Totals()
-                target.merge(totals)
+        sums = totals.sums()
+        counts = [(i, n) for i, n in enumerate(totals.hist) if n]  # one or a few buckets
+        for dim, where in _DIM_AT.items():
+            value = None
+            for i in where:
+                if sig[i] is not None:
+                    value = sig[i]
+                    break
+            key = (60, dim, sig[0], "" if value is None else "=" + value)
+            target = minutes.get(key)
+            if target is None:
+                target = minutes[key] = Totals()
+            target.add_plain(sums)
+            hist = target.hist
+            for i, n in counts:
+                hist[i] += n
+    out = dict(minutes)
+    for (_, dim, start, value), totals in minutes.items():  # hours and days from the minutes
+        sums = totals.sums()
+        counts = [(i, n) for i, n in enumerate(totals.hist) if n]
+        for grain in GRAINS[1:]:
+            key = (grain, dim, start // grain * grain, value)
+            target = out.get(key)
+            if target is None:
+                target = out[key] = Totals()
+            target.add_plain(sums)
+            hist = target.hist
+            for i, n in counts:
+                hist[i] += n
     return out
 
 
@@ -235,6 +279,8 @@ def backfill(conn: Connection, now: float | None = None) -> int:
     on a synchronous connection inside the caller's transaction. Returns rollup rows written."""
     from corral.usage.rollup_read import fold, raw_select  # the readers' grouped query
 
+    if conn.exec_driver_sql("SELECT 1 FROM usage LIMIT 1").first() is None:
+        return 0  # a new database: nothing to build (and no statements to compile)
     postgres = conn.dialect.name == "postgresql"
     written = 0
     for grain in GRAINS:

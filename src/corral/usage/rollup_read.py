@@ -130,10 +130,12 @@ def _fold_rollup(rows: Iterable[Sequence[Any]], out: Buckets) -> None:
     n = len(SUMS)
     for row in rows:
         key = (int(row[0]), decode(row[1]))
-        totals = out.get(key)
-        if totals is None:
-            totals = out[key] = Totals()
-        totals.add_sums(row[2 : 2 + n], row[2 + n :])
+        totals = Totals.of(row[2 : 2 + n], row[2 + n :])
+        into = out.get(key)
+        if into is None:
+            out[key] = totals
+        else:  # the same bucket from another piece
+            into.merge(totals)
 
 
 def pieces(since: int | None, until: int, max_grain: int, now: int) -> list[Piece]:

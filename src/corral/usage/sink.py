@@ -75,7 +75,10 @@ class StoreSink:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         rows_per_statement: int = SQLITE_ROWS_PER_STATEMENT,
+        keep_rollup: bool = True,
     ) -> None:
+        """``keep_rollup=False`` leaves the rollup alone: only to measure what keeping it costs
+        (``bench/usage_insert.py``); queries over long ranges are then wrong."""
         dialect = engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):
             raise ValueError(f"usage records need PostgreSQL or SQLite, not {dialect!r}")
@@ -89,6 +92,7 @@ class StoreSink:
         self._upsert = rollup.upsert_statement(dialect)
         self._upsert_chunk = rollup.upsert_statement(dialect, rollup.SQLITE_ROWS_PER_STATEMENT)
         self._pruned = 0.0  # monotonic time of the last prune of old minute rows
+        self._rollup = keep_rollup
 
     def __repr__(self) -> str:
         return f"StoreSink({self._access.engine.dialect.name})"
@@ -108,12 +112,13 @@ class StoreSink:
             rows = rows[whole:]
         try:
             async with asyncio.timeout(self._timeout), self._access.write() as conn:
-                stored = await self._stored(conn, [row[0] for row in values])
+                stored = await self._stored(conn, [row[0] for row in values]) if self._rollup else set()
                 if chunks:
                     await conn.exec_driver_sql(self._chunk_statement, chunks)
                 if rows:
                     await conn.exec_driver_sql(self._statement, rows)
-                await self._roll_up(conn, values, stored)
+                if self._rollup:
+                    await self._roll_up(conn, values, stored)
         except (DataError, IntegrityError) as exc:
             reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0][:200]
             raise RecordsRefused(

@@ -2,8 +2,8 @@
 minute, hour and day (``usage_rollup``) so long ranges are read from totals, not rows.
 
 Rows written before this revision have no surface (NULL). The rollup is built here from the
-existing rows (minute rows for the last two days only, as the writer keeps them): about a
-minute per million rows on SQLite.
+existing rows (minute rows for the last two days only, as the writer keeps them): 16 grouped
+scans of the table, 10 minutes for a million rows on SQLite on a busy 2-core machine.
 
 Revision ID: 0005
 Revises: 0004
