@@ -85,7 +85,9 @@ def served() -> Iterator[tuple[OllamaEmulator, GatewayServer]]:
                 "providers": [
                     {"name": "gpu", "type": "ollama", "base_url": server.url, "keep_alive": "5m",
                      "num_ctx": 4096, "options": {"num_thread": 2}},
-                ]
+                ],
+                # the emulator's qwen3 has no vision (corral refuses images for it, as Ollama does)
+                "router": {"capabilities": {"gpu/qwen3:0.6b": ["completion", "tools", "thinking", "vision"]}},
             }
         )  # fmt: skip
         with GatewayServer(config) as gw:
