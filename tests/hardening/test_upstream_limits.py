@@ -85,6 +85,7 @@ class Upstream:
         self.written = 0
         self.cut = threading.Event()
         self.generations: list[Request] = []
+        self._shown = False  # discovery asked /api/show (in its first round, before the test)
         self._loop = asyncio.new_event_loop()
         self._server = RawServer(self._handle)
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -109,11 +110,14 @@ class Upstream:
             "/api/tags": {"models": [{"name": f"{MODEL}{i or ''}"} for i in range(self.models)]},
             "/api/version": {"version": "0.9.0"},
             "/api/ps": {"models": []},
+            "/api/show": {"capabilities": ["completion"], "model_info": {}},
             "/v1/models": {"object": "list", "data": [{"id": MODEL, "object": "model"}]},
         }
         while (request := await conn.read_request()) is not None:
             listing = listings.get(request.path)
-            if listing is not None and request.path != self._hostile_path:
+            spare = request.path == "/api/show" and not self._shown  # discovery's own first ask
+            self._shown = self._shown or request.path == "/api/show"
+            if listing is not None and (request.path != self._hostile_path or spare):
                 await conn.send(answer(orjson.dumps(listing), headers="Content-Type: application/json\r\n"))
                 continue
             self.generations.append(request)
@@ -239,7 +243,7 @@ def test_openai_answer_over_the_limit_is_a_502(gateway, hostile) -> None:
 
 
 def test_show_over_the_limit_is_a_502(gateway) -> None:
-    gw, upstream = gateway("ollama", endless_json)
+    gw, upstream = gateway("ollama", endless_json, hostile_path="/api/show")
     response = post(gw, "/api/show", {"model": f"local/{MODEL}"})
     assert response.status_code == 502, response.text[:300]
     assert error_message(response) == ANSWER_LIMIT
