@@ -247,8 +247,9 @@ def test_repeated_failures_eject_and_a_passing_check_restores() -> None:
         pool_gateway(sa.url, sb.url, eject_after=2) as gw,
     ):
         a.fault = Fault("status", status=502, message="x")  # a 500 marks only the model
-        for _ in range(2):
-            assert chat(gw, "m").headers["x-corral-attempts"] == "2"
+        for i in range(2):  # two conversations (one would stay pinned to b after the first)
+            turn = [{"role": "user", "content": f"first {i}"}]
+            assert chat(gw, "m", messages=turn).headers["x-corral-attempts"] == "2"
         states = {
             d["name"]: d
             for d in httpx.get(gw.admin_url + "/admin/health", headers=gw.headers()).json()["deployments"]
@@ -259,7 +260,12 @@ def test_repeated_failures_eject_and_a_passing_check_restores() -> None:
         assert len(a.requests_to("/api/chat")) == before  # ejected: not even tried
         a.fault = None
         gw.call(lambda: gw.gateway.health.check("a"))
-        assert chat(gw, "m").headers["x-corral-provider"] == "a"
+        # this conversation stays where it was re-pinned (b); another one can reach a again
+        served = {
+            chat(gw, "m", messages=[{"role": "user", "content": f"other {i}"}]).headers["x-corral-provider"]
+            for i in range(6)
+        }
+        assert "a" in served
 
 
 def test_all_ejected_are_tried_anyway() -> None:

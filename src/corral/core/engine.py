@@ -146,6 +146,12 @@ class Engine:
         ranked = [t for t in ranked if states[t.provider].model_usable(t.model, now)] or ranked
         hedge_after = route.hedge_after if route.hedge_after is not None else self.cfg.hedge_after
         pinned = self.affinity.pinned(pin_key, ranked) if pin_key and self.affinity else None
+        if (
+            pinned is not None
+            and pinned is not ranked[0]
+            and _loads_again(pinned, ranked[0], states, num_ctx)
+        ):
+            pinned = None  # it would load the model again, and its cache with it: the strategy's pick
         while ranked and len(attempts) < self.cfg.max_attempts:
             if attempts and not self.fleet.budget.allow():
                 attempts.append(
@@ -349,6 +355,18 @@ async def _primed(chunks: AsyncIterator[bytes], provider: str) -> Relay:
         await Relay(chunks).aclose()
         raise
     return Relay(chunks, first)
+
+
+def _loads_again(
+    pinned: Target, best: Target, states: Mapping[str, DeploymentState], num_ctx: int | None
+) -> bool:
+    """The pinned deployment does not hold the model as asked (a reload drops its KV cache)
+    while the strategy's first choice does."""
+    return (
+        pinned is not best
+        and states[best.provider].warm(best.model, num_ctx) is True
+        and states[pinned.provider].warm(pinned.model, num_ctx) is False
+    )
 
 
 def _requested_ctx(call: Call) -> int | None:
