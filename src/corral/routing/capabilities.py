@@ -116,7 +116,7 @@ def _thinking(call: Call) -> bool:
             return think is not False and think != "none"
         effort = body.get("reasoning_effort")
         if effort is not None:
-            return effort != "none"
+            return bool(effort != "none")
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     return effort is not None and effort != "none"
