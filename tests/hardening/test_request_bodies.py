@@ -288,6 +288,7 @@ def test_a_pool_configured_with_another_gateways_strategy_name_routes_by_it(
     with GatewayServer(make_config(data), loop=loop_kind) as gw:
         assert gw.config.router.strategy == "least_busy"
         assert next(m for m in gw.config.models if m.name == "rr").strategy == "round_robin"
-        raw = b'{"model":"rr","messages":[{"role":"user","content":"hi"}],"stream":false}'
-        served = [post(gw, "/api/chat", raw).headers["x-corral-provider"] for _ in range(4)]
+        # four conversations: one conversation would stay where its first turn went (affinity)
+        raw = '{"model":"rr","messages":[{"role":"user","content":"hi %d"}],"stream":false}'
+        served = [post(gw, "/api/chat", (raw % i).encode()).headers["x-corral-provider"] for i in range(4)]
     assert served in (["gpu", "gpu-b"] * 2, ["gpu-b", "gpu"] * 2)

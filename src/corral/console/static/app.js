@@ -101,7 +101,9 @@ function start(session) {
         h("div", { class: "who" }, h("span", { class: "sr-only" }, "Signed in as "), label, signOut)),
       main),
     h("div", { id: "notices", role: "status", "aria-live": "polite" }));
+  let shown = 0; // navigations so far: a page that finishes loading after a newer one was asked for is dropped
   const show = async () => {
+    const mine = ++shown;
     stopPage();
     const wanted = location.hash.replace(/^#\//, "");
     const entry = pages.find(([id]) => id === wanted) || pages[0];
@@ -110,23 +112,28 @@ function start(session) {
       else a.removeAttribute("aria-current");
     }
     document.title = `${entry[1]} · corral console`;
-    replace(main, h("p", { class: "loading" }, "Loading…"));
+    // each navigation renders into its own container: a slower, older one can only fill a detached one
+    const view = h("div", { class: "view" }, h("p", { class: "loading" }, "Loading…"));
+    replace(main, view);
+    let loaded;
     try {
-      current = (await entry[2](main, { principal: who })) || {};
+      loaded = (await entry[2](view, { principal: who })) || {};
     } catch (err) {
-      current = {};
-      replace(main, h("h1", {}, entry[1]), h("p", { class: "error-text", role: "alert" }, err.message));
+      loaded = {};
+      replace(view, h("h1", {}, entry[1]), h("p", { class: "error-text", role: "alert" }, err.message));
     }
+    if (mine !== shown) { if (loaded.stop) loaded.stop(); return; }
+    current = loaded;
     main.dataset.page = entry[0];
-    const heading = main.querySelector("h1");
+    const heading = view.querySelector("h1");
     if (heading) { heading.setAttribute("tabindex", "-1"); heading.focus({ preventScroll: true }); }
     if (current.refresh) {
       const page = current;
       timer = setInterval(async () => {
         if (document.hidden || document.querySelector("dialog[open]")) return;
-        const path = focusPath(main);
+        const path = focusPath(view);
         try { await page.refresh(true); } catch { /* shown on the next user action */ }
-        if (path) restoreFocus(main, path);
+        if (path) restoreFocus(view, path);
       }, REFRESH_MS);
     }
   };
