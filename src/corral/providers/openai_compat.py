@@ -20,7 +20,7 @@ from corral.config.schema import ProviderConfig
 from corral.conversation.body import with_model
 from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import UpstreamError
-from corral.httpclient import Pool
+from corral.httpclient import Pool, Response
 from corral.providers import native_relay, openai_model, openai_relay
 from corral.providers.passthrough import Renamer, note_whole
 from corral.providers.upstream import (
@@ -75,18 +75,21 @@ class OpenAIProvider:
                 self.cfg, resp, reply.outcome, call.model, asked_usage, served=attempt.model
             )
             return reply
+        reply, body = await self._whole(resp, call, attempt, content_type)
+        note_whole(body, reply.outcome)
+        return reply
+
+    async def _whole(
+        self, resp: Response, call: Call, attempt: Attempt, content_type: str
+    ) -> tuple[Reply, bytes]:
+        """A whole answer passed through: read within the limits, the client's model name in it."""
         try:
             async with upstream_errors(self.cfg):
                 body = await resp.read()
         finally:
             resp.release()
-        reply = Reply(
-            status=resp.status,
-            body=Renamer(call.model, attempt.model)(body),
-            content_type=content_type.split(";")[0],
-        )
-        note_whole(body, reply.outcome)
-        return reply
+        renamed = Renamer(call.model, attempt.model)(body)
+        return Reply(status=resp.status, body=renamed, content_type=content_type.split(";")[0]), body
 
     async def _send_native(self, call: Call, attempt: Attempt) -> Reply:
         data = with_model(call.raw, call.body, attempt.model)
@@ -102,16 +105,7 @@ class OpenAIProvider:
                 self.cfg, resp, reply.outcome, call.model, dialect, attempt.model
             )
             return reply
-        try:
-            async with upstream_errors(self.cfg):
-                body = await resp.read()
-        finally:
-            resp.release()
-        reply = Reply(
-            status=resp.status,
-            body=Renamer(call.model, attempt.model)(body),
-            content_type=content_type.split(";")[0],
-        )
+        reply, body = await self._whole(resp, call, attempt, content_type)
         native_relay.note_whole(call.surface, body, reply.outcome)
         return reply
 
