@@ -96,4 +96,5 @@ export function until(iso) {
   return s <= 0 ? "expiring" : s < 3600 ? `for ${Math.round(s / 60)} min` : `for ${Math.round(s / 3600)} h`;
 }
 
-export const stamp = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { hour12: false }) : "–");
+// local time as 2026-12-01 21:19:31: no day/month order to guess (the charts' axes differ by locale)
+export const stamp = (iso) => (iso ? new Date(iso).toLocaleString("sv-SE", { hour12: false }) : "–");
