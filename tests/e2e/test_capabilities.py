@@ -121,6 +121,25 @@ def test_tools_to_a_model_without_tools_is_a_400_naming_tools(caps: Fleet) -> No
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_a_reasoning_level_to_a_model_that_cannot_think_is_served_without_it(caps: Fleet) -> None:
+    """Codex sends reasoning.effort on every request: a model without thinking answers anyway (it
+    is not sent ``think``, which Ollama would refuse); Ollama's own ``think: true`` is refused."""
+    before = len(caps.blind.requests_to("/api/chat"))
+    resp = httpx.post(
+        caps.gateway.v1 + "/responses",
+        headers=caps.gateway.headers(),
+        json={"model": "tiny", "input": "hello", "reasoning": {"effort": "medium"}},
+        timeout=20,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "completed"
+    sent = caps.blind.requests_to("/api/chat")[before:]
+    assert sent and all("think" not in (r.json or {}) for r in sent)
+    with pytest.raises(ollama.ResponseError) as native:
+        caps.ollama().chat(model="tiny", messages=[{"role": "user", "content": "hi"}], think=True)
+    assert native.value.status_code == 400 and "thinking" in native.value.error
+
+
 def test_embeddings_to_a_chat_model_is_a_400_and_to_an_embedding_model_served(caps: Fleet) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         caps.ollama().embed(model="tiny", input="hello")

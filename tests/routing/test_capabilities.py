@@ -126,3 +126,34 @@ def test_context_fit_skips_small_deployments_then_follows_the_chain() -> None:
     pinned = Route("big", (Target("b", "big"),), num_ctx=2048, is_alias=True)
     with pytest.raises(ContextLengthExceeded):
         _select(_fit(facts), _long(5000), [pinned])
+
+
+def test_reasoning_levels_are_a_preference_and_ollamas_think_is_required() -> None:
+    facts = ModelFacts()
+    facts.learn("a", "m", ["completion"], None)
+    facts.learn("b", "m", ["completion", "thinking"], None)
+    only_plain = Route("plain", (Target("a", "m"),))
+    both = Route("pool", (Target("a", "m"), Target("b", "m")), is_alias=True)
+    codex = _call({"input": "hi", "reasoning": {"effort": "medium"}}, surface=Surface.RESPONSES)
+    chosen = _select(_fit(facts), codex, [both])
+    assert [t.provider for t in chosen[0].targets] == ["b"] and codex.body["reasoning"]  # a thinker wins
+    codex = _call({"input": "hi", "reasoning": {"effort": "medium"}}, surface=Surface.RESPONSES)
+    assert _select(_fit(facts), codex, [only_plain]) == [only_plain]
+    assert "reasoning" not in codex.body  # served without it: Ollama would refuse the ask
+    openai_call = _call({"messages": USER, "reasoning_effort": "high"})
+    assert _select(_fit(facts), openai_call, [only_plain]) == [only_plain]
+    assert "reasoning_effort" not in openai_call.body
+    claude = _call(
+        {"messages": USER, "thinking": {"type": "enabled", "budget_tokens": 1024}}, surface=Surface.MESSAGES
+    )
+    assert _select(_fit(facts), claude, [only_plain]) == [only_plain] and "thinking" not in claude.body
+    native = _call({"messages": USER, "think": True}, surface=Surface.OLLAMA)
+    with pytest.raises(CapabilityMissing) as info:
+        _select(_fit(facts), native, [only_plain])
+    assert info.value.param == "thinking" and native.body["think"] is True
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    both_missing = _call(
+        {"input": "hi", "reasoning": {"effort": "low"}, "tools": tools}, surface=Surface.RESPONSES
+    )
+    with pytest.raises(CapabilityMissing):  # tools are not a preference
+        _select(_fit(facts), both_missing, [only_plain])

@@ -122,6 +122,23 @@ def _thinking(call: Call) -> bool:
     return effort is not None and effort != "none"
 
 
+def reasoning_is_hint(call: Call) -> bool:
+    """Whether the call's ask for reasoning is a level an agent sends by default (Codex's
+    ``reasoning.effort``, OpenAI's ``reasoning_effort``, Claude Code's ``thinking``): served
+    without it by a model that cannot think. Ollama's own ``think`` is an explicit ask."""
+    return call.surface is not Surface.OLLAMA and "think" not in call.body
+
+
+def drop_reasoning(call: Call) -> None:
+    """The call without its ask for reasoning (for a model known not to think: Ollama and
+    OpenAI refuse the parameter there)."""
+    body = call.body
+    for name in ("reasoning", "reasoning_effort", "thinking"):
+        body.pop(name, None)
+    if call.request is not None:
+        call.request.reasoning = None
+
+
 def _has_images(value: Any) -> bool:
     """Whether a parsed body has an image anywhere in its messages or input (parts or Ollama's
     ``images``)."""

@@ -5,7 +5,10 @@ the targets whose model is known to lack a capability the call needs (``capabili
 effective context is smaller than the prompt's estimate (``context``). When nothing is left it
 follows the requested model's ``context_window_fallbacks`` (else the router's), and when that
 does not help either it refuses the call: a 400 naming the missing capability, or OpenAI's
-``context_length_exceeded`` (each surface writes it in its own error envelope).
+``context_length_exceeded`` (each surface writes it in its own error envelope). Reasoning asked
+as a level (``reasoning.effort``, ``reasoning_effort``, Messages' ``thinking``) is a preference:
+a model that thinks is chosen when the plan has one, else the call is served without it (Codex
+sends an effort on every request); only Ollama's explicit ``think`` is refused.
 
 Per plan, what its targets' models are known to lack is worked out once per catalog and facts
 version; a call is only read for those capabilities, and for its size only when its body is
@@ -20,11 +23,22 @@ from dataclasses import dataclass, replace
 from corral.config.schema import ModelAlias
 from corral.conversation.call import Call, Route, Target
 from corral.errors import CorralError, InvalidRequest
-from corral.routing.capabilities import KNOWN, WHY, Facts, ModelFacts, lacking, needs_of
+from corral.routing.capabilities import (
+    KNOWN,
+    THINKING,
+    WHY,
+    Facts,
+    ModelFacts,
+    drop_reasoning,
+    lacking,
+    needs_of,
+    reasoning_is_hint,
+)
 from corral.routing.context import CHARS_PER_TOKEN, FLOOR, effective_context, prompt_tokens
 from corral.routing.state import DeploymentState
 
 CHECKED = frozenset(WHY)  # the capabilities a call may need
+_THINKING_ONLY = frozenset({THINKING})
 
 
 class CapabilityMissing(InvalidRequest):
@@ -116,6 +130,11 @@ class Fit:
         kept, lacks, small = self._filter(routes, infos, need, tokens, num_ctx)
         if kept:
             return kept
+        if lacks == _THINKING_ONLY and reasoning_is_hint(call):
+            kept, _, small = self._filter(routes, infos, need - _THINKING_ONLY, tokens, num_ctx)
+            if kept:
+                drop_reasoning(call)
+                return kept
         if small and tokens is not None:
             alias = self._aliases.get(routes[0].name)
             chain = (alias.context_window_fallbacks if alias else ()) or self._fallbacks
