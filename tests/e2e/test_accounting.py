@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
@@ -213,6 +214,33 @@ def test_user_limits_apply_across_the_users_keys(upstream: ServerThread, tmp_pat
             for k in (first, second, first, second, bob)
         ]
     assert codes == [200, 200, 200, 429, 200]  # alice's two keys share her 3 rpm; bob is not limited
+
+
+def test_each_surface_names_its_end_user_in_usage(upstream: ServerThread, tmp_path: Path) -> None:
+    """``user`` (OpenAI), ``safety_identifier`` (Responses), ``metadata.user_id`` (Messages; Claude
+    Code's JSON string gives its account, else its device, never its session) land in usage."""
+    claude = orjson.dumps({"device_id": "d" * 64, "account_uuid": "", "session_id": "s-1"}).decode()
+    calls = [
+        ("/chat/completions", {"model": "gpu/llama3.2", "messages": MSG, "user": "carol"}),
+        ("/responses", {"model": "gpu/llama3.2", "input": "hi", "safety_identifier": "dave"}),
+        (
+            "/messages",
+            {"model": "gpu/llama3.2", "max_tokens": 20, "messages": MSG, "metadata": {"user_id": "erin"}},
+        ),
+        (
+            "/messages",
+            {"model": "gpu/llama3.2", "max_tokens": 20, "messages": MSG, "metadata": {"user_id": claude}},
+        ),
+        ("/messages", {"model": "gpu/llama3.2", "max_tokens": 20, "messages": MSG}),
+    ]
+    with gateway(upstream.url, tmp_path) as gw, httpx.Client(timeout=30) as client:
+        ids = []
+        for path, body in calls:
+            answer = client.post(gw.v1 + path, json=body, headers=gw.headers())
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.headers["x-corral-request-id"])
+        users = {r["request_id"]: r["user"] for r in wait_rows(gw, len(calls))}
+    assert [users[i] for i in ids] == ["carol", "dave", "erin", "d" * 64, None]
 
 
 def test_a_repeated_client_request_id_still_makes_one_record_per_request(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from corral.accounting.end_user import end_user
 from corral.accounting.tokens import usage_of
 from corral.core.call import Call, Endpoint, Reply, Surface
 from corral.errors import CorralError, InvalidRequest, PermissionDenied
@@ -31,7 +32,6 @@ from corral.usage.prices import PriceTable
 from corral.usage.record import UsageRecord
 
 log = logging.getLogger("corral.accounting")
-MAX_USER = 256
 
 
 # The usage record's and the metrics' name of the API a call came in on (corral.usage.record.SURFACES).
@@ -123,8 +123,8 @@ class Accountant:
     async def admit(self, who: Principal, call: Call, started: float) -> Ticket:
         """Check the key's (and its user's) limits; raises RateLimited (429)."""
         user = who.owner
-        if user is None and isinstance(call.body.get("user"), str):
-            user = call.body["user"][:MAX_USER]
+        if user is None:
+            user = end_user(call)
         lease = None
         if self.limiter is not None:
             checks = []
