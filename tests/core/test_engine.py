@@ -16,7 +16,9 @@ from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, 
 from corral.core.engine import Engine
 from corral.core.failures import AllAttemptsFailed
 from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from corral.routing.capabilities import ModelFacts
 from corral.routing.catalog import Catalog, ProviderEntry
+from corral.routing.fit import Fit
 from corral.routing.fleet import Fleet
 from corral.routing.state import DeploymentState
 from tests.support.gateway import make_config
@@ -133,6 +135,28 @@ async def test_a_client_error_is_not_tried_elsewhere() -> None:
     with pytest.raises(UpstreamRejected):
         await eng.handle(call())
     assert b.calls == [] and states["a"].consecutive_failures == 0 and states["a"].in_flight == 0
+
+
+async def test_a_capability_refusal_is_learned_and_routes_the_next_call() -> None:
+    """An upstream's 400 naming a capability ("does not support tools") goes to the client as it
+    is, and the next call that needs it goes to the deployment that was not refused."""
+    refusal = UpstreamRejected("a", 400, '"m" does not support tools')
+    a, b = Scripted("a", [refusal, b"{}"]), Scripted("b", [b"{}"])
+    eng, states = engine(a, b)
+    eng.fit = Fit(ModelFacts(), states, {}, {})
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    body = {"model": "pool", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+
+    def with_tools() -> Call:
+        return Call(Endpoint.CHAT, dict(body), orjson.dumps(body), "pool", False, "req", Surface.OPENAI)
+
+    with pytest.raises(UpstreamRejected):
+        await eng.handle(with_tools())
+    assert (len(a.calls), len(b.calls)) == (1, 0)
+    reply = await eng.handle(with_tools())
+    assert reply.served is not None and reply.served.provider == "b" and len(a.calls) == 1
+    plain = await eng.handle(call())  # a call without tools may still go to a
+    assert plain.served is not None and plain.served.provider == "a"
 
 
 async def test_the_fallback_pool_answers_and_says_so() -> None:

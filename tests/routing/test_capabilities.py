@@ -157,3 +157,28 @@ def test_reasoning_levels_are_a_preference_and_ollamas_think_is_required() -> No
     )
     with pytest.raises(CapabilityMissing):  # tools are not a preference
         _select(_fit(facts), both_missing, [only_plain])
+
+
+def test_an_upstreams_capability_refusal_is_learned() -> None:
+    from corral.routing.capabilities import refused_capability
+
+    assert refused_capability('"tinyllama" does not support thinking') == "thinking"
+    assert refused_capability("registry.ollama.ai/library/x:latest does not support tools") == "tools"
+    assert refused_capability('"all-minilm" does not support generate') == "completion"
+    assert refused_capability("model not found") is None
+    facts = ModelFacts()
+    fit = _fit(facts)
+    fit.learn_refusal(Target("a", "m"), "Upstream 'a' answered HTTP 400: \"m\" does not support tools")
+    assert facts.of("a", "m").capabilities == frozenset(
+        {"completion", "vision", "embedding", "thinking", "insert", "image", "audio"}
+    )  # nothing else was known: everything else is assumed, fail open
+    route = Route("m", (Target("a", "m"),))
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    with pytest.raises(CapabilityMissing) as info:
+        _select(fit, _call({"messages": USER, "tools": tools}), [route])
+    assert info.value.param == "tools"
+    assert _select(fit, _call({"messages": USER}), [route]) == [route]
+    facts.learn("b", "m", ["completion"], None)
+    before = facts.version
+    fit.learn_refusal(Target("b", "m"), '"m" does not support thinking')  # already known: no change
+    assert facts.version == before

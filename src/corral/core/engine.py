@@ -205,6 +205,8 @@ class Engine:
         try:
             return await self._attempt(call, route, target, trial, fallback, deadline, attempts, elsewhere)
         except UpstreamError as exc:
+            if exc.upstream_status == 400 and self.fit is not None:
+                self.fit.learn_refusal(target, exc.message)
             retryable = classify(exc, state, self.cfg, attempts, route.name, target, self.on_missing_model)
             self.fleet.release(state, trial)
             if not retryable:

@@ -15,6 +15,7 @@ one whose capabilities are not known yet is kept (fail open on unknown, closed o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,18 @@ class ModelFacts:
             self._learned[(provider, name)] = facts
         self.version += 1
 
+    def refused(self, provider: str, model: str, capability: str) -> bool:
+        """The upstream refused ``capability`` for ``model``: remembered, so the next call that
+        needs it is routed elsewhere (or refused with the capability named). What else the
+        model can do stays as known; when nothing is known, everything else is assumed (fail
+        open). Whether anything changed."""
+        known = self.of(provider, model).capabilities
+        if known is not None and capability not in known:
+            return False
+        base = known if known is not None else KNOWN
+        self.learn(provider, model, base - {capability}, None)
+        return True
+
     def learned_of(self, provider: str) -> dict[str, Facts]:
         """What was learned of ``provider``'s models (corral.cluster shares it with the workers
         that do not discover)."""
@@ -120,6 +133,22 @@ def _thinking(call: Call) -> bool:
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     return effort is not None and effort != "none"
+
+
+_REFUSED = re.compile(
+    r"does not support (thinking|tools|insert|vision|embeddings?|completion|generate|chat)\b"
+)
+_REFUSED_AS = {"embeddings": EMBEDDING, "generate": COMPLETION, "chat": COMPLETION}
+
+
+def refused_capability(detail: str) -> str | None:
+    """The capability an upstream's 400 says the model lacks (Ollama: '"tinyllama" does not
+    support thinking', '... does not support tools'), or None."""
+    found = _REFUSED.search(detail[:1000])
+    if found is None:
+        return None
+    word = found.group(1)
+    return _REFUSED_AS.get(word, word)
 
 
 def reasoning_is_hint(call: Call) -> bool:
