@@ -105,6 +105,33 @@ async def test_fleet_wide_slots_refuse_past_the_cap_and_a_release_wakes_the_othe
         await asyncio.gather(listener, return_exceptions=True)
 
 
+async def test_the_takes_of_one_loop_iteration_are_one_round_trip_and_keep_the_cap(
+    links: Callable[[str], RedisLink],
+) -> None:
+    link = links("a")
+    slots = SharedSlots(link)
+    calls = 0
+    run = link.run
+
+    async def counted(op: Callable[[], Any]) -> Any:
+        nonlocal calls
+        calls += 1
+        return await run(op)
+
+    link.run = counted  # type: ignore[method-assign]
+    got = await asyncio.gather(
+        *(slots.take("x", 3) for _ in range(5)), slots.take("y", 1), slots.take("y", 1)
+    )
+    assert got == [True, True, True, False, False, True, False]  # in order, per deployment
+    assert calls == 1 and slots.held("x") == 3 and slots.held("y") == 1
+    assert (slots.taken, slots.refused) == (4, 3)
+    assert await SharedSlots(links("b")).take("x", 3) is False  # the other worker sees them held
+    for _ in range(3):
+        slots.give("x", 3)
+    await slots.drain()
+    assert await SharedSlots(links("c")).take("x", 3) is True
+
+
 async def test_a_crashed_workers_slots_come_back_when_their_leases_expire(
     links: Callable[[str], RedisLink],
 ) -> None:

@@ -1,8 +1,9 @@
 """In-flight slots across the fleet: ``max_parallel`` of an instance held by all workers together.
 
 Per deployment a sorted set ``<prefix>:cluster:slots:<name>`` holds one member per request in
-flight anywhere, scored by its lease's expiry (Unix time). ``take`` is one script (one round
-trip): drop expired members, refuse if the set is full, else add ours. ``give`` is one script
+flight anywhere, scored by its lease's expiry (Unix time). ``take`` is one script: drop
+expired members, refuse if the set is full, else add ours; the takes of one loop iteration go
+in one script call (one round trip for all the requests a busy worker read at once). ``give`` is one script
 in the background: remove our member and, only if the set was full (someone may be waiting),
 publish a release so the workers wake one local waiter each (``Fleet``'s queues); the gives
 of one loop iteration go in one script call, so a busy worker makes one round trip for many. A
@@ -27,11 +28,19 @@ from corral.cluster.link import RedisLink
 TTL = 6.0
 
 TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+local out = {}
+for i = 1, #KEYS do
+  local a = (i - 1) * 3
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[1])
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[a + 3]) then
+    out[i] = 0
+  else
+    redis.call('ZADD', KEYS[i], ARGV[a + 4], ARGV[a + 5])
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    out[i] = 1
+  end
+end
+return out
 """
 
 GIVE = """
@@ -57,6 +66,8 @@ class SharedSlots:
         self._held: dict[str, list[str | None]] = {}  # None: a slot taken while Redis was down
         self._tasks: set[asyncio.Task[None]] = set()
         self._giving: list[tuple[str, int, str]] = []  # (name, cap, member) for the next pipeline
+        # (name, cap, member, its answer: 1 taken, 0 full, None Redis unreachable) for the next call
+        self._taking: list[tuple[str, int, str, asyncio.Future[int | None]]] = []
         self.on_release: Callable[[str], None] | None = None  # a slot freed anywhere (wake a waiter)
         self.taken = 0
         self.refused = 0
@@ -72,13 +83,11 @@ class SharedSlots:
     async def take(self, name: str, cap: int) -> bool:
         """One slot of ``name`` (``cap`` in total across the fleet); False when all are taken."""
         member = f"{self._link.origin}:{next(self._members)}"
-        now = self._clock()
-        ok = await self._link.run(
-            lambda: self._take(
-                keys=[self.key(name)],
-                args=[repr(now), cap, repr(now + self._ttl), member, int(self._ttl * 2000)],
-            )
-        )
+        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        if not self._taking:
+            self._spawn(self._take_batch())
+        self._taking.append((name, cap, member, answer))
+        ok = await answer
         if ok is None:  # Redis unreachable: fail open, the local cap still holds
             self.fail_open += 1
             self._held.setdefault(name, []).append(None)
@@ -89,6 +98,24 @@ class SharedSlots:
         self.taken += 1
         self._held.setdefault(name, []).append(member)
         return True
+
+    async def _take_batch(self) -> None:
+        await asyncio.sleep(0)  # the other takes of this loop iteration join the script call
+        takes, self._taking = self._taking, []
+        now = self._clock()
+        keys = [self.key(name) for name, _, _, _ in takes]
+        args: list[Any] = [repr(now), int(self._ttl * 2000)]
+        for _, cap, member, _ in takes:
+            args += (cap, repr(now + self._ttl), member)
+        results: list[Any] | None = None
+        try:
+            got = await self._link.run(lambda: self._take(keys=keys, args=args))
+            if isinstance(got, list) and len(got) == len(takes):
+                results = got
+        finally:  # answered, or cancelled at shutdown: no taker waits for ever
+            for i, (_, _, _, answer) in enumerate(takes):
+                if not answer.done():
+                    answer.set_result(None if results is None else int(results[i]))
 
     def give(self, name: str, cap: int) -> None:
         """Give one of this worker's slots of ``name`` back (in the background)."""
