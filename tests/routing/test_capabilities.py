@@ -10,7 +10,7 @@ import pytest
 
 from corral.config.schema import AliasTarget, ModelAlias
 from corral.conversation.call import Call, Endpoint, Route, Surface, Target
-from corral.routing.capabilities import ModelFacts, needs_of
+from corral.routing.capabilities import ModelFacts, needs_of, refused_capability
 from corral.routing.context import prompt_tokens
 from corral.routing.fit import CapabilityMissing, ContextLengthExceeded, Fit
 from corral.routing.state import DeploymentState
@@ -160,8 +160,6 @@ def test_reasoning_levels_are_a_preference_and_ollamas_think_is_required() -> No
 
 
 def test_an_upstreams_capability_refusal_is_learned() -> None:
-    from corral.routing.capabilities import refused_capability
-
     assert refused_capability('"tinyllama" does not support thinking') == "thinking"
     assert refused_capability("registry.ollama.ai/library/x:latest does not support tools") == "tools"
     assert refused_capability('"all-minilm" does not support generate') == "completion"
