@@ -158,13 +158,16 @@ class UpstreamRejected(UpstreamError):
     keep their status so the caller can act on them; upstream auth failures become 502,
     because the caller's own key was fine and the gateway's provider key is at fault."""
 
-    def __init__(self, provider: str, upstream_status: int, detail: str) -> None:
+    def __init__(
+        self, provider: str, upstream_status: int, detail: str, *, capability: str | None = None
+    ) -> None:
         super().__init__(
             provider,
             f"answered HTTP {upstream_status}: {detail}",
             code=f"upstream_http_{upstream_status}",
             upstream_status=upstream_status,
         )
+        self.capability = capability  # what the upstream said the model cannot do, if it said
 
     @property
     def http_status(self) -> int:

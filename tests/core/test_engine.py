@@ -140,7 +140,7 @@ async def test_a_client_error_is_not_tried_elsewhere() -> None:
 async def test_a_capability_refusal_is_learned_and_routes_the_next_call() -> None:
     """An upstream's 400 naming a capability ("does not support tools") goes to the client as it
     is, and the next call that needs it goes to the deployment that was not refused."""
-    refusal = UpstreamRejected("a", 400, '"m" does not support tools')
+    refusal = UpstreamRejected("a", 400, '"m" does not support tools', capability="tools")
     a, b = Scripted("a", [refusal, b"{}"]), Scripted("b", [b"{}"])
     eng, states = engine(a, b)
     eng.fit = Fit(ModelFacts(), states, {}, {})

@@ -31,7 +31,7 @@ from corral.conversation.call import Attempt, Call, Reply, Route, Served, Target
 from corral.core import hedge
 from corral.core.failures import AllAttemptsFailed, AttemptRecord, classify
 from corral.core.streams import Relay
-from corral.errors import UpstreamError, UpstreamTimeout
+from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout
 from corral.providers.base import Provider
 from corral.routing import planner
 from corral.routing.affinity import Affinity, key_of
@@ -205,8 +205,8 @@ class Engine:
         try:
             return await self._attempt(call, route, target, trial, fallback, deadline, attempts, elsewhere)
         except UpstreamError as exc:
-            if exc.upstream_status == 400 and self.fit is not None:
-                self.fit.learn_refusal(target, exc.message)
+            if isinstance(exc, UpstreamRejected) and exc.capability and self.fit is not None:
+                self.fit.learn_refusal(target, exc.capability)
             retryable = classify(exc, state, self.cfg, attempts, route.name, target, self.on_missing_model)
             self.fleet.release(state, trial)
             if not retryable:

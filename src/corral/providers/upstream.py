@@ -11,6 +11,7 @@ key or the full URL's credentials.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -242,6 +243,22 @@ async def rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
         resp.release()
 
 
+_REFUSED = re.compile(
+    r"does not support (thinking|tools|insert|vision|embeddings?|completion|generate|chat)\b"
+)
+_REFUSED_AS = {"embeddings": "embedding", "generate": "completion", "chat": "completion"}
+
+
+def refused_capability(detail: str) -> str | None:
+    """The capability (Ollama's names) an upstream's 400 says the model lacks (Ollama:
+    '"tinyllama" does not support thinking', '... does not support tools'), or None."""
+    found = _REFUSED.search(detail[:1000])
+    if found is None:
+        return None
+    word = found.group(1)
+    return _REFUSED_AS.get(word, word)
+
+
 async def _rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
     if 300 <= resp.status < 400:
         try:
@@ -268,7 +285,9 @@ async def _rejected(cfg: ProviderConfig, resp: Response) -> UpstreamRejected:
         raw = await asyncio.wait_for(resp.read(MAX_ERROR_BODY), timeout=5)
     except (TransportError, TimeoutError):
         raw = b""
-    return UpstreamRejected(cfg.name, resp.status, scrub(cfg, error_detail(raw)))
+    detail = scrub(cfg, error_detail(raw))
+    capability = refused_capability(detail) if resp.status == 400 else None
+    return UpstreamRejected(cfg.name, resp.status, detail, capability=capability)
 
 
 def error_detail(raw: bytes) -> str:

@@ -15,7 +15,6 @@ one whose capabilities are not known yet is kept (fail open on unknown, closed o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,22 +132,6 @@ def _thinking(call: Call) -> bool:
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     return effort is not None and effort != "none"
-
-
-_REFUSED = re.compile(
-    r"does not support (thinking|tools|insert|vision|embeddings?|completion|generate|chat)\b"
-)
-_REFUSED_AS = {"embeddings": EMBEDDING, "generate": COMPLETION, "chat": COMPLETION}
-
-
-def refused_capability(detail: str) -> str | None:
-    """The capability an upstream's 400 says the model lacks (Ollama: '"tinyllama" does not
-    support thinking', '... does not support tools'), or None."""
-    found = _REFUSED.search(detail[:1000])
-    if found is None:
-        return None
-    word = found.group(1)
-    return _REFUSED_AS.get(word, word)
 
 
 def reasoning_is_hint(call: Call) -> bool:

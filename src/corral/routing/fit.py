@@ -33,7 +33,6 @@ from corral.routing.capabilities import (
     lacking,
     needs_of,
     reasoning_is_hint,
-    refused_capability,
 )
 from corral.routing.context import CHARS_PER_TOKEN, FLOOR, effective_context, prompt_tokens
 from corral.routing.state import DeploymentState
@@ -113,12 +112,10 @@ class Fit:
         self._plans[id(routes)] = (routes, version, infos, ask)
         return infos, ask
 
-    def learn_refusal(self, target: Target, detail: str) -> None:
-        """An upstream's 400 that names a capability the model lacks (``refused_capability``)
-        is remembered for ``target``, so the next call is routed by it."""
-        capability = refused_capability(detail)
-        if capability is not None:
-            self.facts.refused(target.provider, target.model, capability)
+    def learn_refusal(self, target: Target, capability: str) -> None:
+        """An upstream refused ``capability`` for ``target`` (``UpstreamRejected.capability``):
+        remembered, so the next call is routed by it."""
+        self.facts.refused(target.provider, target.model, capability)
 
     def select(
         self,

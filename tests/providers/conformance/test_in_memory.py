@@ -110,6 +110,19 @@ async def test_embeddings(ptype: str, surface: Surface) -> None:
 
 
 @pytest.mark.parametrize(("ptype", "surface"), PAIRS)
+async def test_a_capability_refusal_is_named_on_the_error(ptype: str, surface: Surface) -> None:
+    """The routing learns from ``UpstreamRejected.capability``; only a 400 saying so sets it."""
+    rig = build(ptype, Behaviour(status=400, error='"m" does not support tools'))
+    with pytest.raises(UpstreamRejected) as info:
+        await call(rig, surface, Endpoint.CHAT, stream=False)
+    assert info.value.capability == "tools"
+    rig = build(ptype, Behaviour(status=400, error="no such thing"))
+    with pytest.raises(UpstreamRejected) as other:
+        await call(rig, surface, Endpoint.CHAT, stream=False)
+    assert other.value.capability is None
+
+
+@pytest.mark.parametrize(("ptype", "surface"), PAIRS)
 @pytest.mark.parametrize(
     ("status", "client_status"), [(400, 400), (401, 502), (404, 404), (429, 429), (503, 503)]
 )
