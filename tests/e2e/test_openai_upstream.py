@@ -25,6 +25,9 @@ def test_chat_through_alias_rewrites_only_the_model(fleet: Fleet) -> None:
         "temperature": 0.3,
         "top_k": 4,
         "vendor_flag": {"a": 1},
+        # asked for whole, streamed from the server and folded: the first-token deadline covers it
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     assert seen.headers["authorization"] == f"Bearer {VLLM_KEY}"
     assert seen.headers["x-client-id"] == "corral"

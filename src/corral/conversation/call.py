@@ -100,6 +100,9 @@ class Outcome:
     pieces: int = 0  # pieces of generated text relayed (one per token, as upstreams stream them)
     chars: int = 0  # their characters, where corral read them (the model path)
     first_byte_at: float | None = None  # monotonic time the first byte went to the client
+    # monotonic time the upstream's first token came, for a whole answer corral streamed and
+    # folded (a stream's is timed by the engine): teaches the adaptive first-token deadline
+    first_token_at: float | None = None
     # Set by the provider just before it yields a stream's last chunk, so the writer can send
     # that chunk and the end marker in one write instead of two.
     ended: bool = False

@@ -286,7 +286,13 @@ class Engine:
         remaining = max(0.001, deadline - started)
         fixed = self._first_token.get(target.provider) or self.cfg.failover_timeout
         first, warm = state.first_token_deadline(
-            target.model, route.num_ctx or _requested_ctx(call), fixed, self.policy, started, elsewhere
+            target.model,
+            route.num_ctx or _requested_ctx(call),
+            fixed,
+            self.policy,
+            started,
+            elsewhere,
+            len(call.raw),
         )
         timeout = min(first, remaining)
         attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
@@ -306,9 +312,14 @@ class Engine:
                     f"sent no first token within {timeout:.3g} s.",
                     code="first_token_timeout",
                 ) from None
-            state.first_tokens.observe(target.model, time.monotonic() - started, warm is not False, started)
+            seconds = time.monotonic() - started
+            state.first_tokens.observe(target.model, seconds, warm is not False, started, len(call.raw))
         else:
             reply = await answer(call, attempt)
+            folded_at = reply.outcome.first_token_at  # a whole answer the provider streamed and folded
+            if folded_at is not None:
+                seconds = folded_at - started
+                state.first_tokens.observe(target.model, seconds, warm is not False, started, len(call.raw))
         state.record_success((time.monotonic() - started) * 1000)
         state.record_model_success(target.model)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))

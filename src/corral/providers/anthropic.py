@@ -30,7 +30,7 @@ from corral.httpclient import Pool, Response
 from corral.httpclient.pool import encode_headers
 from corral.providers import model_path, native_relay
 from corral.providers.passthrough import Renamer
-from corral.providers.upstream import health_get, make_pool, rejected, upstream_errors
+from corral.providers.upstream import health_get, json_object, make_pool, rejected, upstream_errors
 
 API_VERSION: Final = "2023-06-01"
 HEADERS: Final = encode_headers({"Content-Type": "application/json"})
@@ -89,15 +89,7 @@ class AnthropicProvider:
             resp.release()
 
     def _object(self, raw: bytes) -> dict[str, Any]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                self.name, "returned a body that is not a JSON object.", code="upstream_bad_response"
-            )
-        return data
+        return json_object(self.name, raw)
 
     async def _events(self, resp: Response) -> AsyncIterator[list[Event]]:
         reader = MessagesReader()

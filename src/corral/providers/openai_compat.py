@@ -5,13 +5,16 @@ routed model, the answer's bytes relayed as they come, upstream fields corral do
 kept. A provider that declares other APIs its server answers itself (``surfaces: [messages,
 responses]``: vLLM >= 0.11.1, Ollama's ``/v1``, hosted APIs) passes their calls through too, the
 body changed only in its model, the answer relayed as it comes (``native_relay``). Any other
-surface's call goes through the conversation model (``openai_model``). A whole answer is read up
+surface's call goes through the conversation model (``openai_model``). A non-streamed chat or
+completions call is streamed from the server and folded (``openai_fold``), so the first-token
+deadline catches a server that hangs before its first token. A whole answer is read up
 to ``max_response_bytes``; a stream is relayed in whole SSE events (``upstream.Framer``), none of
 which may grow past ``max_line_bytes``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -21,12 +24,13 @@ from corral.conversation.body import with_model
 from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
 from corral.errors import UpstreamError
 from corral.httpclient import Pool, Response
-from corral.providers import native_relay, openai_model, openai_relay
+from corral.providers import native_relay, openai_fold, openai_model, openai_relay
 from corral.providers.passthrough import Renamer, note_whole
 from corral.providers.upstream import (
     JSON_BODY,
     health_get,
     make_pool,
+    no_first_token,
     read_listing,
     rejected,
     upstream_errors,
@@ -35,6 +39,7 @@ from corral.providers.upstream import (
 _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoint.EMBEDDING: "embeddings"}
 
 
+_FOLDED = frozenset({Endpoint.CHAT, Endpoint.COMPLETION})  # whole answers streamed and folded
 _SURFACES = {"messages": Surface.MESSAGES, "responses": Surface.RESPONSES}  # config name -> surface
 
 
@@ -63,6 +68,8 @@ class OpenAIProvider:
         server declares it speaks, passed through as it is (``native_relay``)."""
         if call.surface is not Surface.OPENAI:
             return await self._send_native(call, attempt)
+        if not call.stream and call.endpoint in _FOLDED:
+            return await self._folded(call, attempt)
         data, asked_usage = openai_relay.forwarded(call, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self.pool.request("POST", self.paths[call.endpoint], data, JSON_BODY)
@@ -77,6 +84,34 @@ class OpenAIProvider:
             return reply
         reply, body = await self._whole(resp, call, attempt, content_type)
         note_whole(body, reply.outcome)
+        return reply
+
+    async def _folded(self, call: Call, attempt: Attempt) -> Reply:
+        """A whole chat or completions answer, streamed from the server and folded (``openai_fold``)
+        so that the first-token deadline covers it."""
+        timeout = attempt.first_byte_timeout
+        first_by = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        try:
+            async with asyncio.timeout_at(first_by):
+                async with upstream_errors(self.cfg):
+                    data = openai_fold.forwarded(call, attempt.model)
+                    resp = await self.pool.request("POST", self.paths[call.endpoint], data, JSON_BODY)
+                if resp.status >= 300:
+                    raise await rejected(self.cfg, resp)
+        except TimeoutError:
+            raise no_first_token(self.cfg, timeout) from None
+        content_type = resp.headers.get("content-type", "application/json")
+        if not content_type.startswith("text/event-stream"):  # the server would not stream
+            reply, body = await self._whole(resp, call, attempt, content_type)
+            note_whole(body, reply.outcome)
+            return reply
+        folded = await openai_fold.fold(
+            self.cfg, resp, first_by, timeout, chat=call.endpoint is Endpoint.CHAT
+        )
+        reply = Reply(
+            status=200, body=orjson.dumps(folded.answer(call.model)), content_type="application/json"
+        )
+        openai_fold.note(folded, reply.outcome)
         return reply
 
     async def _whole(

@@ -117,6 +117,26 @@ async def upstream_errors(cfg: ProviderConfig) -> AsyncIterator[None]:
         raise UpstreamError(cfg.name, f"request failed ({exc}).", code="upstream_error") from None
 
 
+def json_object(provider: str, raw: bytes, what: str = "a body") -> dict[str, Any]:
+    """``raw`` read as a JSON object; anything else is the upstream's bad answer."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            provider, f"returned {what} that is not a JSON object.", code="upstream_bad_response"
+        )
+    return data
+
+
+def no_first_token(cfg: ProviderConfig, seconds: float | None) -> UpstreamTimeout:
+    """The error of an attempt whose upstream sent no first token by its deadline."""
+    return UpstreamTimeout(
+        cfg.name, f"sent no first token within {seconds or 0:g} s.", code="first_token_timeout"
+    )
+
+
 def too_large(cfg: ProviderConfig, exc: TooLarge) -> str:
     """What went over which limit, and the setting that raises it (after "Upstream 'name' ")."""
     setting = None

@@ -73,8 +73,10 @@ async def send(provider: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
         return model_path.reply_of(call, ollama_answers.read_embed(data), started)
     chat = endpoint is Endpoint.CHAT
     if not req.stream:
-        data = await provider.aggregate(resp, attempt.first_byte_timeout, chat)
-        return model_path.answered(call, ollama_answers.read(data), started)
+        data, first_at = await provider.aggregate(resp, attempt.first_byte_timeout, chat)
+        reply = model_path.answered(call, ollama_answers.read(data), started)
+        reply.outcome.first_token_at = first_at
+        return reply
     reply, writer = stream_reply(call, started)
     reply.chunks = _stream(provider, resp, chat, writer, reply.outcome)
     return reply

@@ -85,10 +85,11 @@ async def send(p: OllamaProvider, call: Call, attempt: Attempt) -> Reply:
     remaining = None
     if attempt.first_byte_timeout is not None:
         remaining = max(0.001, attempt.first_byte_timeout - (time.monotonic() - started))
-    data = await p.aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
+    data, first_at = await p.aggregate(resp, remaining, call.endpoint is Endpoint.CHAT)
     data["model"] = call.model  # the name the client asked for, as Ollama answers it
     reply = Reply(body=orjson.dumps(data))
     reply.outcome.usage = read_usage(data)
+    reply.outcome.first_token_at = first_at
     return reply
 
 

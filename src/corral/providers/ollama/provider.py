@@ -14,6 +14,7 @@ answers by ``upstream.LISTING_BYTES``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -21,14 +22,16 @@ import orjson
 
 from corral.config.schema import MAX_LINE_BYTES, ProviderConfig
 from corral.conversation.call import Attempt, Call, ModelInfo, Probe, Reply, Surface
-from corral.errors import UpstreamError, UpstreamTimeout
+from corral.errors import UpstreamError
 from corral.httpclient import Pool, Response, TooLarge
 from corral.providers.ollama import model, native
 from corral.providers.ollama.aggregate import Aggregator
 from corral.providers.upstream import (
     JSON_BODY,
     health_get,
+    json_object,
     make_pool,
+    no_first_token,
     read_listing,
     rejected,
     upstream_errors,
@@ -60,7 +63,7 @@ class OllamaProvider:
             async with asyncio.timeout(first_byte_timeout), upstream_errors(self.cfg):
                 resp = await self._pool.request("POST", path, payload, JSON_BODY)
         except TimeoutError:
-            raise self._no_first_token(first_byte_timeout) from None
+            raise no_first_token(self.cfg, first_byte_timeout) from None
         if resp.status >= 300:
             raise await rejected(self.cfg, resp)
         return resp
@@ -71,11 +74,6 @@ class OllamaProvider:
         async with upstream_errors(self.cfg):
             return await self._pool.request(method, path, data, JSON_BODY if data is not None else b"")
 
-    def _no_first_token(self, seconds: float | None) -> UpstreamTimeout:
-        return UpstreamTimeout(
-            self.name, f"sent no first token within {seconds or 0:g} s.", code="first_token_timeout"
-        )
-
     async def read(self, resp: Response) -> bytes:
         try:
             async with upstream_errors(self.cfg):
@@ -83,7 +81,10 @@ class OllamaProvider:
         finally:
             resp.release()
 
-    async def aggregate(self, resp: Response, first_timeout: float | None, chat: bool) -> dict[str, Any]:
+    async def aggregate(
+        self, resp: Response, first_timeout: float | None, chat: bool
+    ) -> tuple[dict[str, Any], float]:
+        """The stream of ``resp`` folded into one answer, and the monotonic time its first line came."""
         agg = Aggregator()
         try:
             async with upstream_errors(self.cfg):
@@ -94,7 +95,8 @@ class OllamaProvider:
                     async with asyncio.timeout(first_timeout):
                         lines: list[bytes] = await anext(batches, [])
                 except TimeoutError:
-                    raise self._no_first_token(first_timeout) from None
+                    raise no_first_token(self.cfg, first_timeout) from None
+                first_at = time.monotonic()
                 while lines and not self._fold(agg, lines):
                     lines = await anext(batches, [])
             if agg.done:
@@ -112,7 +114,7 @@ class OllamaProvider:
             raise UpstreamError(
                 self.name, "ended its answer before the final chunk.", code="upstream_incomplete"
             )
-        return agg.result(chat)
+        return agg.result(chat), first_at
 
     def _fold(self, agg: Aggregator, lines: list[bytes]) -> bool:
         """Add lines to ``agg``; True once it has the final line (or an error)."""
@@ -123,14 +125,7 @@ class OllamaProvider:
         return False
 
     def parse(self, raw: bytes) -> dict[str, Any]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                self.name, "returned a body that is not a JSON object.", code="upstream_bad_response"
-            )
+        data = json_object(self.name, raw)
         if isinstance(data.get("error"), str) and "done" not in data:
             raise UpstreamError(self.name, f"reported an error: {data['error'][:500]}", code="upstream_error")
         return data
