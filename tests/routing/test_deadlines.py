@@ -32,6 +32,20 @@ def test_warm_deadline_is_a_multiple_of_p99_clamped() -> None:
     assert times.deadline("other", True, 30.0, POLICY) == 30.0  # per model
 
 
+def test_a_prompt_longer_than_the_ones_the_times_come_from_gets_a_longer_deadline() -> None:
+    times = FirstTokens()
+    for _ in range(SAMPLES):
+        times.observe("m", 0.4, True, 0.0, size=2_000)  # a chat's short turns: 0.4 s to the first token
+    assert times.deadline("m", True, 30.0, POLICY, size=2_000) == pytest.approx(1.2)
+    assert times.deadline("m", True, 30.0, POLICY, size=500) == pytest.approx(1.2)  # shorter: never less
+    # an agent's 40 kB context: 20 x the usual size, 20 x the allowance (prompt evaluation grows with it)
+    assert times.deadline("m", True, 30.0, POLICY, size=40_000) == pytest.approx(24.0)
+    assert times.deadline("m", True, 10.0, POLICY, size=400_000) == 10.0  # still within the ceiling
+    for _ in range(SAMPLES):
+        times.observe("m", 0.4, True, 0.0, size=40_000)  # now the long ones are the usual ones
+    assert times.deadline("m", True, 30.0, POLICY, size=40_000) == pytest.approx(1.2)
+
+
 def test_cold_deadline_is_the_load_allowance_unless_another_deployment_is_left() -> None:
     times = FirstTokens()
     for _ in range(MIN_SAMPLES):

@@ -9,6 +9,10 @@ The deadline of one attempt (``deadline``):
 
 * warm (Ollama's /api/ps lists the model, or it answered here within ``RECENT`` s) with at
   least ``MIN_SAMPLES`` warm samples: ``multiplier`` x their p99, clamped to [``min``, ``max``];
+  times the ratio of this request's body size to the p99 of the sizes of those samples, when
+  it is larger: a prompt much longer than the ones the times come from takes longer to its
+  first token (prompt evaluation grows with it), and a deadline learnt from short prompts must
+  not cut it and move it off the instance whose KV cache may hold it;
 * warm with fewer samples, or an upstream that does not report loaded models: the fixed
   first-token timeout (the provider's ``first_token_timeout`` or ``router.failover_timeout``);
 * with no other deployment left to try, never shorter than the fixed timeout: cutting the
@@ -76,10 +80,11 @@ class Ring:
 
 
 class ModelTimes:
-    __slots__ = ("cold", "last_start", "warm")
+    __slots__ = ("cold", "last_start", "warm", "warm_sizes")
 
     def __init__(self) -> None:
         self.warm = Ring()
+        self.warm_sizes = Ring()  # the body sizes (bytes) of the warm samples' requests
         self.cold = Ring()
         self.last_start = 0.0  # monotonic start of the latest stream that sent a first token
 
@@ -92,15 +97,20 @@ class FirstTokens:
     def __init__(self) -> None:
         self._models: dict[str, ModelTimes] = {}
 
-    def observe(self, model: str, seconds: float, warm: bool, started: float) -> None:
-        """A stream of ``model`` started at ``started`` sent its first token ``seconds`` later."""
+    def observe(self, model: str, seconds: float, warm: bool, started: float, size: int = 0) -> None:
+        """A call of ``model`` (a body of ``size`` bytes) started at ``started`` had its first
+        token ``seconds`` later."""
         times = self._models.pop(model, None)  # re-inserted last: the dict's order is recency
         if times is None:
             times = ModelTimes()
             if len(self._models) >= MAX_MODELS:
                 del self._models[next(iter(self._models))]
         self._models[model] = times
-        (times.warm if warm else times.cold).add(seconds)
+        if warm:
+            times.warm.add(seconds)
+            times.warm_sizes.add(float(size))
+        else:
+            times.cold.add(seconds)
         times.last_start = max(times.last_start, started)
 
     def recent(self, model: str, now: float) -> bool:
@@ -112,10 +122,17 @@ class FirstTokens:
         return None if times is None or times.warm.count < MIN_SAMPLES else times.warm.quantile(q)
 
     def deadline(
-        self, model: str, warm: bool | None, fixed: float, policy: DeadlinePolicy, elsewhere: bool = True
+        self,
+        model: str,
+        warm: bool | None,
+        fixed: float,
+        policy: DeadlinePolicy,
+        elsewhere: bool = True,
+        size: int = 0,
     ) -> float:
         """The first-token deadline (s) of an attempt; ``warm`` None: the upstream does not say;
-        ``elsewhere``: another deployment could still be tried after this one."""
+        ``elsewhere``: another deployment could still be tried after this one; ``size``: the
+        request body's bytes."""
         if not elsewhere:  # cutting it short gains nothing: there is nowhere to fail over to
             return max(fixed, policy.load_timeout) if warm is False else fixed
         if warm is False:
@@ -124,7 +141,9 @@ class FirstTokens:
         if p99 is None:
             return fixed
         ceiling = fixed if policy.max is None else policy.max
-        return min(ceiling, max(policy.min, policy.multiplier * p99))
+        usual = self._models[model].warm_sizes.p99 or 0.0
+        longer = size / usual if usual and size > usual else 1.0
+        return min(ceiling, max(policy.min, policy.multiplier * p99 * longer))
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """For /admin/health: per model, the warm and cold summaries."""

@@ -148,15 +148,17 @@ class DeploymentState:
         policy: DeadlinePolicy,
         now: float,
         elsewhere: bool = True,
+        size: int = 0,
     ) -> tuple[float, bool | None]:
         """The first-token deadline of an attempt of ``model`` here, and whether it is warm
         (loaded per /api/ps, or a stream of it started here within the last minute: /api/ps
         is only as fresh as the last health check); None: the upstream does not say.
-        ``elsewhere``: another deployment could still be tried after this one."""
+        ``elsewhere``: another deployment could still be tried after this one; ``size``: the
+        request body's bytes (a longer prompt takes longer to its first token)."""
         warm = self.warm(model, num_ctx)
         if warm is not True and self.first_tokens.recent(model, now):
             warm = True
-        return self.first_tokens.deadline(model, warm, fixed, policy, elsewhere), warm
+        return self.first_tokens.deadline(model, warm, fixed, policy, elsewhere, size), warm
 
     # passive signals -------------------------------------------------------------------
     def start(self, now: float) -> bool:
