@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,8 +28,11 @@ import load
 import run
 
 
-def start(exe: str, mock_port: int, extra: str = "") -> tuple[subprocess.Popen[bytes], str, str]:
-    tmp = Path(tempfile.mkdtemp(prefix="corral-ab-"))
+def start(
+    exe: str, mock_port: int, extra: str = "", root: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start build ``exe`` with its home and config in a new directory under ``root``."""
+    tmp = Path(tempfile.mkdtemp(prefix="corral-ab-", dir=root))
     (tmp / "home").mkdir()
     config = tmp / "corral.yaml"
     config.write_text(run.CONFIG_TEMPLATE.format(port=mock_port) + extra)
@@ -72,10 +76,11 @@ def main() -> None:
     mock_cmd = [sys.executable, str(run.BENCH_DIR / "mock_upstream.py"), "--port", str(mock_port)]
     mock = subprocess.Popen(run.pinned(mock_cmd, run.CLIENT_CORE), stdout=subprocess.DEVNULL)
     builds: dict[str, tuple[subprocess.Popen[bytes], list[load.Cell]]] = {}
+    root = Path(tempfile.mkdtemp(prefix="corral-ab-"))  # both builds' homes and logs, removed at the end
     try:
         run.wait_http(mock_url + "/api/version", mock, 15)
         for name, exe, extra in (("A", args.a, ""), ("B", args.b, args.b_config)):
-            proc, url, key = start(exe, mock_port, extra and extra + "\n")
+            proc, url, key = start(exe, mock_port, extra and extra + "\n", root)
             builds[name] = (proc, load.select_cells(load.build_cells(mock_url, url, key), args.cells))
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
         failed: dict[str, int] = {}
@@ -119,6 +124,7 @@ def main() -> None:
         for proc, _ in builds.values():
             run.stop(proc)
         run.stop(mock)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def main() -> None:
                     stop(proc, 60)
     finally:
         stop(mock)
+        shutil.rmtree(tmp, ignore_errors=True)
     base = variants[0]
     print(
         f"| variant | req/s (c={args.connections}) | vs 1 worker | CPU µs/request | vs 1 worker "

@@ -83,9 +83,10 @@ def missing_reason(binary: str, version: str, package: str) -> str | None:
     return None
 
 
-def _dirs(prefix: str) -> tuple[Path, Path]:
-    home = Path(tempfile.mkdtemp(prefix=f"corral-{prefix}-home-"))
-    work = Path(tempfile.mkdtemp(prefix=f"corral-{prefix}-work-"))
+def _dirs(prefix: str, root: Path) -> tuple[Path, Path]:
+    """A fresh home and working directory under ``root`` (the test's own tmp_path, removed with it)."""
+    home = Path(tempfile.mkdtemp(prefix=f"{prefix}-home-", dir=root))
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix}-work-", dir=root))
     (work / "notes.txt").write_text(SECRET + "\n")
     return home, work
 
@@ -102,11 +103,11 @@ def claude_env(base_url: str, key: str, home: Path) -> dict[str, str]:
 
 
 def run_claude(
-    base_url: str, key: str, model: str, prompt: str | None = None, *, strace: Path | None = None
+    base_url: str, key: str, model: str, prompt: str | None = None, *, root: Path, strace: Path | None = None
 ) -> Run:
     """``claude -p`` in a fresh home; the default prompt is the read-file task (Claude Code's
     ``Read`` tool)."""
-    home, work = _dirs("claude")
+    home, work = _dirs("claude", root)
     prompt = (
         prompt or f'Read notes.txt and tell me the secret word. call Read {{"file_path": "{work}/notes.txt"}}'
     )
@@ -124,11 +125,11 @@ def codex_config(base_url: str, model: str) -> str:
 
 
 def run_codex(
-    base_url: str, key: str, model: str, prompt: str | None = None, *, strace: Path | None = None
+    base_url: str, key: str, model: str, prompt: str | None = None, *, root: Path, strace: Path | None = None
 ) -> Run:
     """``codex exec`` in a fresh ``CODEX_HOME``; ``base_url`` ends in ``/v1``. The default
     prompt is the read-file task (Codex's ``exec_command`` tool running ``cat``)."""
-    home, work = _dirs("codex")
+    home, work = _dirs("codex", root)
     codex_home = home / ".codex"
     codex_home.mkdir()
     (codex_home / "config.toml").write_text(codex_config(base_url, model))

@@ -14,6 +14,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -72,19 +73,24 @@ def redact(text: str, run: agents.Run, secrets: list[str]) -> str:
 
 
 def capture(agent: str, model: str) -> Path:
+    with tempfile.TemporaryDirectory(prefix="corral-capture-") as root:
+        return _capture(agent, model, Path(root))
+
+
+def _capture(agent: str, model: str, root: Path) -> Path:
     statuses: list[int] = []
-    strace = Path(f"/tmp/corral-capture-{agent}.strace")
+    strace = root / f"{agent}.strace"
     emu: AnthropicEmulator | OpenAIEmulator
     if agent == "claude-code":
         emu = AnthropicEmulator([model], api_key=KEY)
         version = agents.CLAUDE_CODE_VERSION
         with ServerThread(with_statuses(emu.app, statuses)) as srv:
-            run = agents.run_claude(srv.url, KEY, model, strace=strace)
+            run = agents.run_claude(srv.url, KEY, model, root=root, strace=strace)
     else:
         emu = OpenAIEmulator([OpenAIModel(model, reasoning=True)], api_key=KEY, responses=True)
         version = agents.CODEX_VERSION
         with ServerThread(with_statuses(emu.app, statuses)) as srv:
-            run = agents.run_codex(srv.url + "/v1", KEY, model, strace=strace)
+            run = agents.run_codex(srv.url + "/v1", KEY, model, root=root, strace=strace)
     exchanges: list[dict[str, Any]] = [
         {"method": r.method, "path": r.path, "query": r.query, "headers": r.headers, "body": r.json,
          "status": statuses[i] if i < len(statuses) else None}

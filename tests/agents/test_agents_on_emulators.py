@@ -41,7 +41,7 @@ def test_claude_code_reads_a_file_through_the_anthropic_emulator(tmp_path: Path)
     emu = AnthropicEmulator([model], api_key=KEY)
     log = _strace(tmp_path)
     with ServerThread(emu.app) as srv:
-        run = agents.run_claude(srv.url, KEY, model, strace=log)
+        run = agents.run_claude(srv.url, KEY, model, root=tmp_path, strace=log)
     assert run.returncode == 0, run.stdout + run.stderr
     assert agents.SECRET in run.stdout  # the model's last answer quotes the tool's result
     assert [(path, status) for path, status in emu.statuses] == [("/v1/messages", 200)] * 2
@@ -63,7 +63,7 @@ def test_codex_reads_a_file_through_the_responses_emulator(tmp_path: Path) -> No
     emu = OpenAIEmulator([OpenAIModel(model, reasoning=True)], api_key=KEY, responses=True)
     log = _strace(tmp_path)
     with ServerThread(emu.app) as srv:
-        run = agents.run_codex(srv.url + "/v1", KEY, model, strace=log)
+        run = agents.run_codex(srv.url + "/v1", KEY, model, root=tmp_path, strace=log)
     assert run.returncode == 0, run.stdout + run.stderr
     assert agents.SECRET in run.stdout
     first, second = emu.requests_to("/responses")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -47,12 +48,12 @@ models:
             yield Fleet(ollama, gw)
 
 
-def test_claude_code_reads_a_file_through_corral(fleet: Fleet) -> None:
+def test_claude_code_reads_a_file_through_corral(fleet: Fleet, tmp_path: Path) -> None:
     reason = agents.missing_reason("claude", agents.CLAUDE_CODE_VERSION, "@anthropic-ai/claude-code")
     if reason:
         pytest.skip(reason)
     before = len(fleet.ollama.requests_to("/api/chat"))
-    run = agents.run_claude(fleet.gateway.url, fleet.gateway.key, "coder")
+    run = agents.run_claude(fleet.gateway.url, fleet.gateway.key, "coder", root=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert agents.SECRET in run.stdout
     sent = [r.json for r in fleet.ollama.requests_to("/api/chat")[before:]]
@@ -62,12 +63,12 @@ def test_claude_code_reads_a_file_through_corral(fleet: Fleet) -> None:
     assert tool["tool_name"] == "Read" and agents.SECRET in tool["content"]
 
 
-def test_codex_reads_a_file_through_corral(fleet: Fleet) -> None:
+def test_codex_reads_a_file_through_corral(fleet: Fleet, tmp_path: Path) -> None:
     reason = agents.missing_reason("codex", agents.CODEX_VERSION, "@openai/codex")
     if reason:
         pytest.skip(reason)
     before = len(fleet.ollama.requests_to("/api/chat"))
-    run = agents.run_codex(fleet.gateway.v1, fleet.gateway.key, "local/gpt-oss:20b")
+    run = agents.run_codex(fleet.gateway.v1, fleet.gateway.key, "local/gpt-oss:20b", root=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert agents.SECRET in run.stdout
     sent = [r.json for r in fleet.ollama.requests_to("/api/chat")[before:]]
