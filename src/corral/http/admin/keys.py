@@ -3,11 +3,14 @@
 The full key is returned once, by POST; afterwards only its id and settings are shown (never
 the key or its hash). Limits are flat fields (rpm, tpm, max_parallel, max_budget,
 budget_period). Writes go through the key repository, which updates the in-memory key cache
-as soon as they commit: a revoked key fails on the very next request.
+as soon as they commit: a revoked key fails on the very next request. A gateway of several
+workers without Redis refuses (409) an enabled key with limits, which each worker would count
+apart (``corral.supervisor.rules``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +26,7 @@ from corral.http.admin.input import (
     timestamp,
 )
 from corral.store.keys import LIMITS, KeyRecord
+from corral.supervisor.rules import limits_refusal
 
 FIELDS = ("name", "owner", "scope", "models", "expires_at", "enabled", "tier", "metadata", *LIMITS)
 
@@ -67,6 +71,7 @@ class KeyRoutes:
         reject_unknown(body, FIELDS, "key")
         fields = _fields({k: v for k, v in body.items() if v is not None or k in LIMITS}, None)
         scope = fields.pop("scope", "user")
+        self._fits_workers(request, fields.get("enabled", True), fields.get("limits", {}))
         issued = await plane.store.keys.create(actor=who.key_id, scope=scope, **fields)
         return reply({"key": issued.key, **key_view(issued.record)}, status=201)
 
@@ -90,8 +95,21 @@ class KeyRoutes:
         async with self._ctx.lock:  # limits are merged: no lost update between two PATCHes
             record = await plane.store.keys.get_by_id(ident)
             fields = _fields(body, dict(record.limits))
+            self._fits_workers(
+                request, fields.get("enabled", record.enabled), fields.get("limits", record.limits)
+            )
             updated = await plane.store.keys.update(ident, fields, actor=who.key_id)
         return reply(key_view(updated))
+
+    def _fits_workers(self, request: web.Request, enabled: Any, limits: Any) -> None:
+        """409 when the key would have limits and several workers count them apart: the
+        workers that split slots apart (``slots.workers``) are those that share no limiter."""
+        workers = self._ctx.gateway(request).slots.workers
+        if enabled is False or not isinstance(limits, Mapping):
+            return  # a disabled key counts nothing; a malformed one is refused by the store
+        refused = limits_refusal(limits, workers)
+        if refused is not None:
+            raise refused
 
     async def delete(self, request: web.Request) -> web.Response:
         """Revoke: the key is deleted, and the cache forgets it before this returns."""

@@ -4,7 +4,8 @@ Providers from the YAML file are shown (``"managed_by": "config"``) but are read
 those created through the API live in the database (``"managed_by": "api"``). Every view is
 redacted: an ``api_key_preview`` and the header names, never a key or a header value. Changes
 are validated exactly like the YAML loader validates, audited with the caller's key id, and
-applied to the running gateway at once.
+applied to the running gateway at once. A gateway of several workers without Redis refuses
+(409) a ``max_parallel`` it could not split between them (``corral.supervisor.rules``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 from corral.config.schema import Config, ProviderConfig
 from corral.control.merge import provider_from_api
 from corral.errors import ConfigError, InvalidRequest
-from corral.gateway import build_provider
+from corral.gateway import Gateway, build_provider
 from corral.http.admin import changes
 from corral.http.admin.context import AdminContext, Conflict, config_managed, listing, reply
 from corral.http.admin.input import from_config_error, path_name, read_object, reject_unknown
@@ -29,6 +30,7 @@ from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
 from corral.security.crypto import preview
 from corral.store.errors import AlreadyExists, Missing
+from corral.supervisor.rules import provider_refusal
 
 KIND = "provider"
 TEST_TIMEOUT = 10.0  # seconds for the whole test: probe and model list
@@ -151,8 +153,8 @@ class ProviderRoutes:
         if isinstance(name, str) and name in plane.config_providers:
             raise config_managed(KIND, name)
         data = {k: v for k, v in body.items() if v is not None}
-        _validate(data)
         gateway = self._ctx.gateway(request)
+        _fits_workers(_validate(data), gateway)
         async with self._ctx.lock:
             providers, aliases = await changes.stored(plane)
             if any(p["name"] == data["name"] for p in providers):
@@ -185,7 +187,7 @@ class ProviderRoutes:
         async with self._ctx.lock:
             before = store.reveal(await store.get(name))
             merged = {**before, **body}
-            _validate({k: v for k, v in merged.items() if v is not None})
+            _fits_workers(_validate({k: v for k, v in merged.items() if v is not None}), gateway)
             providers, aliases = await changes.stored(plane)
             changes.check(plane, [merged if p["name"] == name else p for p in providers], aliases)
             undo = {**{k: None for k in body if k not in before}, **before}
@@ -273,6 +275,14 @@ def _validate(data: dict[str, Any]) -> ProviderConfig:
         return provider_from_api(data)
     except ConfigError as exc:
         raise from_config_error(exc) from None
+
+
+def _fits_workers(cfg: ProviderConfig, gateway: Gateway) -> None:
+    """409 when the workers that split slots apart (``slots.workers``: more than 1 only without
+    Redis, corral.http.app) cannot split this provider's ``max_parallel``."""
+    refused = provider_refusal(cfg.name, cfg.max_parallel, gateway.slots.workers) if cfg.enabled else None
+    if refused is not None:
+        raise refused
 
 
 def _references(config: Config, provider: str) -> list[str]:
