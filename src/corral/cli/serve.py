@@ -3,9 +3,10 @@
 With ``--workers 1`` (the default, ``server.workers``) this process serves (``corral.server``).
 With more, it becomes the supervisor (``corral.supervisor``): it creates the master key,
 the encryption key and the schema once, checks what N workers could not do correctly without
-Redis, binds both listeners, prints the addresses once every worker listens, and starts each
-worker as this same command with the sockets and its index in the environment. A worker is
-recognised by those inherited sockets; it never creates keys and never prints the addresses.
+Redis, binds both ports (the workers listen on them), prints the addresses once every worker
+listens, and starts each worker as this same command with the sockets and its index in the
+environment. A worker is recognised by those inherited sockets; it never creates keys and never
+prints the addresses.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _supervise(
     from corral.server import Addresses, url
     from corral.supervisor.prepare import prepare
     from corral.supervisor.rules import problems, refusal, shared_store
-    from corral.supervisor.sockets import listen
+    from corral.supervisor.sockets import bind
     from corral.supervisor.supervisor import Supervisor
 
     try:
@@ -122,8 +123,8 @@ def _supervise(
             return 2
     sockets: list[socket.socket] = []
     try:
-        sockets.append(listen(host, port))
-        sockets.append(listen(config.admin.host, config.admin.port))
+        sockets.append(bind(host, port))  # not listening: the first worker that serves listens
+        sockets.append(bind(config.admin.host, config.admin.port))
     except OSError as exc:
         for sock in sockets:
             sock.close()

@@ -6,6 +6,9 @@ interpreter (spawned, not forked, so no state of the supervisor leaks into a wor
 index in the environment (``corral.identity``), and then only waits, on one ``select`` over the
 ready pipe and the signal wake-up pipe, with a bounded timeout.
 
+* The sockets listen only while a worker serves on them (``corral.supervisor.sockets``): when
+  the last live worker has exited, the supervisor stops the listening, so clients are refused
+  (and retry elsewhere) instead of waiting in a queue no one accepts from.
 * A worker that exits while the supervisor is not stopping is logged with its exit status and
   started again after a back-off (``BACKOFF`` doubled per quick death of that index, up to
   ``MAX_BACKOFF``; a worker that stayed up ``STABLE`` seconds starts the count again).
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 
 from corral.identity import COUNT_ENV, INDEX_ENV, RUN_DIR_ENV, SUPERVISOR_ENV
 from corral.metrics.fleet import snapshot_path
-from corral.supervisor.sockets import env_for
+from corral.supervisor.sockets import env_for, unlisten
 
 log = logging.getLogger("corral.supervisor")
 
@@ -128,6 +131,9 @@ class Supervisor:
                 )  # fmt: skip
                 self._shutdown(pipes)
                 return 1
+            if not self._refuse_while_none_runs():
+                self._shutdown(pipes)
+                return 1
             for worker in self._fleet:
                 if worker.restart_at is not None and now >= worker.restart_at:
                     self._spawn(worker, pipes)
@@ -190,6 +196,22 @@ class Supervisor:
         while self._deaths and self._deaths[0] < now - CRASH_WINDOW:
             self._deaths.popleft()
         return len(self._deaths) > CRASH_LIMIT
+
+    def _refuse_while_none_runs(self) -> bool:
+        """With no worker process alive, nobody holds the sockets but this process: stop their
+        listening (queued connections are reset, new ones refused) until the next worker serves
+        and listens again. Only then, so no worker can be accepting on them meanwhile. False if
+        a port was lost."""
+        if any(w.proc is not None for w in self._fleet):
+            return True
+        try:
+            stopped = [unlisten(sock) for sock in (self.data, self.admin)]
+        except OSError as exc:
+            log.error("cannot keep the ports while no worker runs (%s); stopping", exc.strerror or exc)
+            return False
+        if any(stopped):
+            log.warning("no worker is running: connections are refused until one listens again")
+        return True
 
     def _shutdown(self, pipes: _Pipes) -> int:
         """Forward SIGTERM, wait for every worker to drain; kill what outlives the deadline."""
