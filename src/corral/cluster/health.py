@@ -1,10 +1,15 @@
-"""Deployment health shared by every worker: ejections, busy back-offs, recoveries, probe results.
+"""Deployment health shared by every worker: ejections, busy back-offs, recoveries, probe results,
+and the same for each model on a deployment (the second level: a model ejected on an instance).
 
 ``DeploymentState`` calls its ``observer`` on each such transition (and after each active
 check); ``HealthShare`` queues the deployment's name (no I/O on the request path) and a
 background task publishes its snapshot on the cluster channel and stores it in the hash
 ``<prefix>:cluster:health`` for workers that start later. Other workers apply a snapshot by
 setting the fields directly (no observer call, so nothing echoes back).
+
+Model marks merge instead of replacing: each carries the Unix time of its last ejection or
+recovery, and a worker takes another's mark of a model only when it is newer than its own, so
+a snapshot sent for another reason (a probe result) never undoes a fresher local mark.
 
 Times travel as Unix times (``0`` = not ejected / not busy) and are turned back into this
 process's monotonic clock on arrival: replicas should run NTP, as for the limiter.
@@ -20,7 +25,7 @@ from typing import Any
 import orjson
 
 from corral.cluster.link import RedisLink
-from corral.routing.state import DeploymentState
+from corral.routing.state import MAX_MODEL_HEALTH, DeploymentState, ModelHealth
 
 Snapshot = dict[str, Any]
 
@@ -43,7 +48,13 @@ def snapshot(state: DeploymentState, mono: float, wall: float) -> Snapshot:
         "ld": state.loaded,
         "run": list(state.running),
         "v": state.version,
-    }
+        "mh": {
+            model: {"eu": until(h.ejected_until), "x": h.ejections, "f": h.failures, "e": h.last_error,
+                    "at": h.changed_at}
+            for model, h in list(state.models.items())
+            if h.changed_at
+        },
+    }  # fmt: skip
 
 
 def apply(state: DeploymentState, snap: Mapping[str, Any], mono: float, wall: float) -> None:
@@ -72,6 +83,30 @@ def apply(state: DeploymentState, snap: Mapping[str, Any], mono: float, wall: fl
         if isinstance(running, list):
             state.running = tuple(r for r in running if isinstance(r, dict))
         state.version = snap.get("v") or state.version
+    marks = snap.get("mh")
+    if isinstance(marks, dict):
+        apply_models(state, marks, back)
+
+
+def apply_models(state: DeploymentState, marks: Mapping[str, Any], back: Callable[[Any], float]) -> None:
+    """Take another worker's marks of models on ``state`` that are newer than this worker's."""
+    for model, mark in marks.items():
+        at = mark.get("at") if isinstance(mark, dict) else None
+        if not isinstance(model, str) or not isinstance(at, (int, float)):
+            continue
+        health = state.models.get(model)
+        if health is not None and health.changed_at >= at:
+            continue  # this worker's own mark is as new or newer
+        if health is None:
+            if len(state.models) >= MAX_MODEL_HEALTH:
+                del state.models[min(state.models, key=lambda m: state.models[m].ejected_until)]
+            health = state.models[model] = ModelHealth()
+        health.ejected_until = back(mark.get("eu"))
+        health.ejections = int(mark.get("x") or 0)
+        health.failures = int(mark.get("f") or 0)
+        error = mark.get("e")
+        health.last_error = error if isinstance(error, str) else health.last_error
+        health.changed_at = float(at)
 
 
 class HealthShare:

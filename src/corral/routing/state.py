@@ -3,7 +3,9 @@ the signs of life of its requests in flight, and the requests waiting for one of
 
 Health has two levels: the instance (down, busy, misconfigured) and each model on it
 (``ModelHealth``: a missing model or a model-specific 500 ejects that model here, on the same
-back-off as an instance, while the instance's other models keep serving). The times to first
+back-off as an instance, while the instance's other models keep serving). Both levels call the
+``observer`` on an ejection or a recovery, so with ``redis_url`` every worker shares them
+(corral.cluster.health). The times to first
 token per model (``first_tokens``, routing/deadlines.py) give each attempt its deadline.
 
 Updated from live traffic (passive) and from background checks (active). Reading it is cheap
@@ -37,6 +39,7 @@ class ModelHealth:
     ejections: int = 0
     ejected_until: float = 0.0  # monotonic
     last_error: str | None = None
+    changed_at: float = 0.0  # wall clock of its last ejection or recovery: the newest view wins
 
 
 @dataclass(slots=True)
@@ -223,6 +226,9 @@ class DeploymentState:
             return  # late failures from before the ejection do not lengthen it
         health.ejections += 1
         health.ejected_until = now + min(cfg.eject_base * (2 ** (health.ejections - 1)), cfg.eject_max)
+        health.changed_at = time.time()
+        if self.observer is not None:
+            self.observer(self)  # shared with the other workers (corral.cluster.health)
 
     def model_view(self, now: float) -> dict[str, dict[str, Any]]:
         """The models with a failure on record here (for /admin/health): state, back-off, error."""
@@ -240,9 +246,12 @@ class DeploymentState:
     def record_model_success(self, model: str) -> None:
         if self.models:
             health = self.models.get(self.model_key(model))
-            if health is not None:
+            if health is not None and (health.ejections or health.ejected_until):
                 health.ejections = 0
                 health.ejected_until = 0.0
+                health.changed_at = time.time()
+                if self.observer is not None:
+                    self.observer(self)  # a recovery, shared as the ejection was
 
     def record_busy(self, now: float, seconds: float) -> None:
         self.trial_in_flight = False
