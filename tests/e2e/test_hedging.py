@@ -21,6 +21,7 @@ from sqlalchemy import select
 from corral.http.app import CONTROL
 from corral.store.tables import usage
 from tests.emulators.common import Fault
+from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
 from tests.support.servers import ServerThread
@@ -134,6 +135,29 @@ def test_hedging_takes_the_faster_instance_and_cancels_the_slower(
         assert row["completion_tokens"] == 3  # "Echo: hello there": the winner's answer alone
         health = gw.call(lambda: _health(gw))
         assert health["a"] == 0 and health["b"] == 0  # both slots freed
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hedging_takes_a_slot_counted_across_the_fleet(
+    two: tuple[OllamaEmulator, OllamaEmulator, str, str], stream: bool, redis_prefix: tuple[str, str]
+) -> None:
+    # with redis_url every worker shares max_parallel: the hedge's slot takes a round trip to Redis
+    url, prefix = redis_prefix
+    a, b, a_url, b_url = two
+    a.first_token_delay = 10.0
+    config = pool(a_url, b_url, {"failover_timeout": "30s"}, hedge_after="300ms")
+    for provider in config["providers"]:  # type: ignore[union-attr]
+        provider["max_parallel"] = 2  # type: ignore[index]
+    config["redis_url"] = url
+    with GatewayServer(make_config(config), env={"CORRAL_REDIS_PREFIX": f"{prefix}:"}) as gw:
+        assert gw.gateway.fleet.shared is not None  # slots are counted in Redis
+        started = time.monotonic()
+        text, provider, attempts = ask(gw, "m", stream)
+        elapsed = time.monotonic() - started
+        assert (text, provider, attempts) == ("Echo: hello there", "b", "2")
+        assert 0.3 <= elapsed < 2.0, elapsed
+        eventually(lambda: a.disconnects == 1, "seen by the slow instance as a disconnect")
+        eventually(lambda: gw.call(lambda: _health(gw)) == {"a": 0, "b": 0}, "both slots freed")
 
 
 async def _health(gw: GatewayServer) -> dict[str, int]:

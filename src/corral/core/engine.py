@@ -238,10 +238,10 @@ class Engine:
     ) -> Reply:
         """The first attempt raced against the next free candidate after ``delay`` (core/hedge.py)."""
 
-        def backup() -> tuple[Target, Coroutine[Any, Any, Reply]] | None:
+        async def backup() -> tuple[Target, Coroutine[Any, Any, Reply]] | None:
             if len(attempts) + 1 >= self.cfg.max_attempts or not self.fleet.budget.allow():
                 return None
-            taken = self.fleet.try_acquire(ranked, time.monotonic())
+            taken = await self.fleet.try_acquire(ranked)  # a fleet-counted slot: one round trip
             if taken is None:
                 return None  # no free slot now: keep waiting for the first
             target, trial = taken

@@ -2,8 +2,9 @@
 
 ``race`` runs the first attempt; if it has not answered (a stream: its first token; a whole
 answer: the answer) within ``delay`` s it asks ``backup`` for a second attempt on the next
-candidate (which may decline: no free slot, or the retry budget is spent) and keeps whichever
-answers first. The other is cancelled at once: cancelling an attempt closes its upstream
+candidate (which may decline: no free slot, or the retry budget is spent; it may take a round
+trip to take a slot counted across the fleet, while the first attempt runs on) and keeps
+whichever answers first. The other is cancelled at once: cancelling an attempt closes its upstream
 connection, so Ollama stops generating, and frees its slot. An attempt that fails does not end
 the race while the other still runs. As Envoy's hedge on per-try timeout: the first good
 answer wins, errors of the loser are dropped, the same deployment is never raced with itself.
@@ -34,7 +35,7 @@ class Outcome(Generic[T, K]):
 async def race(
     first: tuple[K, Awaitable[T]],
     delay: float,
-    backup: Callable[[], tuple[K, Awaitable[T]] | None],
+    backup: Callable[[], Awaitable[tuple[K, Awaitable[T]] | None]],
     *,
     retryable: type[Exception],
     discard: Callable[[T], Awaitable[None]],
@@ -48,7 +49,7 @@ async def race(
     try:
         done, _ = await asyncio.wait(running, timeout=delay)
         if not done:
-            second = backup()
+            second = await backup()
             if second is not None:
                 running[asyncio.ensure_future(second[1])] = second[0]
         failure: BaseException | None = None

@@ -23,6 +23,10 @@ With ``shared`` (``corral.cluster.slots``, when workers share Redis) a deploymen
 ``max_parallel`` holds across every worker: a locally free slot is also taken in Redis (one
 round trip) and, when the fleet holds all of them, the request waits here as for a full pool
 until a release anywhere wakes it (``freed_elsewhere``) or a short recheck passes.
+
+A hedge's second attempt never waits for a release: ``try_acquire`` takes a fleet-counted
+deployment's slot with one round trip (``SharedSlots.take`` refuses when the fleet holds every
+slot, it never waits for one to free) and passes over a full one.
 """
 
 from __future__ import annotations
@@ -109,14 +113,19 @@ class Fleet:
         usable = state.routable(now) or panic
         return usable and state.has_capacity() and not state.is_busy(now) and state.fleet_full_until <= now
 
-    def try_acquire(self, order: Sequence[Target], now: float) -> tuple[Target, bool] | None:
+    async def try_acquire(self, order: Sequence[Target]) -> tuple[Target, bool] | None:
         """A slot on the first free, routable target of ``order`` now, never waiting (a hedge's
-        second attempt: when none is free it keeps waiting for the first); and whether it is a trial."""
+        second attempt: when none is free it keeps waiting for the first), and whether it is a
+        trial. A fleet-counted target's slot is taken with one round trip to Redis; one the fleet
+        holds full is passed over at once (rechecked after ``FLEET_FULL_RECHECK``)."""
         for target in order:
-            if self.shared is not None and self.states[target.provider].max_parallel:
-                continue  # its slots are counted fleet-wide, which takes a round trip: not here
-            if self._free(target, now, False):
-                return target, self.states[target.provider].start(now)
+            now = time.monotonic()
+            if not self._free(target, now, False):
+                continue
+            state = self.states[target.provider]
+            trial = state.start(now)
+            if await self._take_shared(state, trial):
+                return target, trial
         return None
 
     async def acquire(self, order: Sequence[Target], deadline: float, num_ctx: int | None) -> Target | None:
