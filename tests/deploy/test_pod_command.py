@@ -94,7 +94,7 @@ def test_the_pods_command_serves_with_its_config_map_and_secret(
         }
         home = tmp_path / "home"
         home.mkdir(mode=0o700)
-        env = pod_env(container, home, secret, redis_prefix[1])
+        env = pod_env(container, home, secret, f"{redis_prefix[1]}:")
         port, admin_port = free_port(), free_port()
         argv = [
             *pod_args(container, env, config_file),

@@ -6,43 +6,15 @@ except with CI=true: then it fails."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
-from collections.abc import Iterator
 
 import openai
-import pytest
 import redis
-from redis.exceptions import RedisError
 
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
+from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 from tests.support.servers import ServerThread
-
-ENV_VAR = "CORRAL_TEST_REDIS_URL"
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, str]]:
-    url = os.environ.get(ENV_VAR, "").strip() or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except (RedisError, OSError) as exc:
-        client.close()
-        message = f"Redis not reachable at {url}: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true, so Redis tests must run)", pytrace=False)
-        pytest.skip(f"{message}; set {ENV_VAR} or start Redis to run this test")
-    prefix = f"corral-test-{secrets.token_hex(6)}"
-    try:
-        yield url, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def _until(condition: object, what: str, timeout: float = 5.0) -> None:

@@ -7,14 +7,9 @@ request fails and the usage table holds exactly one record per answered request.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from redis.exceptions import RedisError
 
 from corral.security.crypto import generate_key
 from tests.e2e.test_workers import _config, chat
@@ -22,32 +17,10 @@ from tests.emulators.ollama import OllamaEmulator
 from tests.supervisor.process import Load, Replica, wait_for
 from tests.support.databases import *  # noqa: F403 - the postgres_url fixture
 from tests.support.databases import fetch
+from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 from tests.support.servers import ServerThread, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(600)]
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, str]]:
-    """(url, prefix) of a reachable Redis; only this prefix's keys are deleted afterwards."""
-    url = os.environ.get("CORRAL_TEST_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except (RedisError, OSError) as exc:
-        client.close()
-        message = f"Redis not reachable at {url}: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true, so Redis tests must run)", pytrace=False)
-        pytest.skip(f"{message}; set CORRAL_TEST_REDIS_URL or start Redis to run these tests")
-    prefix = f"corral-test-{secrets.token_hex(6)}:"
-    try:
-        yield url, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def test_a_rolling_restart_loses_no_request_and_no_usage_record(
@@ -58,7 +31,7 @@ def test_a_rolling_restart_loses_no_request_and_no_usage_record(
     shared = {
         "CORRAL_DATABASE_URL": postgres_url,
         "CORRAL_REDIS_URL": url,
-        "CORRAL_REDIS_PREFIX": prefix,
+        "CORRAL_REDIS_PREFIX": f"{prefix}:",
         "CORRAL_ENCRYPTION_KEY": generate_key(),  # both replicas read the same stored secrets
     }
     replicas: list[Replica] = []

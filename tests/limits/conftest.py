@@ -1,26 +1,20 @@
 """Fixtures for the limiter tests: a clock the tests move, and limiters on both backends.
 
-Redis comes from ``CORRAL_TEST_REDIS_URL`` (default redis://127.0.0.1:6379/0). Each test uses
-its own random key prefix and deletes only keys under it. If Redis cannot be reached the Redis
-tests are skipped with the reason, except when ``CI=true``: then they fail.
+Redis and each test's own key prefix come from ``tests.support.rediskeys.redis_prefix``.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from corral.limits import InProcessLimiter, Limiter
 from corral.limits.redis_limiter import RedisLimiter
+from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 
-ENV_VAR = "CORRAL_TEST_REDIS_URL"
 T0 = 1_700_000_040.0  # Tuesday 2023-11-14 22:14:00 UTC: the start of a minute
 
 
@@ -35,36 +29,9 @@ class Clock:
         self.now += seconds
 
 
-def redis_url() -> str:
-    return os.environ.get(ENV_VAR, "").strip() or "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, str]]:
-    """(url, prefix) of a reachable Redis; the prefix's keys are deleted afterwards."""
-    url = redis_url()
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except (RedisError, OSError) as exc:
-        client.close()
-        message = f"Redis not reachable at {url}: {type(exc).__name__}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message} (CI=true, so Redis tests must run)", pytrace=False)
-        pytest.skip(f"{message}; set {ENV_VAR} or start Redis to run these tests")
-    prefix = f"corral-test-{secrets.token_hex(6)}"
-    try:
-        yield url, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture
