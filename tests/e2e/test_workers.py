@@ -255,3 +255,38 @@ def test_limits_n_workers_cannot_share_without_redis_are_refused_naming_the_fix(
     replica.ended.wait(10)
     assert "user_limits" in replica.output and "Set redis_url" in replica.output
     assert "--workers 1" in replica.output and READY_LINE not in replica.output
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_without_redis_a_key_revoked_through_one_worker_is_refused_by_all_within_a_second(
+    tmp_path: Path,
+    upstream: tuple[OllamaEmulator, ServerThread],
+    postgres_url: str,
+    replicas: list[Replica],
+    store: str,
+) -> None:
+    # no redis_url: the workers see each other's admin changes in the store's audit log
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"CORRAL_DATABASE_URL": postgres_url} if store == "postgres" else {}
+    replica = Replica(home, _config(tmp_path, upstream[1].url), free_port(), free_port(), env)
+    replicas.append(replica)
+    replica.start().wait_ready()
+    try:
+        made = httpx.post(replica.admin_url + "/admin/keys", headers=AUTH, json={"name": "ci"}, timeout=10)
+        assert made.status_code == 201, made.text
+        key, key_id = made.json()["key"], made.json()["id"]
+
+        def status() -> int:  # a new connection each time: either worker may take it
+            headers = {"Authorization": f"Bearer {key}"}
+            return httpx.get(replica.url + "/v1/models", headers=headers, timeout=10).status_code
+
+        wait_for(lambda: all(status() == 200 for _ in range(20)), 5, "the new key accepted by both workers")
+        revoked = httpx.delete(f"{replica.admin_url}/admin/keys/{key_id}", headers=AUTH, timeout=10)
+        assert revoked.status_code in (200, 204), revoked.text
+        at = time.monotonic()
+        wait_for(lambda: all(status() == 401 for _ in range(20)), 5, "the revoked key refused by both")
+        took = time.monotonic() - at
+        assert took < 1.5, f"the revoked key was still accepted somewhere {took:.2f} s after"
+    finally:
+        assert replica.terminate() == 0, replica.output

@@ -24,6 +24,7 @@ from corral.tasks import stop_tasks
 
 log = logging.getLogger("corral.control")
 SYNC_INTERVAL = 15.0  # seconds between picking up other replicas' changes
+WATCH_INTERVAL = 0.5  # seconds between looks at the audit log, for processes that share no Redis
 
 
 class ControlPlane:
@@ -70,11 +71,30 @@ class ControlPlane:
         for hook in self.on_change:
             hook()
 
-    def start(self, gateway: Gateway) -> None:
+    def start(self, gateway: Gateway, watch: float | None = None) -> None:
+        """The periodic reloads; with ``watch``, also a look at the audit log every ``watch``
+        seconds that reloads keys and config as soon as another process changed them (workers
+        or replicas sharing the database but no Redis: a revoked key is refused everywhere
+        within a second, not at the next periodic reload)."""
         self._tasks.append(
             asyncio.create_task(self.keys.refresh_loop(self.store, SYNC_INTERVAL), name="keys")
         )
         self._tasks.append(asyncio.create_task(self._sync(gateway), name="config-sync"))
+        if watch is not None:
+            self._tasks.append(asyncio.create_task(self._watch(gateway, watch), name="change-watch"))
+
+    async def _watch(self, gateway: Gateway, interval: float) -> None:
+        seen: int | None = None
+        while True:
+            try:
+                latest = await self.store.audit.latest_id()
+                changed, seen = seen is not None and latest != seen, latest
+                if changed:  # keys, providers or aliases changed (here or elsewhere): read them again
+                    await self.keys.load(self.store)
+                    await self.apply(gateway)
+            except Exception as exc:  # the periodic reloads stay the safety net
+                log.warning("could not look for changes made elsewhere: %s", exc)
+            await asyncio.sleep(interval)
 
     async def _sync(self, gateway: Gateway) -> None:
         while True:

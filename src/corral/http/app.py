@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from corral.config.schema import Config
-from corral.control.plane import ControlPlane
+from corral.control.plane import WATCH_INTERVAL, ControlPlane
 from corral.core.engine import Engine
 from corral.gateway import Gateway, SlotShare
 from corral.http.admin import add_admin_routes
@@ -91,7 +91,9 @@ def create_app(
             await cluster.start()
         await gw.start()
         if plane is not None:
-            plane.start(gw)
+            # without Redis, other workers' and replicas' admin changes are seen in the audit log
+            alone = me.workers == 1 and plane.store.dialect == "sqlite"
+            plane.start(gw, watch=None if shared or alone else WATCH_INTERVAL)
         try:
             async with accounting(config, os.environ if env is None else env, gw, plane, home) as parts:
                 app[ACCOUNTANT] = parts.accountant

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from corral.errors import InvalidRequest
@@ -115,6 +115,13 @@ class AuditRepo:
             await write_entry(
                 conn, at=self._db.now(), actor=actor, action=action, target=target, before=before, after=after
             )
+
+    async def latest_id(self) -> int:
+        """The id of the newest entry (0: none): every admin change moves it, so a process can
+        tell that another changed something with one indexed read."""
+        async with self._db.read() as conn:
+            value = (await conn.execute(select(func.max(audit_log.c.id)))).scalar()
+        return int(value or 0)
 
     async def list(
         self,
