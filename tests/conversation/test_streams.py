@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from corral.conversation.answer import Delta, Event, Failure, Finish, ToolCallDelta, Usage
 from corral.conversation.ollama.streams import NDJSONReader, NDJSONWriter
-from corral.conversation.openai.streams import DONE, SSEReader, SSEWriter
+from corral.conversation.openai.streams import DONE, SSEDecoder, SSEReader, SSEWriter
 
 
 def sse(obj: dict[str, Any]) -> bytes:
@@ -156,3 +157,21 @@ def test_an_ollama_done_line_is_the_finish_with_its_counts() -> None:
     )
     assert reader.feed(line)[-1] == Finish("length", Usage(9, 4))
     assert reader.end() == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n',  # what upstreams send
+        b"data: a\n\n\ndata: b\n\n",  # an extra blank line
+        b": keep-alive\n\ndata: x\ndata: y\n\nevent: e\ndata: z\n\n",  # comments, two data lines, fields
+        b"data\n\ndata:nospace\n\nid: 1\n\ndata: \n\n",  # a bare field name, no space, no data, empty data
+    ],
+)
+def test_whole_events_read_at_once_are_read_as_byte_by_byte(data: bytes) -> None:
+    # a read of whole events takes the decoder's shortcut; one byte at a time takes the line scan
+    at_once = SSEDecoder()
+    shortcut = at_once.feed(data) + at_once.close()
+    one_by_one = SSEDecoder()
+    scanned = [e for i in range(len(data)) for e in one_by_one.feed(data[i : i + 1])] + one_by_one.close()
+    assert shortcut == scanned and shortcut

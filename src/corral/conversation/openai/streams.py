@@ -174,6 +174,8 @@ class SSEDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not self._buf and not self._data and chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            return self._whole(chunk)  # the usual read: whole events, LF line ends
         self._buf += chunk
         events: list[bytes] = []
         pos = 0
@@ -188,6 +190,22 @@ class SSEDecoder:
             self._scanned = 0
         del self._buf[:pos]
         self._scanned = len(self._buf) - (1 if self._buf.endswith(b"\r") else 0)
+        return events
+
+    def _whole(self, chunk: bytes) -> list[bytes]:
+        """Whole events, as ``feed`` reads them, without the line-by-line scan: an event of one
+        ``data:`` line (as every upstream sends them) is cut out at once, any other goes through
+        ``_line`` line by line."""
+        events: list[bytes] = []
+        for block in chunk.split(b"\n\n"):
+            if not block:
+                continue
+            if b"\n" not in block and block.startswith(b"data:"):
+                events.append(block[6:] if block.startswith(b"data: ") else block[5:])
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, events)
+            self._line(b"", events)
         return events
 
     def close(self) -> list[bytes]:
