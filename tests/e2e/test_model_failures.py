@@ -4,6 +4,7 @@ gateway, the official ollama client and two emulated Ollama instances."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import ollama
@@ -63,6 +64,8 @@ def test_a_model_failure_leaves_the_instance_serving_its_other_models(
     model = rows["x"]["models"]["llama3.2:latest"]  # type: ignore[index]
     assert model["state"] == "ejected" and model["failures"] == 1
     assert "llama runner process has terminated" in model["last_error"]
+    marked = datetime.fromisoformat(model["since"])  # type: ignore[arg-type]
+    assert abs((datetime.now(UTC) - marked).total_seconds()) < 60  # when it was marked failed
     assert rows["y"]["models"] == {}
 
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from corral.config.provider_types import REGISTRY
@@ -240,6 +241,8 @@ class DeploymentState:
                 "ejected_for_s": round(left, 1) if left else None,
                 "failures": health.failures,
                 "last_error": health.last_error,
+                # when it was last marked failed or recovered (ISO 8601, UTC)
+                "since": _iso(health.changed_at) if health.changed_at else None,
             }
         return out
 
@@ -282,3 +285,7 @@ class DeploymentState:
             self.misconfigured = None
         else:
             self.last_error = error
+
+
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds")
