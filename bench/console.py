@@ -33,12 +33,12 @@ from corral.usage.rollup import backfill
 PAGES: dict[str, list[str]] = {
     "overview": ["/admin/health", "/admin/usage/series?last=1h&step=1m", "/admin/usage?last=1h"],
     "instances": ["/admin/providers", "/admin/health", "/admin/models"],
-    "models": ["/admin/models", "/admin/providers"],
+    "models": ["/admin/models", "/admin/providers", "/admin/health"],
     "routing": ["/admin/aliases", *(f"/admin/route?power={p}" for p in ("eco", "balanced", "precision"))],
     "keys": ["/admin/keys", "/admin/budgets"],
     **{
         f"usage {last} {group}": [  # what the usage page asks for one range and grouping
-            f"/admin/usage/series?last={last}&group_by={group}",
+            f"/admin/usage/series?last={last}&group_by={group}&top=10",
             f"/admin/usage/compare?last={last}",
             "/admin/usage/recent?limit=50",
         ]

@@ -223,6 +223,14 @@ def test_usage_series_buckets_requests_by_provider(stack: Stack) -> None:
     assert {"t", "provider", "requests", "cost_usd", "errors", "latency_p50_ms", "latency_p95_ms"} <= set(
         data["data"][0]
     )
+    assert (data["top"], data["top_by"]) == (10, "cost")  # a series by one dimension: the first 10
+    for bad in ({"top": "0"}, {"top": "101"}, {"top_by": "latency"}):
+        refused = httpx.get(
+            stack.admin + "/admin/usage/series",
+            params={"last": "1h", "group_by": "provider", **bad},
+            headers=stack.gateway.headers(),
+        )
+        assert refused.status_code == 400 and refused.json()["error"]["param"] in ("top", "top_by"), bad
     too_fine = httpx.get(
         stack.admin + "/admin/usage/series",
         params={"last": "7d", "step": "1s"},

@@ -1,6 +1,7 @@
 """``corral usage``: a summary table; ``corral usage tail``: requests as they finish, as a live
 view; ``corral usage compare``: providers side by side. All read a running gateway's
-/admin/usage.
+/admin/usage. ``--top N`` keeps the N groups with the highest cost (``--top-by requests``: the
+most requests) and sums the rest in one "other (M more)" row, so the rows still add up.
 
 ``tail`` on a terminal keeps a live table of the newest requests (with a running count, tokens
 and cost) redrawn in place; piped, it prints one row per request as it finishes; with
@@ -40,6 +41,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--group-by", default="model", help="provider, model, key, user, surface, hour, day (comma-separated)"
     )
+    parser.add_argument(
+        "--top", type=int, help="only the N first groups (1-100), the rest summed as 'other'; one dimension"
+    )
+    parser.add_argument(
+        "--top-by", dest="top_by", choices=["cost", "requests"], help="rank --top by (default cost)"
+    )
     parser.add_argument("--key-id", dest="key_id", help="only this gateway key id")
     for name in ("user", "model", "provider", "surface"):
         parser.add_argument(f"--{name}", help=f"only this {name}")
@@ -72,8 +79,17 @@ def show_usage(api: AdminClient, args: argparse.Namespace, console: Console | No
         data = api.get("/admin/usage/compare?" + _params(args))
         columns: tuple[str, ...] = ("provider", *SUMMARY)
     else:
-        data = api.get("/admin/usage?" + _params(args, group_by=args.group_by))
-        columns = (*[g for g in args.group_by.split(",") if g], *SUMMARY)
+        top = {"top": str(args.top)} if args.top is not None else {}
+        if args.top_by:
+            top["top_by"] = args.top_by
+        data = api.get("/admin/usage?" + _params(args, group_by=args.group_by, **top))
+        grouped = [g.strip() for g in args.group_by.split(",") if g.strip()]
+        columns = (*grouped, *SUMMARY)
+        for row in data["data"]:
+            if row.get("other"):  # the groups past --top: name the row in the ranked dimension
+                for name in grouped:
+                    if name not in ("hour", "day"):
+                        row[name] = f"other ({row['other']} more)"
     if args.json:
         print_json(data, out.file)
         return 0

@@ -15,6 +15,7 @@ from corral.config.provider_types import CONFIG_TYPES, REGISTRY
 from corral.config.schema import STRATEGIES
 from corral.http.admin.context import AdminContext, reply
 from corral.http.admin.providers import BASE_URL
+from corral.usage.params import DEFAULT_TOP, MAX_TOP, TOP_BY
 
 Schema = dict[str, Any]
 
@@ -290,7 +291,11 @@ ERRORS = {
     401: "No key, or a key that is not valid.",
     403: "The key has user scope; the admin API needs admin scope.",
     404: "No such object.",
-    409: "The object is managed by the config file, already exists, or is still in use.",
+    409: (
+        "The object is managed by the config file, already exists, or is still in use; or it needs "
+        "state the workers share (a max_parallel below the worker count, or a key with limits or a "
+        "budget, while several workers run without redis_url: needs_shared_store)."
+    ),
     413: "The request body is too large.",
     429: "A limit of the key (rate, tokens, parallel requests or budget) was reached.",
     502: "An upstream failed.",
@@ -373,6 +378,17 @@ def document() -> Schema:
         text,
         "provider, model, key, user, instance, requested_model, surface, hour or day (comma-separated)",
     )
+    top = [
+        query(
+            "top",
+            {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
+            "Keep the first N groups of the one dimension grouped by (over the whole range) and fold "
+            'the rest into one row per bucket with that dimension null and "other": the groups in it; '
+            "so the rows add up to the ungrouped totals. /admin/usage: all groups unless given; a series "
+            f"grouped by one dimension: {DEFAULT_TOP} unless given.",
+        ),
+        query("top_by", {"enum": list(TOP_BY)}, "Rank by cost (then requests; the default) or requests."),
+    ]
     OBJ = {"type": "object"}
     recent = [
         *usage_params,
@@ -383,6 +399,7 @@ def document() -> Schema:
         *usage_params,
         query("step", text, "Bucket width such as 1m, 5m, 1h (default: at most 120 buckets)."),
         query("group_by", text, "provider, model, key, user, instance, requested_model or surface"),
+        *top,
     ]
     instances = {"type": "array", "items": {"type": "string", "minLength": 1}}
     pull_body = obj(
@@ -504,7 +521,7 @@ def document() -> Schema:
             )
         },
         "/admin/health": {"get": op("Every deployment's state", ref("Health"), errors=(401, 403))},
-        "/admin/usage": {"get": op("Usage totals, grouped", OBJ, params=[*usage_params, group_by])},
+        "/admin/usage": {"get": op("Usage totals, grouped", OBJ, params=[*usage_params, group_by, *top])},
         "/admin/usage/recent": {"get": op("The newest usage records", OBJ, params=recent)},
         "/admin/usage/compare": {"get": op("Providers side by side", OBJ, params=usage_params)},
         "/admin/openapi.json": {"get": op("This document", {"type": "object"}, errors=(401, 403))},

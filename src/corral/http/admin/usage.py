@@ -1,6 +1,10 @@
 """GET /admin/usage (totals, group_by, p50/p95), /admin/usage/recent (the live tail),
 /admin/usage/compare (providers side by side) and /admin/usage/series (the same figures per
-time bucket, for charts). Admin scope."""
+time bucket, for charts). Admin scope.
+
+``top`` (and ``top_by``) keeps the first groups of the one dimension grouped by and folds the
+rest into one "other" row (``corral.usage.top``): optional for ``/admin/usage``, ``DEFAULT_TOP``
+for a series grouped by one dimension unless given (at most ``MAX_TOP``)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,15 @@ from aiohttp import web
 
 from corral.errors import InvalidRequest, NotFound
 from corral.http.auth import Authenticator
-from corral.usage.query import UsageFilter, UsageQuery, parse_group_by, parse_step
+from corral.usage.query import (
+    DEFAULT_TOP,
+    Top,
+    UsageFilter,
+    UsageQuery,
+    parse_group_by,
+    parse_step,
+    parse_top,
+)
 
 
 def _query(request: web.Request) -> UsageQuery:
@@ -25,6 +37,10 @@ def _query(request: web.Request) -> UsageQuery:
 
 def _json(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def _top(top: Top | None) -> dict[str, object]:
+    return {} if top is None else {"top": top.n, "top_by": top.by}
 
 
 class UsageRoutes:
@@ -41,8 +57,9 @@ class UsageRoutes:
         self._auth.admin(request)
         where = UsageFilter.from_params(request.query, datetime.now(UTC))
         group_by = parse_group_by(request.query.get("group_by"))
-        rows = await _query(request).summary(where, group_by)
-        return _json({"group_by": list(group_by), "data": [r.view() for r in rows]})
+        top = parse_top(request.query, group_by, default=None)
+        rows = await _query(request).summary(where, group_by, top)
+        return _json({"group_by": list(group_by), **_top(top), "data": [r.view() for r in rows]})
 
     async def recent(self, request: web.Request) -> web.Response:
         self._auth.admin(request)
@@ -74,13 +91,15 @@ class UsageRoutes:
         until = where.until or now
         step = parse_step(params.get("step"), until - since)
         group_by = parse_group_by(params.get("group_by"))
-        points = await _query(request).series(where, step, group_by)
+        top = parse_top(params, group_by, default=DEFAULT_TOP)
+        points = await _query(request).series(where, step, group_by, top)
         return _json(
             {
                 "since": since.isoformat().replace("+00:00", "Z"),
                 "until": until.isoformat().replace("+00:00", "Z"),
                 "step": step,
                 "group_by": list(group_by),
+                **_top(top),
                 "data": [p.view() for p in points],
             }
         )

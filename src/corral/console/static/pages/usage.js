@@ -1,5 +1,6 @@
 // Usage: charts over time grouped by provider, model, key or user; the providers side by side;
-// a live tail of requests as they finish; CSV export of what is shown.
+// a live tail of requests as they finish; CSV export of what is shown. A chart draws the TOP
+// groups with the highest cost over the range; the API folds the rest into one "other" line.
 import uPlot from "../vendor/uPlot.esm.js";
 import { get, query } from "../lib/api.js";
 import { h, ms, num, replace, stamp, usd } from "../lib/dom.js";
@@ -15,7 +16,9 @@ const METRICS = {
   latency_p50_ms: ["Latency p50 (ms)", (p) => p.latency_p50_ms, ms],
   latency_p95_ms: ["Latency p95 (ms)", (p) => p.latency_p95_ms, ms],
 };
-const COLOURS = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626"];
+const TOP = 10;
+const OTHER_COLOUR = "#6b7280";
+const COLOURS = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626", "#92400e", "#0f172a"]; // TOP lines, each its own
 
 function csv(rows) {
   const esc = (v) => {
@@ -23,6 +26,11 @@ function csv(rows) {
     return /^[=+\-@\t\r]/.test(s) ? `'${s}` : /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   return rows.map((r) => r.map(esc).join(",")).join("\n") + "\n";
+}
+
+// A point's group as drawn: its value, "(none)" for no value, or the "other" line.
+function labelOf(p, key) {
+  return p.other ? `other (${num(p.other)} more)` : (p[key] ?? "(none)");
 }
 
 export function download(name, text) {
@@ -39,6 +47,7 @@ export default async function usage(main) {
   const group = field("Group by", { options: GROUPS, value: "provider" });
   const metric = field("Chart", { options: Object.keys(METRICS), value: "requests" });
   const chartBox = h("div", { class: "chart", role: "img", "aria-label": "Usage over time" });
+  const topNote = h("p", { class: "muted small", "data-testid": "usage-top-note" });
   const compareBox = h("div", {});
   const tailBox = h("div", {});
   let series = null;
@@ -49,13 +58,13 @@ export default async function usage(main) {
   const exportButton = button("Export CSV", () => {
     const key = group.input.value;
     const rows = [["time", key, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "errors", "latency_p50_ms", "latency_p95_ms"]];
-    for (const p of (series && series.data) || []) rows.push([p.t, p[key], p.requests, p.prompt_tokens, p.completion_tokens, p.cost_usd, p.errors, p.latency_p50_ms, p.latency_p95_ms]);
+    for (const p of (series && series.data) || []) rows.push([p.t, labelOf(p, key), p.requests, p.prompt_tokens, p.completion_tokens, p.cost_usd, p.errors, p.latency_p50_ms, p.latency_p95_ms]);
     download(`corral-usage-${range.input.value}-by-${key}.csv`, csv(rows));
   });
   replace(main,
     header("Usage", "Requests, tokens, cost, errors and latency over time.", exportButton),
     h("div", { class: "filters" }, range.row, group.row, metric.row),
-    h("section", { class: "card" }, h("h2", {}, "Over time"), chartBox),
+    h("section", { class: "card" }, h("h2", {}, "Over time"), chartBox, topNote),
     h("section", {}, h("h2", {}, "Providers side by side"), compareBox),
     h("section", {}, h("h2", {}, "Live tail"), h("p", { class: "muted small" }, "Requests as they finish, newest first."), tailBox));
   for (const f of [range, group, metric]) f.input.addEventListener("change", () => refresh());
@@ -69,18 +78,27 @@ export default async function usage(main) {
     const xs = [];
     for (let t = since; t <= untilT; t += step) xs.push(t);
     const index = new Map(xs.map((t, i) => [t, i]));
-    const groups = [...new Set(series.data.map((p) => p[key] ?? "(none)"))].sort();
+    const other = series.data.find((p) => p.other);
+    const named = [...new Set(series.data.filter((p) => !p.other).map((p) => labelOf(p, key)))].sort();
+    const groups = other ? [...named, labelOf(other, key)] : named;
     const ys = groups.map(() => xs.map(() => null));
     for (const p of series.data) {
       const i = index.get(Math.floor(Date.parse(p.t) / 1000));
-      if (i !== undefined) ys[groups.indexOf(p[key] ?? "(none)")][i] = pick(p);
+      if (i !== undefined) ys[groups.indexOf(labelOf(p, key))][i] = pick(p);
     }
+    topNote.textContent = other
+      ? `The ${num(series.top)} ${key}s with the highest ${series.top_by === "requests" ? "request count" : "cost"} over this range; the other ${num(other.other)} are added up in “other”, so the lines sum to the totals.`
+      : "";
     for (const row of ys) for (let i = 0; i < row.length; i++) if (row[i] === null && !metric.input.value.startsWith("latency")) row[i] = 0;
     const width = Math.max(400, chartBox.clientWidth || 900);
     const opts = {
       width, height: 280, title: label,
       scales: { x: { time: true } },
-      series: [{}, ...groups.map((g, i) => ({ label: String(g), stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true }))],
+      series: [{}, ...groups.map((g, i) => ({
+        label: String(g), width: 2, spanGaps: true,
+        stroke: other && i === groups.length - 1 ? OTHER_COLOUR : COLOURS[i % COLOURS.length],
+        dash: other && i === groups.length - 1 ? [6, 4] : undefined,
+      }))],
       axes: [{}, { size: 70 }],
     };
     if (plot) plot.destroy();
@@ -116,7 +134,7 @@ export default async function usage(main) {
     const opts = { background };
     const afterId = tail.length ? tail[tail.length - 1].id : null;
     const [s, c, recent] = await Promise.all([
-      get(`/admin/usage/series${query({ ...params, group_by: group.input.value })}`, opts),
+      get(`/admin/usage/series${query({ ...params, group_by: group.input.value, top: TOP })}`, opts),
       get(`/admin/usage/compare${query(params)}`, opts),
       get(`/admin/usage/recent${query({ limit: 50, after: afterId })}`, opts),
     ]);
