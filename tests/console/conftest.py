@@ -94,6 +94,7 @@ models:
     target: gpu-b/qwen3:0.6b
     fallbacks: [openai/gpt-4o-mini]
 router:
+  eject_base: 30  # a model marked failed stays marked while a test looks at the pages
   power_levels:
     eco: [chat]
 """

@@ -1,6 +1,7 @@
 """Write a screenshot of every console page (1440x900) to docs/console/: run by
 ``scripts/console-screenshots``. The gateway gets a little traffic first so the pages have
-something to show."""
+something to show: usage from 14 users (the usage page, grouped by user, draws the first ten
+and "other"), and a model that fails on one instance (marked failed there, at the model level)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from corral.http.serving import ACCOUNTANT
 from corral.usage import UsageRecord
 from tests.console.browser import PAGES, Console, chromium, missing
 from tests.console.conftest import Stack, running_stack, usage_written, wait_until
+from tests.emulators.common import Fault
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "console"
 
@@ -26,6 +28,8 @@ SERVED = [
     ("openai", "openai/gpt-4o-mini", "gpt-4o-mini"),
 ]
 MODELS = ["chat", "chat", "openai/gpt-4o-mini", "gpu-b/qwen3:0.6b", "chat", "openai/gpt-4o-mini"]
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+         "niaj", "olivia", "peggy"]  # fmt: skip
 
 
 def record(i: int, rng: random.Random, now: datetime) -> UsageRecord:
@@ -36,7 +40,7 @@ def record(i: int, rng: random.Random, now: datetime) -> UsageRecord:
     cost = (prompt * 150 + completion * 600) / 1e6 if provider == "openai" else 0.0
     return UsageRecord(
         request_id=f"req_fill{i:08d}", at=now - timedelta(seconds=rng.uniform(30, 3600)),
-        requested_model=requested, key_id="master", user=["alice", "bob", "carol"][i % 3],
+        requested_model=requested, key_id="master", user=USERS[min(int(rng.expovariate(0.25)), 13)],
         served_model=model, provider=provider, instance=provider, attempts=1, streamed=True,
         status=502 if failed else 200, error_class="UpstreamError" if failed else None,
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
@@ -54,9 +58,11 @@ def traffic(stack: Stack, backfill: int = 900) -> None:
     rng, now = random.Random(3), datetime.now(UTC)
     for i in range(backfill):
         writer.submit(record(i, rng, now))
+    stack.gpu_b.model_faults["qwen3:0.6b"] = Fault("status", status=500, message="model runner crashed")
     for i, model in enumerate(MODELS * 3):
         body = {"model": model, "messages": [{"role": "user", "content": f"question {i}"}], "user": "alice"}
         httpx.post(gw.v1 + "/chat/completions", json=body, headers=gw.headers(), timeout=20)
+    stack.gpu_b.model_faults.clear()  # qwen3 stays marked failed on gpu-b for its back-off
     stack.key(name="ci-runner", owner="alice", scope="user", models=["chat"], max_budget=5, rpm=60)
     stack.key(name="ops", scope="admin")
     wait_until(lambda: usage_written(stack) >= before + backfill + 18)
@@ -87,6 +93,9 @@ def main() -> int:
                 page.get_by_label("Model, alias or corral/<level>").fill("chat")
                 page.get_by_role("button", name="Show the plan").click()
                 page.locator("ol.plan").wait_for()
+            if name == "usage":
+                page.get_by_label("Group by").select_option("user")
+                page.get_by_test_id("usage-top-note").get_by_text("other").wait_for()
             page.wait_for_timeout(300)  # let charts finish drawing before the picture
             page.screenshot(path=str(OUT / f"{name}.png"))
             print(f"wrote {OUT / name}.png")

@@ -128,6 +128,76 @@ def test_playground_shows_a_fallback(admin: Console, stack: Stack) -> None:
         stack.gpu_b.model_faults.clear()
 
 
+def model_marked(stack: Stack, instance: str, model: str) -> dict[str, Any] | None:
+    health = httpx.get(stack.admin + "/admin/health", headers=stack.gateway.headers(), timeout=10).json()
+    found: dict[str, Any] | None = next(d for d in health["deployments"] if d["name"] == instance)[
+        "models"
+    ].get(model)
+    return found
+
+
+def test_a_model_failed_on_one_instance_is_shown_on_that_instance_only(admin: Console, stack: Stack) -> None:
+    """The model level of health: qwen3 fails on gpu-b (its error text a markup probe), gpu-b
+    keeps serving its other models; the overview, the instances and the models pages say so."""
+    stack.gpu_b.model_faults["qwen3:0.6b"] = Fault("status", status=500, message=f"runner crashed {XSS}")
+    try:
+        resp = httpx.post(
+            stack.gateway.v1 + "/chat/completions",
+            json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
+            headers=stack.gateway.headers(),
+            timeout=20,
+        )
+        assert resp.status_code == 200 and resp.headers["x-corral-fallback"] == "openai/gpt-4o-mini"
+        wait_until(lambda: (model_marked(stack, "gpu-b", "qwen3:0.6b") or {}).get("state") == "ejected")
+        assert model_marked(stack, "gpu-a", "qwen3:0.6b") is None
+        failures = (model_marked(stack, "gpu-b", "qwen3:0.6b") or {})["failures"]
+    finally:
+        stack.gpu_b.model_faults.clear()
+
+    page = admin.open("overview")
+    page.get_by_test_id("tile-model-health").get_by_text("model failed here: qwen3:0.6b").wait_for()
+    assert page.get_by_role("article", name="gpu-b: healthy").is_visible()  # the instance itself serves on
+
+    page = admin.open("instances")
+    row = page.get_by_role("row").filter(has=page.get_by_text("gpu-b", exact=True))
+    line = row.get_by_test_id("model-health")
+    line.wait_for()
+    text = line.inner_text()
+    assert (
+        "model failed" in text and "qwen3:0.6b" in text and "until" in text and f"{failures} failure" in text
+    )
+    assert XSS in text and line.locator("img").count() == 0  # the upstream's error, as text
+    other = page.get_by_role("row").filter(has=page.get_by_text("gpu-a", exact=True))
+    assert other.get_by_text("every model serving").is_visible()
+
+    page = admin.open("models")
+    row = page.get_by_role("row").filter(has=page.get_by_role("strong").get_by_text("qwen3:0.6b", exact=True))
+    on_b = row.locator("ul.on li").filter(has_text="gpu-b")
+    on_b.get_by_test_id("model-health").wait_for()
+    assert "model failed" in on_b.inner_text() and "until" in on_b.inner_text()
+    for li in row.locator("ul.on li").all():
+        if "gpu-b" not in li.inner_text():
+            assert li.get_by_test_id("model-health").count() == 0
+    assert page.locator("img").count() == 0
+
+
+def test_the_usage_chart_by_user_draws_the_top_ten_and_other(admin: Console, stack: Stack) -> None:
+    before = usage_written(stack)
+    for i in range(12):
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "user": f"top-user-{i:02d}"}
+        resp = httpx.post(stack.gateway.v1 + "/chat/completions", json=body, headers=stack.gateway.headers())
+        assert resp.status_code == 200
+    wait_until(lambda: usage_written(stack) >= before + 12)
+    page = admin.open("usage")
+    page.get_by_label("Group by").select_option("user")
+    note = page.get_by_test_id("usage-top-note")
+    note.get_by_text("are added up in “other”").wait_for()
+    assert note.inner_text().startswith("The 10 users with the highest cost")
+    legend = page.locator(".chart .u-legend")
+    legend.get_by_text("other (", exact=False).wait_for()
+    assert legend.locator(".u-series").count() == 1 + 11  # the x axis, ten users and "other"
+
+
 def test_a_key_created_copied_used_seen_in_usage_then_revoked(admin: Console, stack: Stack) -> None:
     page = admin.open("keys")
     page.get_by_role("button", name="Create key").click()

@@ -2,6 +2,7 @@
 // delete the ones managed through the API (the YAML file's are shown read-only).
 import { del, get, patch, post } from "../lib/api.js";
 import { ago, h, ms, replace } from "../lib/dom.js";
+import { marked, modelHealthLine } from "../lib/health.js";
 import { badge, button, chips, confirmDialog, field, formDialog, header, notice, table } from "../lib/ui.js";
 
 const NUMBERS = ["timeout", "connect_timeout", "priority", "weight", "max_parallel", "num_ctx"];
@@ -75,6 +76,7 @@ export default async function instances(main) {
     const opts = { background };
     const [providers, health, models] = await Promise.all([
       get("/admin/providers", opts), get("/admin/health", opts), get("/admin/models", opts)]);
+    const fetchedAt = Date.now();
     const states = new Map(health.deployments.map((d) => [d.name, d]));
     const counts = new Map();
     for (const m of models.data) if (m.type === "discovered") counts.set(m.provider, (counts.get(m.provider) || 0) + 1);
@@ -113,6 +115,11 @@ export default async function instances(main) {
         const test = results.get(p.name);
         return h("div", {}, badge(s.state), h("div", { class: "muted small" }, `checked ${ago(s.last_check)}${s.check_latency_ms !== null ? ` · ${ms(s.check_latency_ms)}` : ""}`),
           test ? h("div", { class: test.success ? "ok-text small" : "error-text small" }, test.success ? `test OK · ${ms(test.latency_ms)} · ${test.models_found} models` : `test failed: ${test.error}`) : null);
+      } },
+      { label: "Model health", cell: (p) => {
+        const rows = marked(states.get(p.name));
+        if (!rows.length) return h("span", { class: "muted small" }, "every model serving");
+        return h("div", { class: "model-health-list" }, rows.map(([model, m]) => modelHealthLine(model, m, fetchedAt)));
       } },
       { label: "Priority", cell: (p) => String(p.priority ?? 0), class: "num" },
       { label: "Weight", cell: (p) => String(p.weight ?? 1), class: "num" },

@@ -2,6 +2,7 @@
 // pull onto some or all Ollama instances with a progress bar each; copy and delete.
 import { get, lines, post } from "../lib/api.js";
 import { bytes, h, num, replace, until } from "../lib/dom.js";
+import { modelEntry, modelHealthLine } from "../lib/health.js";
 import { button, chips, confirmDialog, field, formDialog, header, notice, table } from "../lib/ui.js";
 
 const CAPS = ["completion", "tools", "vision", "embedding", "thinking"];
@@ -58,6 +59,8 @@ export default async function models(main) {
   const body = h("div", {});
   let all = [];
   let ollamas = [];
+  let deployments = new Map(); // name -> /admin/health's deployment, for the model level of health
+  let fetchedAt = Date.now();
 
   const pullButton = button("Pull", async () => {
     const model = pullName.input.value.trim();
@@ -85,8 +88,12 @@ export default async function models(main) {
       { label: "Context", cell: (m) => num(m.context_length), class: "num" },
       { label: "Capabilities", cell: (m) => chips([...m.capabilities]) },
       { label: "Size", cell: (m) => [bytes(m.size), m.quantization ? ` · ${m.quantization}` : ""] },
-      { label: "Instances (loaded now)", cell: (m) => h("ul", { class: "on" }, m.on.map((r) => h("li", { class: r.loaded ? "loaded" : "" },
-        r.provider, r.loaded ? h("span", { class: "small" }, ` · loaded ${until(r.loaded_until)}${r.loaded_context ? ` at ${num(r.loaded_context)} ctx` : ""}`) : null))) },
+      { label: "Instances (loaded now)", cell: (m) => h("ul", { class: "on" }, m.on.map((r) => {
+        const health = modelEntry(deployments.get(r.provider), m.model);
+        return h("li", { class: [r.loaded ? "loaded" : "", health && health.state === "ejected" ? "failed" : ""].join(" ").trim() },
+          r.provider, r.loaded ? h("span", { class: "small" }, ` · loaded ${until(r.loaded_until)}${r.loaded_context ? ` at ${num(r.loaded_context)} ctx` : ""}`) : null,
+          health ? modelHealthLine(m.model, health, fetchedAt, false) : null);
+      })) },
       { label: "Aliases", cell: (m) => chips([...m.aliases]) },
       { label: "Price / 1M", cell: (m) => (m.price ? `$${m.price.input} in · $${m.price.output} out` : "free / unpriced") },
       { label: "Actions", cell: (m) => {
@@ -116,7 +123,10 @@ export default async function models(main) {
 
   async function refresh(background = false) {
     const opts = { background };
-    const [rows, providers] = await Promise.all([get("/admin/models", opts), get("/admin/providers", opts)]);
+    const [rows, providers, health] = await Promise.all([
+      get("/admin/models", opts), get("/admin/providers", opts), get("/admin/health", opts).catch(() => ({ deployments: [] }))]);
+    fetchedAt = Date.now();
+    deployments = new Map(health.deployments.map((d) => [d.name, d]));
     all = grouped(rows.data);
     const names = providers.data.filter((p) => p.type === "ollama" && p.enabled !== false).map((p) => p.name);
     if (names.join() !== ollamas.join()) {

@@ -25,6 +25,11 @@ function stat(label, value, spark) {
   return h("div", { class: "stat" }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value), spark);
 }
 
+// Models marked failed on this instance (the model level of health; the instance serves the rest).
+function failedModels(d) {
+  return Object.entries(d.models || {}).filter(([, m]) => m.state === "ejected").map(([name]) => name).sort();
+}
+
 function tile(d) {
   const cap = d.max_parallel;
   return h("article", { class: `tile ${d.state}`, "aria-label": `${d.name}: ${d.state}` },
@@ -34,7 +39,8 @@ function tile(d) {
       h("span", {}, `in flight ${d.in_flight}${cap ? ` / ${cap}` : ""}`),
       cap ? meter(d.in_flight, cap, `${d.name} in flight`) : null),
     h("p", { class: "muted" }, `checked ${ago(d.last_check)}`, d.check_latency_ms !== null ? ` · ${ms(d.check_latency_ms)}` : ""),
-    d.loaded_models.length ? h("div", {}, h("span", { class: "muted" }, "loaded: "), chips(d.loaded_models)) : h("p", { class: "muted" }, "no model loaded"),
+    d.loaded_models.length ? h("div", { class: "tile-row" }, h("span", { class: "muted" }, "loaded:"), chips(d.loaded_models)) : h("p", { class: "muted" }, "no model loaded"),
+    failedModels(d).length ? h("p", { class: "error-text", "data-testid": "tile-model-health" }, `model failed here: ${failedModels(d).join(", ")}`) : null,
     d.last_error && d.state !== "healthy" ? h("p", { class: "error-text" }, d.last_error) : null);
 }
 
