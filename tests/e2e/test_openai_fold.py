@@ -180,6 +180,14 @@ def test_an_answer_cut_short_is_never_a_200(pair: Pair, kind: str) -> None:
     assert len(pair.b.requests_to("/chat/completions")) == 1
 
 
+def test_the_last_deployment_to_try_is_asked_for_a_whole_answer(pair: Pair) -> None:
+    # b answers after a was given up on: there is nowhere to fail over to, so no fold (cheaper)
+    pair.a.fault = Fault("status", status=503, message="busy", times=1)
+    assert ask(pair.gw, "m") == ("Echo: hello there", "b")
+    assert pair.a.requests_to("/chat/completions")[0].json["stream"] is True
+    assert "stream" not in pair.b.requests_to("/chat/completions")[0].json
+
+
 def test_a_cut_on_the_first_server_is_answered_by_the_next(pair: Pair) -> None:
     pair.a.fault = Fault("drop_midstream", after_chunks=2)
     raw = oai(pair.gw).chat.completions.with_raw_response.create(model="m", messages=USER)  # type: ignore[arg-type]

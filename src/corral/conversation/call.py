@@ -89,6 +89,10 @@ class Attempt:
     model: str  # the upstream's own name for the model
     first_byte_timeout: float | None = None  # seconds to the first token (streams, Ollama) or headers
     num_ctx: int | None = None  # pinned context length, overriding the client's
+    # another deployment could still be tried after this one: a whole answer from an upstream
+    # that can send one (OpenAI-type) is then streamed and folded, so the first-token deadline
+    # can fail it over; with nowhere to go it is asked for whole (cheaper, and never cut short)
+    elsewhere: bool = True
 
 
 @dataclass(slots=True)

@@ -295,7 +295,9 @@ class Engine:
             len(call.raw),
         )
         timeout = min(first, remaining)
-        attempt = Attempt(model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx)
+        attempt = Attempt(
+            model=target.model, first_byte_timeout=timeout, num_ctx=route.num_ctx, elsewhere=elsewhere
+        )
         # health checks leave it alone until its first token (a stream) or its reply is due
         state.expect_first_byte(started + (timeout if call.stream else remaining))
         # the upstream's own API: passed through; any other: through the conversation model

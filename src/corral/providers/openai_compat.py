@@ -6,8 +6,9 @@ kept. A provider that declares other APIs its server answers itself (``surfaces:
 responses]``: vLLM >= 0.11.1, Ollama's ``/v1``, hosted APIs) passes their calls through too, the
 body changed only in its model, the answer relayed as it comes (``native_relay``). Any other
 surface's call goes through the conversation model (``openai_model``). A non-streamed chat or
-completions call is streamed from the server and folded (``openai_fold``), so the first-token
-deadline catches a server that hangs before its first token. A whole answer is read up
+completions call is streamed from the server and folded (``openai_fold``) when another
+deployment could still be tried after this one, so the first-token deadline catches a server
+that hangs before its first token; the last one left is asked for the whole answer. A whole answer is read up
 to ``max_response_bytes``; a stream is relayed in whole SSE events (``upstream.Framer``), none of
 which may grow past ``max_line_bytes``.
 """
@@ -68,7 +69,7 @@ class OpenAIProvider:
         server declares it speaks, passed through as it is (``native_relay``)."""
         if call.surface is not Surface.OPENAI:
             return await self._send_native(call, attempt)
-        if not call.stream and call.endpoint in _FOLDED:
+        if not call.stream and call.endpoint in _FOLDED and attempt.elsewhere:
             return await self._folded(call, attempt)
         data, asked_usage = openai_relay.forwarded(call, attempt.model)
         async with upstream_errors(self.cfg):

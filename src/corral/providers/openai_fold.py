@@ -7,6 +7,8 @@ the first token: the first-token deadline covers the headers and that event, as 
 Ollama call, and the engine fails over in time. Nothing has reached the client while the answer
 is folded, so an error event, a broken connection or a body that ends before every choice has
 its finish reason is raised (the engine fails over) instead of handed on as a complete answer.
+Only when there is somewhere to fail over to (``Attempt.elsewhere``): folding costs about what
+relaying a stream does, and the last deployment left is better asked for the whole answer.
 
 The fold keeps what the server sent, fields corral does not know included: the chunks' top-level
 fields (the last value that is not null wins; ``object`` becomes the whole answer's), each

@@ -52,7 +52,7 @@ async def send(provider: OpenAIProvider, call: Call, attempt: Attempt, path: str
     """``call`` through the model; ``path`` overrides where the request goes."""
     started = model_path.now_ns()
     req = model_path.request_of(call)
-    if not req.stream and req.endpoint is not Endpoint.EMBEDDING:
+    if not req.stream and req.endpoint is not Endpoint.EMBEDDING and attempt.elsewhere:
         return await _folded(provider, call, attempt, req, path, started)
     endpoint, body = openai_requests.write(req, attempt.model)
     async with upstream_errors(provider.cfg):
@@ -64,6 +64,9 @@ async def send(provider: OpenAIProvider, call: Call, attempt: Attempt, path: str
     if endpoint is Endpoint.EMBEDDING:
         data = json_object(provider.name, await _read(provider, resp))
         return model_path.reply_of(call, openai_answers.read_embeddings(data), started)
+    if not req.stream:  # the last deployment to try: asked for whole
+        data = json_object(provider.name, await _read(provider, resp))
+        return model_path.answered(call, openai_answers.read(data), started)
     return model_path.reply_of(call, _events(provider, resp), started)
 
 
