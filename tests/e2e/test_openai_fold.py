@@ -188,6 +188,27 @@ def test_the_last_deployment_to_try_is_asked_for_a_whole_answer(pair: Pair) -> N
     assert "stream" not in pair.b.requests_to("/chat/completions")[0].json
 
 
+def test_a_server_that_refuses_to_stream_a_call_is_asked_for_it_whole(pair: Pair) -> None:
+    # OpenAI refuses to stream some models for some organisations (400): the call still works
+    pair.a.fault = Fault(
+        "status", status=400, message="Your organization must be verified to stream", times=1
+    )
+    assert ask(pair.gw, "m") == ("Echo: hello there", "a")
+    first, again = pair.a.requests_to("/chat/completions")
+    assert first.json["stream"] is True and "stream" not in again.json
+    assert ask(pair.gw, "m") == ("Echo: hello there", "a")
+    assert "stream" not in pair.a.requests_to("/chat/completions")[-1].json  # remembered for the model
+
+
+def test_a_request_refused_either_way_is_the_clients_error_and_not_remembered(pair: Pair) -> None:
+    pair.a.fault = Fault("status", status=400, message="temperature is out of range", times=2)
+    body = {"model": "m", "messages": USER}
+    resp = httpx.post(pair.gw.v1 + "/chat/completions", json=body, headers=pair.gw.headers(), timeout=30)
+    assert resp.status_code == 400 and "temperature" in resp.text
+    assert ask(pair.gw, "m") == ("Echo: hello there", "a")
+    assert pair.a.requests_to("/chat/completions")[-1].json["stream"] is True  # still folded
+
+
 def test_a_cut_on_the_first_server_is_answered_by_the_next(pair: Pair) -> None:
     pair.a.fault = Fault("drop_midstream", after_chunks=2)
     raw = oai(pair.gw).chat.completions.with_raw_response.create(model="m", messages=USER)  # type: ignore[arg-type]

@@ -4,10 +4,12 @@ them, and the answer a client gets; fields corral does not know survive."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from corral.config.schema import ProviderConfig
 from corral.conversation.call import Outcome
-from corral.providers.openai_fold import ChunkFold, note
+from corral.providers.openai_fold import ChunkFold, _event, note
 
 
 def chunk(choices: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
@@ -239,3 +241,49 @@ def test_the_usage_or_an_estimate_from_the_text() -> None:
         3,
         1,
     )
+
+
+def test_the_legacy_function_call_is_joined_like_a_tool_call() -> None:
+    fold = folded(
+        [
+            chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "function_call": {"name": "get", "arguments": ""}},
+                    }
+                ]
+            ),
+            chunk([{"index": 0, "delta": {"function_call": {"arguments": '{"a":'}}}]),
+            chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"function_call": {"arguments": "1}"}},
+                        "finish_reason": "function_call",
+                    }
+                ]
+            ),
+        ]
+    )
+    message = fold.answer("m")["choices"][0]["message"]
+    assert message["function_call"] == {"name": "get", "arguments": '{"a":1}'}
+
+
+def test_a_long_answer_folds_in_linear_time() -> None:
+    pieces = 200_000  # a long reasoning answer, a few characters an event
+    fold = ChunkFold(chat=True)
+    started = time.process_time()
+    for _ in range(pieces):
+        fold.add({"choices": [{"index": 0, "delta": {"content": "abcd", "reasoning_content": "wxyz"}}]})
+    fold.add({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    message = fold.answer("m")["choices"][0]["message"]
+    assert len(message["content"]) == len(message["reasoning_content"]) == 4 * pieces
+    assert time.process_time() - started < 10  # joined as it came, this took minutes
+
+
+def test_a_choice_field_of_the_wrong_shape_is_left_out() -> None:
+    cfg = ProviderConfig(name="vllm", type="openai", base_url="http://127.0.0.1:9/v1")
+    fold = ChunkFold(chat=True)
+    _event(cfg, fold, b'{"choices": [{"index": 0, "message": "x", "delta": {"content": "hi"}}]}')
+    assert fold.answer("m")["choices"][0]["message"]["content"] == "hi"  # the odd field left out

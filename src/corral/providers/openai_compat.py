@@ -23,7 +23,7 @@ import orjson
 from corral.config.schema import ProviderConfig
 from corral.conversation.body import with_model
 from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, Reply, Surface
-from corral.errors import UpstreamError
+from corral.errors import UpstreamError, UpstreamRejected
 from corral.httpclient import Pool, Response
 from corral.providers import native_relay, openai_fold, openai_model, openai_relay
 from corral.providers.passthrough import Renamer, note_whole
@@ -41,6 +41,8 @@ _PATH_KEYS = {Endpoint.CHAT: "chat", Endpoint.COMPLETION: "completions", Endpoin
 
 
 _FOLDED = frozenset({Endpoint.CHAT, Endpoint.COMPLETION})  # whole answers streamed and folded
+_STREAM_REFUSED = frozenset({400, 422})  # a streamed request refused: the same call is asked whole
+_MAX_UNSTREAMED = 1024
 _SURFACES = {"messages": Surface.MESSAGES, "responses": Surface.RESPONSES}  # config name -> surface
 
 
@@ -55,6 +57,7 @@ class OpenAIProvider:
         native = {_SURFACES[name]: cfg.path(name) for name in cfg.surfaces}
         self._native = native  # surface -> its path on the upstream
         self.speaks = frozenset({Surface.OPENAI, *native})
+        self._unstreamed: set[str] = set()  # models that refused a streamed whole-answer call
 
     @property
     def _pool(self) -> Pool:
@@ -69,8 +72,19 @@ class OpenAIProvider:
         server declares it speaks, passed through as it is (``native_relay``)."""
         if call.surface is not Surface.OPENAI:
             return await self._send_native(call, attempt)
-        if not call.stream and call.endpoint in _FOLDED and attempt.elsewhere:
-            return await self._folded(call, attempt)
+        if self._folds(call, attempt):
+            try:
+                return await self._folded(call, attempt)
+            except UpstreamRejected as exc:
+                if exc.upstream_status not in _STREAM_REFUSED:
+                    raise
+            reply = await self._answer(call, attempt)  # the same call, asked whole
+            self._unstreamed.add(attempt.model)  # it answers whole what it refused to stream
+            return reply
+        return await self._answer(call, attempt)
+
+    async def _answer(self, call: Call, attempt: Attempt) -> Reply:
+        """An OpenAI client's call passed through as it came."""
         data, asked_usage = openai_relay.forwarded(call, attempt.model)
         async with upstream_errors(self.cfg):
             resp = await self.pool.request("POST", self.paths[call.endpoint], data, JSON_BODY)
@@ -86,6 +100,18 @@ class OpenAIProvider:
         reply, body = await self._whole(resp, call, attempt, content_type)
         note_whole(body, reply.outcome)
         return reply
+
+    def _folds(self, call: Call, attempt: Attempt) -> bool:
+        """Stream a whole answer to fold it: a chat or completions call, with another deployment
+        left to fail over to, to a model that has not refused to stream (OpenAI refuses it for
+        some models and organisations, completions refuse it with ``best_of``)."""
+        if call.stream or call.endpoint not in _FOLDED or not attempt.elsewhere or "best_of" in call.body:
+            return False
+        if attempt.model in self._unstreamed:
+            return False
+        if len(self._unstreamed) >= _MAX_UNSTREAMED:
+            self._unstreamed.clear()
+        return True
 
     async def _folded(self, call: Call, attempt: Attempt) -> Reply:
         """A whole chat or completions answer, streamed from the server and folded (``openai_fold``)

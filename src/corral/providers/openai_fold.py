@@ -41,6 +41,20 @@ if TYPE_CHECKING:
 _TEXT_KEEP = frozenset({"role"})  # string fields of a delta that are set once, not joined
 
 
+class _Parts(list[str]):
+    """The pieces of a text field, joined once at the end (joining as they come is quadratic)."""
+
+
+def _text(value: Any) -> Any:
+    return "".join(value) if isinstance(value, _Parts) else value
+
+
+def _length(value: Any) -> int:
+    if isinstance(value, _Parts):
+        return sum(len(piece) for piece in value)
+    return len(value) if isinstance(value, str) else 0
+
+
 def forwarded(call: Call, model: str) -> bytes:
     """The body the upstream gets: the client's, with the routed model, streamed, with usage."""
     options = call.body.get("stream_options")
@@ -78,7 +92,7 @@ class ChunkFold:
         index = index if isinstance(index, int) and not isinstance(index, bool) else 0
         slot = self._choices.get(index)
         if slot is None:
-            body: dict[str, Any] = {"role": "assistant"} if self._chat else {"text": ""}
+            body: dict[str, Any] = {"role": "assistant"} if self._chat else {"text": _Parts()}
             slot = self._choices[index] = {"index": index, "message": body} if self._chat else body
             slot["index"] = index
         for key, value in choice.items():
@@ -87,10 +101,12 @@ class ChunkFold:
                     _join_message(slot["message"], value)
             elif key == "text" and not self._chat:
                 if isinstance(value, str):
-                    slot["text"] += value
+                    slot["text"].append(value)
             elif key == "logprobs":
                 _join_logprobs(slot, value)
-            elif key != "index" and (value is not None or key not in slot):
+            elif key in ("delta", "message", "text", "index"):
+                continue  # another shape's field, or not an object: nothing to keep
+            elif value is not None or key not in slot:
                 slot[key] = value
 
     @property
@@ -109,16 +125,24 @@ class ChunkFold:
         }
         top.pop("model", None)
         choices = [self._choices[i] for i in sorted(self._choices)]
-        if self._chat:
-            for choice in choices:
-                message = choice["message"]
-                if not message.get("content") and message.get("tool_calls"):
-                    message["content"] = None  # as whole answers say it: calls, no text
-                message.setdefault("content", None)
-                for call in message.get("tool_calls") or ():
-                    call.pop("_index", None)
-                    call.setdefault("type", "function")
-                choice.setdefault("logprobs", None)
+        for choice in choices:
+            if not self._chat:
+                choice["text"] = _text(choice["text"])
+                continue
+            message = choice["message"]
+            for key, value in message.items():
+                message[key] = _text(value)
+            for call in message.get("tool_calls") or ():
+                call["function"]["arguments"] = _text(call["function"]["arguments"])
+            if isinstance(message.get("function_call"), dict):
+                message["function_call"]["arguments"] = _text(message["function_call"].get("arguments", ""))
+            if not message.get("content") and message.get("tool_calls"):
+                message["content"] = None  # as whole answers say it: calls, no text
+            message.setdefault("content", None)
+            for call in message.get("tool_calls") or ():
+                call.pop("_index", None)
+                call.setdefault("type", "function")
+            choice.setdefault("logprobs", None)
         out["choices"] = choices
         out.update(top)
         if self.usage is not None:
@@ -131,9 +155,9 @@ class ChunkFold:
         if first is None:
             return 0
         if not self._chat:
-            return len(first.get("text") or "")
+            return _length(first.get("text"))
         message = first["message"]
-        return sum(len(v) for k, v in message.items() if isinstance(v, str) and k not in _TEXT_KEEP)
+        return sum(_length(v) for k, v in message.items() if k not in _TEXT_KEEP)
 
 
 def _join_message(message: dict[str, Any], delta: dict[str, Any]) -> None:
@@ -141,9 +165,16 @@ def _join_message(message: dict[str, Any], delta: dict[str, Any]) -> None:
         if key == "tool_calls":
             if isinstance(value, list):
                 _join_calls(message.setdefault("tool_calls", []), value)
+        elif key == "function_call":  # the legacy functions API: one call, in pieces
+            if isinstance(value, dict):
+                into = message.setdefault("function_call", {"name": "", "arguments": _Parts()})
+                _join_function(into, value)
         elif isinstance(value, str) and key not in _TEXT_KEEP:
             before = message.get(key)
-            message[key] = before + value if isinstance(before, str) else value
+            if isinstance(before, _Parts):
+                before.append(value)
+            else:
+                message[key] = _Parts([before, value] if isinstance(before, str) else [value])
         elif value is not None or key not in message:
             message[key] = value
 
@@ -158,20 +189,24 @@ def _join_calls(calls: list[dict[str, Any]], pieces: list[Any]) -> None:
         index = index if isinstance(index, int) and not isinstance(index, bool) else len(calls)
         call = next((c for c in calls if c["_index"] == index), None)
         if call is None:
-            call = {"_index": index, "function": {"name": "", "arguments": ""}}
+            call = {"_index": index, "function": {"name": "", "arguments": _Parts()}}
             calls.append(call)
         for key, value in piece.items():
             if key == "function" and isinstance(value, dict):
-                fn = call["function"]
-                if isinstance(value.get("name"), str) and value["name"] and not fn["name"]:
-                    fn["name"] = value["name"]
-                args = value.get("arguments")
-                if isinstance(args, str):
-                    fn["arguments"] += args
-                elif isinstance(args, dict):  # a few servers send the arguments as an object
-                    fn["arguments"] += orjson.dumps(args).decode()
+                _join_function(call["function"], value)
             elif key != "index" and value is not None and call.get(key) is None:
                 call[key] = value
+
+
+def _join_function(fn: dict[str, Any], piece: dict[str, Any]) -> None:
+    """A function's name from the first piece that has one, its arguments' text joined."""
+    if isinstance(piece.get("name"), str) and piece["name"] and not fn["name"]:
+        fn["name"] = piece["name"]
+    args = piece.get("arguments")
+    if isinstance(args, str):
+        fn["arguments"].append(args)
+    elif isinstance(args, dict):  # a few servers send the arguments as an object
+        fn["arguments"].append(orjson.dumps(args).decode())
 
 
 def _join_logprobs(slot: dict[str, Any], value: Any) -> None:
@@ -248,7 +283,14 @@ def _event(cfg: ProviderConfig, folded: ChunkFold, payload: bytes) -> bool:
     data = json_object(cfg.name, payload, "a stream event")
     if data.get("error"):
         raise UpstreamError(cfg.name, upstream_error_message(data["error"]), code="upstream_error")
-    folded.add(data)
+    try:
+        folded.add(data)
+    except (AttributeError, TypeError, KeyError) as exc:  # a chunk of a shape no server sends
+        raise UpstreamError(
+            cfg.name,
+            f"sent a stream event corral cannot read ({type(exc).__name__}).",
+            code="upstream_bad_response",
+        ) from None
     return False
 
 
