@@ -21,9 +21,9 @@ from sqlalchemy import select
 from corral.http.app import CONTROL
 from corral.store.tables import usage
 from tests.emulators.common import Fault
-from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
+from tests.support.rediskeys import *  # noqa: F403 - the redis_prefix fixture
 from tests.support.servers import ServerThread
 
 USER = [{"role": "user", "content": "hello there"}]
@@ -143,7 +143,7 @@ def test_hedging_takes_a_slot_counted_across_the_fleet(
 ) -> None:
     # with redis_url every worker shares max_parallel: the hedge's slot takes a round trip to Redis
     url, prefix = redis_prefix
-    a, b, a_url, b_url = two
+    a, _, a_url, b_url = two
     a.first_token_delay = 10.0
     config = pool(a_url, b_url, {"failover_timeout": "30s"}, hedge_after="300ms")
     for provider in config["providers"]:  # type: ignore[union-attr]

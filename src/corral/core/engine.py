@@ -169,7 +169,7 @@ class Engine:
                 return None
             target, trial = slot
             ranked = [t for t in ranked if t != target]
-            delay = self._hedge_delay(hedge_after, target) if ranked else None
+            delay = self._hedge_delay(hedge_after, target, call.stream) if ranked else None
             try:
                 if delay is None:
                     elsewhere = bool(ranked) or not last  # else a cold model gets the load allowance
@@ -219,10 +219,14 @@ class Engine:
             if retry:
                 self.fleet.budget.retrying -= 1
 
-    def _hedge_delay(self, hedge_after: float | str | None, target: Target) -> float | None:
-        """Seconds without an answer before a second candidate starts; None: no hedging here."""
+    def _hedge_delay(self, hedge_after: float | str | None, target: Target, stream: bool) -> float | None:
+        """Seconds without an answer before a second candidate starts; None: no hedging here.
+        A quantile is of first-token times: a whole answer takes longer than its first token,
+        so it is not hedged by one (only by a fixed ``hedge_after``)."""
         if hedge_after is None or isinstance(hedge_after, float | int):
             return hedge_after
+        if not stream:
+            return None
         return self.fleet.states[target.provider].first_tokens.warm_quantile(target.model, hedge_after)
 
     async def _hedged(
