@@ -37,6 +37,8 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.on_change: list[Callable[[], None]] = []  # told after an admin change applied (corral.cluster)
+        self._audit_base = 0  # the newest audit id when the keys were first read (``open``)
+        self._audit_seen: tuple[int, int] = (0, 0)
 
     @classmethod
     async def open(cls, base: Config, home: Path, env: Mapping[str, str]) -> ControlPlane:
@@ -44,13 +46,16 @@ class ControlPlane:
         store = await open_store(database_url(env, home, base.database_url), crypto=crypto)
         try:
             await store.providers.check_decryptable()  # a wrong encryption key fails at start
+            base_id = await store.audit.latest_id()  # before the keys are read: no change missed
             keys = KeyCache()
             keys.attach(store)
             await keys.load(store)
         except BaseException:
             await store.close()
             raise
-        return cls(base, store, keys)
+        plane = cls(base, store, keys)
+        plane._audit_base, plane._audit_seen = base_id, (base_id, 0)
+        return plane
 
     async def effective(self) -> Config:
         """YAML config plus the database's providers and aliases. Raises ConfigError."""
@@ -84,17 +89,27 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(self._watch(gateway, watch), name="change-watch"))
 
     async def _watch(self, gateway: Gateway, interval: float) -> None:
-        seen: int | None = None
+        """Reload when the audit log has rows it did not have: its newest id and its count since
+        the start (on PostgreSQL ids are handed out before commit, so a change can commit after
+        one with a higher id). A reload that fails is tried again at the next look; a failing
+        database is logged once, by the error's type, until it answers again."""
+        seen = self._audit_seen
+        failing = False
         while True:
+            await asyncio.sleep(interval)
             try:
-                latest = await self.store.audit.latest_id()
-                changed, seen = seen is not None and latest != seen, latest
-                if changed:  # keys, providers or aliases changed (here or elsewhere): read them again
+                latest = await self.store.audit.since(self._audit_base)
+                if latest != seen:  # keys, providers or aliases changed (here or elsewhere)
                     await self.keys.load(self.store)
                     await self.apply(gateway)
+                    seen = latest
+                failing = False
             except Exception as exc:  # the periodic reloads stay the safety net
-                log.warning("could not look for changes made elsewhere: %s", exc)
-            await asyncio.sleep(interval)
+                if not failing:
+                    log.warning(
+                        "could not look for changes made elsewhere (%s); retrying", type(exc).__name__
+                    )
+                failing = True
 
     async def _sync(self, gateway: Gateway) -> None:
         while True:

@@ -123,6 +123,14 @@ class AuditRepo:
             value = (await conn.execute(select(func.max(audit_log.c.id)))).scalar()
         return int(value or 0)
 
+    async def since(self, base: int) -> tuple[int, int]:
+        """The newest id and the number of entries after ``base`` (a process's start): a
+        change shows in one or the other even when it committed after one with a higher id."""
+        async with self._db.read() as conn:
+            query = select(func.max(audit_log.c.id), func.count()).where(audit_log.c.id > base)
+            newest, count = (await conn.execute(query)).one()
+        return int(newest or base), int(count)
+
     async def list(
         self,
         *,

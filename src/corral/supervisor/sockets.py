@@ -30,6 +30,7 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,8 +63,8 @@ def unlisten(sock: socket.socket) -> bool:
     are refused, until a worker listens again. Only when no worker holds it (no one else could
     listen in between). True if it was listening; OSError if the port was lost (another program
     took it meanwhile)."""
-    if not listening(sock):
-        return False
+    if not sys.platform.startswith("linux") or not listening(sock):
+        return False  # elsewhere shutdown() does not stop a listening socket: it keeps the queue
     address = sock.getsockname()
     sock.shutdown(socket.SHUT_RD)  # Linux: a listening socket goes back to closed, queue reset
     try:
