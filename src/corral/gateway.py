@@ -53,7 +53,7 @@ class SlotShare:
     """This worker's part of every provider's ``max_parallel`` when ``workers`` processes serve
     with nothing shared between them: the slots are split (the first ``max_parallel % workers``
     workers get one more), so together they never send more than ``max_parallel`` to an
-    instance. A share that would be 0 is 1 (``corral.supervisor.rules`` refuses such a config
+    instance. A share that would be 0 is 1 (``corral.control.workers`` refuses such a config
     at start; a provider added later through the API gets a warning in the log)."""
 
     index: int = 0

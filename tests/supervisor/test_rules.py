@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from corral.config.schema import Config, ProviderConfig
+from corral.control.workers import problems, refusal, shared_store
 from corral.gateway import SlotShare
 from corral.limits import InProcessLimiter, Limits, LimitsUnavailable, make_limiter
 from corral.limits.unshared import UnsharedLimiter
 from corral.store.keys import KeyRecord
-from corral.supervisor.rules import problems, refusal, shared_store
 
 
 def _provider(name: str, max_parallel: int) -> ProviderConfig:

@@ -105,9 +105,9 @@ def _supervise(
     import socket
     import tempfile
 
+    from corral.control.workers import problems, refusal, shared_store
     from corral.server import Addresses, url
     from corral.supervisor.prepare import prepare
-    from corral.supervisor.rules import problems, refusal, shared_store
     from corral.supervisor.sockets import bind
     from corral.supervisor.supervisor import Supervisor
 

@@ -5,7 +5,7 @@ the key or its hash). Limits are flat fields (rpm, tpm, max_parallel, max_budget
 budget_period). Writes go through the key repository, which updates the in-memory key cache
 as soon as they commit: a revoked key fails on the very next request. A gateway of several
 workers without Redis refuses (409) an enabled key with limits, which each worker would count
-apart (``corral.supervisor.rules``).
+apart (``corral.control.workers``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from corral.control.workers import limits_refusal
 from corral.http.admin.context import AdminContext, listing, reply
 from corral.http.admin.input import (
     key_id,
@@ -26,7 +27,6 @@ from corral.http.admin.input import (
     timestamp,
 )
 from corral.store.keys import LIMITS, KeyRecord
-from corral.supervisor.rules import limits_refusal
 
 FIELDS = ("name", "owner", "scope", "models", "expires_at", "enabled", "tier", "metadata", *LIMITS)
 

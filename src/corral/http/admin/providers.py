@@ -5,7 +5,7 @@ those created through the API live in the database (``"managed_by": "api"``). Ev
 redacted: an ``api_key_preview`` and the header names, never a key or a header value. Changes
 are validated exactly like the YAML loader validates, audited with the caller's key id, and
 applied to the running gateway at once. A gateway of several workers without Redis refuses
-(409) a ``max_parallel`` it could not split between them (``corral.supervisor.rules``).
+(409) a ``max_parallel`` it could not split between them (``corral.control.workers``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from corral.config.schema import Config, ProviderConfig
 from corral.control.merge import provider_from_api
+from corral.control.workers import provider_refusal
 from corral.errors import ConfigError, InvalidRequest
 from corral.gateway import Gateway, build_provider
 from corral.http.admin import changes
@@ -30,7 +31,6 @@ from corral.providers.base import Provider
 from corral.providers.demo import DemoProvider
 from corral.security.crypto import preview
 from corral.store.errors import AlreadyExists, Missing
-from corral.supervisor.rules import provider_refusal
 
 KIND = "provider"
 TEST_TIMEOUT = 10.0  # seconds for the whole test: probe and model list
