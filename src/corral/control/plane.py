@@ -38,7 +38,6 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_change: list[Callable[[], None]] = []  # told after an admin change applied (corral.cluster)
         self._audit_base = 0  # the newest audit id when the keys were first read (``open``)
-        self._audit_seen: tuple[int, int] = (0, 0)
 
     @classmethod
     async def open(cls, base: Config, home: Path, env: Mapping[str, str]) -> ControlPlane:
@@ -54,7 +53,7 @@ class ControlPlane:
             await store.close()
             raise
         plane = cls(base, store, keys)
-        plane._audit_base, plane._audit_seen = base_id, (base_id, 0)
+        plane._audit_base = base_id
         return plane
 
     async def effective(self) -> Config:
@@ -93,7 +92,7 @@ class ControlPlane:
         the start (on PostgreSQL ids are handed out before commit, so a change can commit after
         one with a higher id). A reload that fails is tried again at the next look; a failing
         database is logged once, by the error's type, until it answers again."""
-        seen = self._audit_seen
+        seen = (self._audit_base, 0)  # nothing after the keys were first read
         failing = False
         while True:
             await asyncio.sleep(interval)

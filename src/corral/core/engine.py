@@ -318,14 +318,14 @@ class Engine:
                     f"sent no first token within {timeout:.3g} s.",
                     code="first_token_timeout",
                 ) from None
-            seconds = time.monotonic() - started
-            state.first_tokens.observe(target.model, seconds, warm is not False, started, len(call.raw))
+            first_at: float | None = time.monotonic()
         else:
             reply = await answer(call, attempt)
-            folded_at = reply.outcome.first_token_at  # a whole answer the provider streamed and folded
-            if folded_at is not None:
-                seconds = folded_at - started
-                state.first_tokens.observe(target.model, seconds, warm is not False, started, len(call.raw))
+            first_at = reply.outcome.first_token_at  # a whole answer the provider streamed and folded
+        if first_at is not None:
+            state.first_tokens.observe(
+                target.model, first_at - started, warm is not False, started, len(call.raw)
+            )
         state.record_success((time.monotonic() - started) * 1000)
         state.record_model_success(target.model)
         attempts.append(AttemptRecord(route.name, target, "ok", 200))

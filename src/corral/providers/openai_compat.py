@@ -72,7 +72,7 @@ class OpenAIProvider:
         server declares it speaks, passed through as it is (``native_relay``)."""
         if call.surface is not Surface.OPENAI:
             return await self._send_native(call, attempt)
-        if self._folds(call, attempt):
+        if self.folds(call, attempt):
             try:
                 return await self._folded(call, attempt)
             except UpstreamRejected as exc:
@@ -101,7 +101,7 @@ class OpenAIProvider:
         note_whole(body, reply.outcome)
         return reply
 
-    def _folds(self, call: Call, attempt: Attempt) -> bool:
+    def folds(self, call: Call, attempt: Attempt) -> bool:
         """Stream a whole answer to fold it: a chat or completions call, with another deployment
         left to fail over to, to a model that has not refused to stream (OpenAI refuses it for
         some models and organisations, completions refuse it with ``best_of``)."""

@@ -32,7 +32,7 @@ from corral.conversation.openai.answers import read_usage
 from corral.conversation.openai.streams import SSEDecoder
 from corral.errors import UpstreamError
 from corral.httpclient import TooLarge
-from corral.providers.upstream import Framer, json_object, no_first_token, upstream_errors
+from corral.providers.upstream import Framer, incomplete, json_object, no_first_token, upstream_errors
 
 if TYPE_CHECKING:
     from corral.config.schema import ProviderConfig
@@ -268,7 +268,7 @@ async def fold(
         else:
             resp.close()
     if not folded.finished:
-        raise UpstreamError(cfg.name, "ended its answer before the final chunk.", code="upstream_incomplete")
+        raise incomplete(cfg.name)
     return folded
 
 

@@ -36,6 +36,7 @@ from corral.providers import model_path
 from corral.providers.upstream import (
     JSON_BODY,
     Framer,
+    incomplete,
     json_object,
     no_first_token,
     rejected,
@@ -52,7 +53,7 @@ async def send(provider: OpenAIProvider, call: Call, attempt: Attempt, path: str
     """``call`` through the model; ``path`` overrides where the request goes."""
     started = model_path.now_ns()
     req = model_path.request_of(call)
-    if not req.stream and req.endpoint is not Endpoint.EMBEDDING and attempt.elsewhere:
+    if provider.folds(call, attempt):
         return await _folded(provider, call, attempt, req, path, started)
     endpoint, body = openai_requests.write(req, attempt.model)
     async with upstream_errors(provider.cfg):
@@ -103,9 +104,7 @@ async def _folded(
     if failure is not None:
         raise UpstreamError(provider.name, failure.message, code=failure.code)
     if folded.finish is None:
-        raise UpstreamError(
-            provider.name, "ended its answer before the final chunk.", code="upstream_incomplete"
-        )
+        raise incomplete(provider.name)
     reply = model_path.answered(call, folded.answer(), started)
     reply.outcome.first_token_at = first_at
     return reply

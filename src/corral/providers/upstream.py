@@ -130,6 +130,11 @@ def json_object(provider: str, raw: bytes, what: str = "a body") -> dict[str, An
     return data
 
 
+def incomplete(provider: str) -> UpstreamError:
+    """The error of a whole answer whose stream ended before its final chunk."""
+    return UpstreamError(provider, "ended its answer before the final chunk.", code="upstream_incomplete")
+
+
 def no_first_token(cfg: ProviderConfig, seconds: float | None) -> UpstreamTimeout:
     """The error of an attempt whose upstream sent no first token by its deadline."""
     return UpstreamTimeout(

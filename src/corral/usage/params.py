@@ -93,16 +93,21 @@ class Top:
     by: str = "cost"
 
 
-def parse_last(value: str) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` as a ``timedelta``."""
+def _seconds(value: str, param: str, like: str) -> int:
+    """A duration such as ``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` in whole seconds."""
     match = _LAST.match(value)
     if match is None or int(match[1]) == 0:
         raise InvalidRequest(
-            "'last' must be a positive number followed by s, m, h, d or w (like 15m, 1h, 7d); "
+            f"'{param}' must be a positive number followed by s, m, h, d or w (like {like}); "
             f"got {value[:40]!r}.",
-            param="last",
+            param=param,
         )
-    seconds = int(match[1]) * _UNITS[match[2]]
+    return int(match[1]) * _UNITS[match[2]]
+
+
+def parse_last(value: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` as a ``timedelta``."""
+    seconds = _seconds(value, "last", "15m, 1h, 7d")
     if seconds > MAX_LAST_DAYS * 86400:
         raise InvalidRequest(
             f"'last' may be at most {MAX_LAST_DAYS} days (like {MAX_LAST_DAYS}d); for older usage give "
@@ -163,14 +168,7 @@ def parse_step(value: str | None, window: timedelta) -> int:
     span = max(1.0, window.total_seconds())
     if value is None:
         return next((s for s in NICE_STEPS if span / s <= 60), NICE_STEPS[-1])
-    match = _LAST.match(value)
-    if match is None or int(match[1]) == 0:
-        raise InvalidRequest(
-            "'step' must be a positive number followed by s, m, h, d or w (like 1m, 5m, 1h); "
-            f"got {value[:40]!r}.",
-            param="step",
-        )
-    seconds = int(match[1]) * _UNITS[match[2]]
+    seconds = _seconds(value, "step", "1m, 5m, 1h")
     if span / seconds > MAX_BUCKETS:
         raise InvalidRequest(
             f"'step' {value.strip()} makes {span / seconds:.0f} buckets over this range; at most "

@@ -29,6 +29,7 @@ from corral.providers.ollama.aggregate import Aggregator
 from corral.providers.upstream import (
     JSON_BODY,
     health_get,
+    incomplete,
     json_object,
     make_pool,
     no_first_token,
@@ -111,9 +112,7 @@ class OllamaProvider:
         if agg.error is not None:
             raise UpstreamError(self.name, f"reported an error: {agg.error[:500]}", code="upstream_error")
         if not agg.done:
-            raise UpstreamError(
-                self.name, "ended its answer before the final chunk.", code="upstream_incomplete"
-            )
+            raise incomplete(self.name)
         return agg.result(chat), first_at
 
     def _fold(self, agg: Aggregator, lines: list[bytes]) -> bool:
