@@ -70,10 +70,10 @@ def sign_in(base: str, key: str) -> tuple[httpx.Client, str]:
     return client, resp.json()["csrf"]
 
 
-def config_text(a: str, b: str, o: str) -> str:
+def config_text(a: str, b: str, o: str, price: tuple[float, float] = (150, 600)) -> str:
     return f"""
 prices:
-  gpt-4o-mini: {{input: 150, output: 600}}
+  gpt-4o-mini: {{input: {price[0]:g}, output: {price[1]:g}}}
 providers:
   - name: gpu-a
     type: ollama
@@ -101,9 +101,13 @@ router:
 
 
 @contextlib.contextmanager
-def running_stack(home: Path) -> Iterator[Stack]:
-    """The emulators and a gateway in front of them, until the block ends."""
-    gpu_a = OllamaEmulator([*default_models(), ModelSpec(XSS)])
+def running_stack(
+    home: Path, *, price: tuple[float, float] = (150, 600), hostile: bool = True
+) -> Iterator[Stack]:
+    """The emulators and a gateway in front of them, until the block ends. The tests' stack
+    prices gpt-4o-mini high (costs show at a glance) and serves a model whose name is markup
+    (``hostile``); the screenshots' stack, what an operator would see, does neither."""
+    gpu_a = OllamaEmulator([*default_models(), *([ModelSpec(XSS)] if hostile else [])])
     gpu_a.loaded = {"llama3.2:latest": 8192}
     gpu_b = OllamaEmulator()
     spare = OllamaEmulator([ModelSpec("gemma3:4b", family="gemma3", capabilities=["completion", "vision"])])
@@ -114,7 +118,7 @@ def running_stack(home: Path) -> Iterator[Stack]:
         ServerThread(spare.app) as s,
         ServerThread(openai.app) as o,
     ):
-        config = make_config(config_text(a.url, b.url, o.url))
+        config = make_config(config_text(a.url, b.url, o.url, price))
         with GatewayServer(config, home=home) as gw:
             yield Stack(gpu_a, gpu_b, spare, s.url, openai, gw, home)
 

@@ -20,6 +20,7 @@ from tests.console.conftest import Stack, running_stack, usage_written, wait_unt
 from tests.emulators.common import Fault
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "console"
+PRICE = (0.15, 0.60)  # gpt-4o-mini's list price, USD per million input and output tokens
 
 
 SERVED = [
@@ -37,7 +38,7 @@ def record(i: int, rng: random.Random, now: datetime) -> UsageRecord:
     prompt, completion = rng.randrange(50, 900), rng.randrange(20, 400)
     latency = rng.uniform(200, 2500) * (0.5 if provider == "openai" else 1)
     failed = rng.random() < 0.02
-    cost = (prompt * 150 + completion * 600) / 1e6 if provider == "openai" else 0.0
+    cost = (prompt * PRICE[0] + completion * PRICE[1]) / 1e6 if provider == "openai" else 0.0
     return UsageRecord(
         request_id=f"req_fill{i:08d}", at=now - timedelta(seconds=rng.uniform(30, 3600)),
         requested_model=requested, key_id="master", user=USERS[min(int(rng.expovariate(0.25)), 13)],
@@ -74,7 +75,11 @@ def main() -> int:
         print(f"console-screenshots: {why}", file=sys.stderr)
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as home, running_stack(Path(home)) as stack, chromium() as browser:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        running_stack(Path(home), price=PRICE, hostile=False) as stack,
+        chromium() as browser,
+    ):
         traffic(stack)
         console = Console(browser, stack.admin)
         console.page.goto("/console")

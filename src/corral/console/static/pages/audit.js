@@ -4,8 +4,10 @@ import { h, replace, stamp } from "../lib/dom.js";
 import { button, field, header, table } from "../lib/ui.js";
 
 function diff(before, after) {
+  const empty = (v) => v === null || v === undefined || (typeof v === "object" && Object.keys(v).length === 0);
   const keys = [...new Set([...Object.keys(before || {}), ...Object.keys(after || {})])].sort();
-  const changed = keys.filter((k) => JSON.stringify((before || {})[k]) !== JSON.stringify((after || {})[k]));
+  const changed = keys.filter((k) => JSON.stringify((before || {})[k]) !== JSON.stringify((after || {})[k]))
+    .filter((k) => before || !empty(after[k])); // a creation: the fields it set, not every empty one
   if (!changed.length) return h("span", { class: "muted" }, "no field changed");
   return h("dl", { class: "diff" }, changed.map((k) => [
     h("dt", {}, k),
@@ -26,7 +28,12 @@ export default async function audit(main) {
       { label: "When", cell: (e) => stamp(e.at) },
       { label: "Who", cell: (e) => h("code", {}, e.actor) },
       { label: "Action", cell: (e) => e.action },
-      { label: "Target", cell: (e) => e.target },
+      { label: "Target", cell: (e) => {
+        // a key is named by its id; its name says more to a reader
+        const name = (e.after || e.before || {}).name;
+        return typeof name === "string" && name !== e.target
+          ? h("div", {}, name, h("div", { class: "muted small" }, e.target)) : e.target;
+      } },
       { label: "Change", cell: (e) => diff(e.before, e.after) },
     ], rows.data, { caption: "Audit log", empty: "No change matches." }));
   }

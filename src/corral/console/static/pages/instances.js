@@ -106,9 +106,8 @@ export default async function instances(main) {
       return cell;
     };
     const columns = [
-      { label: "Name", cell: (p) => h("div", {}, h("strong", {}, p.name), p.managed_by === "config" ? h("div", { class: "muted small" }, "config file (read-only)") : null) },
-      { label: "Type", cell: (p) => p.type },
-      { label: "Base URL", cell: (p) => h("code", {}, p.base_url || "–") },
+      { label: "Name", cell: (p) => h("div", {}, h("strong", {}, p.name), h("div", { class: "muted small" }, p.type), p.managed_by === "config" ? h("div", { class: "muted small" }, "config file (read-only)") : null) },
+      { label: "Base URL", cell: (p) => h("code", { class: "url" }, p.base_url || "–") },
       { label: "State", cell: (p) => {
         const s = states.get(p.name);
         if (!s) return badge(p.enabled === false ? "disabled" : "unknown");

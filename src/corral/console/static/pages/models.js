@@ -3,6 +3,9 @@
 import { get, lines, post } from "../lib/api.js";
 import { bytes, h, num, replace, until } from "../lib/dom.js";
 import { modelEntry, modelHealthLine } from "../lib/health.js";
+
+// A catalog price (USD per million tokens) as prices are quoted: $0.15, $2.50, $15.00
+const perMillion = (v) => `$${Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 4 })}`;
 import { button, chips, confirmDialog, field, formDialog, header, notice, table } from "../lib/ui.js";
 
 const CAPS = ["completion", "tools", "vision", "embedding", "thinking"];
@@ -95,7 +98,7 @@ export default async function models(main) {
           health ? modelHealthLine(m.model, health, fetchedAt, false) : null);
       })) },
       { label: "Aliases", cell: (m) => chips([...m.aliases]) },
-      { label: "Price / 1M", cell: (m) => (m.price ? `$${m.price.input} in · $${m.price.output} out` : "free / unpriced") },
+      { label: "Price / 1M", cell: (m) => (m.price ? `${perMillion(m.price.input)} in · ${perMillion(m.price.output)} out` : h("span", { class: "muted" }, "no price set")) },
       { label: "Actions", cell: (m) => {
         const mine = m.on.filter((r) => r.provider_type === "ollama").map((r) => r.provider);
         if (!mine.length) return "";

@@ -102,7 +102,7 @@ export default async function playground(main, ctx) {
     return {};
   }
   const system = field("System prompt", { type: "textarea", placeholder: "You are a helpful assistant." });
-  const prompt = field("Message", { type: "textarea", placeholder: "Ask something. Ctrl+Enter sends.", help: "Ctrl+Enter sends." });
+  const prompt = field("Message", { type: "textarea", placeholder: "Ask something.", help: "Ctrl+Enter sends." });
   const tools = field("Tool definitions (JSON, optional)", { type: "textarea", placeholder: '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]' });
   const image = field("Image (for vision models)", { type: "file" });
   image.input.setAttribute("accept", "image/png,image/jpeg,image/webp,image/gif");
