@@ -61,9 +61,11 @@ async def accounting(
     me = WorkerIdentity.from_env(env)
     limiter = make_limiter(config.redis_url or env.get("CORRAL_REDIS_URL"), prefix=prefix, workers=me.workers)
     writer = None
+    sink = None
     budgets = None
     if plane is not None and home is not None:
-        writer = UsageWriter(StoreSink(plane.store.engine), home / spill_name(me))
+        sink = StoreSink(plane.store.engine)
+        writer = UsageWriter(sink, home / spill_name(me))
     if plane is not None:
         budgets = BudgetSeeder(
             limiter,
@@ -129,6 +131,8 @@ async def accounting(
         if writer is not None:
             await writer.close()
         await stop_tasks(tasks)
+        if sink is not None:
+            sink.close()  # after the writer's last batch
         await limiter.close()
 
 

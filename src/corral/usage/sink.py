@@ -34,6 +34,7 @@ database down, slow, misconfigured) is raised as it is, and the writer retries l
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import UTC
@@ -46,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from corral.store.access import Access
 from corral.usage import rollup
 from corral.usage.record import FIELD_NAMES, UsageRecord
+from corral.usage.sqlite_batch import SQLiteBatches, Step
 
 # As many rows as fit in 999 parameters, the limit of SQLite builds before 3.32.
 SQLITE_ROWS_PER_STATEMENT = 999 // len(FIELD_NAMES)
@@ -93,6 +95,10 @@ class StoreSink:
         self._upsert_chunk = rollup.upsert_statement(dialect, rollup.SQLITE_ROWS_PER_STATEMENT)
         self._pruned = 0.0  # monotonic time of the last prune of old minute rows
         self._rollup = keep_rollup
+        # a SQLite file: each batch in one call on a thread of its own (corral.usage.sqlite_batch);
+        # an in-memory database is only visible through the engine's own connections
+        memory = _memory(engine)
+        self._batches = SQLiteBatches(str(engine.url.database)) if self._sqlite and not memory else None
 
     def __repr__(self) -> str:
         return f"StoreSink({self._access.engine.dialect.name})"
@@ -100,8 +106,8 @@ class StoreSink:
     async def write(self, records: Sequence[UsageRecord]) -> None:
         if not records:
             return
-        rows = [record.to_values() for record in records]
-        values = rows
+        values = [record.to_values() for record in records]
+        rows = values
         chunks: list[tuple[Any, ...]] = []
         if self._sqlite:
             rows = [(row[0], _sqlite_time(row[1]), *row[2:]) for row in rows]
@@ -110,20 +116,34 @@ class StoreSink:
                 tuple(chain.from_iterable(rows[i : i + self._chunk])) for i in range(0, whole, self._chunk)
             ]
             rows = rows[whole:]
+        inserts: list[Step] = []
+        if chunks:
+            inserts.append((self._chunk_statement, chunks))
+        if rows:
+            inserts.append((self._statement, rows))
+
+        def plan(stored: set[str]) -> list[Step]:
+            return inserts + self._rollup_steps(values, stored) if self._rollup else inserts
+
+        ids = [row[0] for row in values]
+        if self._batches is not None:
+            try:
+                await self._batches.write(ids, plan, self._timeout)
+            except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+                raise _refused(exc) from exc
+            return
         try:
             async with asyncio.timeout(self._timeout), self._access.write() as conn:
-                stored = await self._stored(conn, [row[0] for row in values]) if self._rollup else set()
-                if chunks:
-                    await conn.exec_driver_sql(self._chunk_statement, chunks)
-                if rows:
-                    await conn.exec_driver_sql(self._statement, rows)
-                if self._rollup:
-                    await self._roll_up(conn, values, stored)
+                stored = await self._stored(conn, ids) if self._rollup else set()
+                for statement, params in plan(stored):
+                    await conn.exec_driver_sql(statement, params)
         except (DataError, IntegrityError) as exc:
-            reason = (str(exc.orig or exc).strip().splitlines() or ["?"])[0][:200]
-            raise RecordsRefused(
-                f"the database refused a usage batch: {type(exc).__name__}: {reason}"
-            ) from exc
+            raise _refused(exc.orig or exc) from exc
+
+    def close(self) -> None:
+        """Stop the SQLite file's writing thread, if there is one (the engine is the store's)."""
+        if self._batches is not None:
+            self._batches.close()
 
     async def _stored(self, conn: AsyncConnection, ids: list[str]) -> set[str]:
         """Which of ``ids`` the usage table holds already."""
@@ -141,8 +161,9 @@ class StoreSink:
             found.update(r[0] for r in result)
         return found
 
-    async def _roll_up(self, conn: AsyncConnection, rows: list[tuple[Any, ...]], stored: set[str]) -> None:
-        """Add the rows this transaction inserted to the rollup; prune old minute rows now and then."""
+    def _rollup_steps(self, rows: list[tuple[Any, ...]], stored: set[str]) -> list[Step]:
+        """The statements that add the rows this transaction inserts (those not in ``stored``) to
+        the rollup, and now and then the prune of old minute rows."""
         seen = set(stored)
         fresh = []
         for row in rows:
@@ -150,18 +171,25 @@ class StoreSink:
                 seen.add(row[0])
                 fresh.append(row)
         values = rollup.upsert_rows(rollup.aggregate(fresh))
+        steps: list[Step] = []
         if self._sqlite:
             size = rollup.SQLITE_ROWS_PER_STATEMENT
             whole = len(values) - len(values) % size
             if whole:
                 chunks = [tuple(chain.from_iterable(values[i : i + size])) for i in range(0, whole, size)]
-                await conn.exec_driver_sql(self._upsert_chunk, chunks)
+                steps.append((self._upsert_chunk, chunks))
             values = values[whole:]
         if values:
-            await conn.exec_driver_sql(self._upsert, values)
+            steps.append((self._upsert, values))
         if time.monotonic() - self._pruned >= rollup.PRUNE_EVERY:
             self._pruned = time.monotonic()
-            await conn.exec_driver_sql(rollup.prune_statement(self._dialect), (rollup.prune_before(),))
+            steps.append((rollup.prune_statement(self._dialect), (rollup.prune_before(),)))
+        return steps
+
+
+def _refused(exc: BaseException) -> RecordsRefused:
+    reason = (str(exc).strip().splitlines() or ["?"])[0][:200]
+    return RecordsRefused(f"the database refused a usage batch: {type(exc).__name__}: {reason}")
 
 
 def insert_statement(dialect: str, rows: int = 1) -> str:
@@ -177,6 +205,11 @@ def insert_statement(dialect: str, rows: int = 1) -> str:
         )
     # Built from the record's own field names, never from input: the values are bound parameters.
     return f"INSERT INTO usage ({columns}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"  # noqa: S608
+
+
+def _memory(engine: AsyncEngine) -> bool:
+    database = engine.url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database or database.startswith("file::memory:")
 
 
 def _sqlite_time(at: Any) -> str:
