@@ -69,6 +69,7 @@ class _Refused:
 class EdgeProtocol(asyncio.Protocol):
     def __init__(self, server: EdgeServer) -> None:
         self._server = server
+        self._loop = asyncio.get_running_loop()  # made by the loop's server, in the loop
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._queue: deque[tuple[Route | _Refused, EdgeExchange]] = deque()
@@ -405,7 +406,7 @@ class EdgeProtocol(asyncio.Protocol):
                 ex.answer(route.status, route.body, route.headers)
                 self._next()
                 return
-            task = asyncio.get_running_loop().create_task(self._run(route, ex))
+            task = self._loop.create_task(self._run(route, ex))
             self._task = task
             self._server.track(task)
             return
@@ -487,7 +488,7 @@ class EdgeProtocol(asyncio.Protocol):
             raise ConnectionResetError("the client closed the connection")
         drain = self._drain
         if drain is None:
-            drain = self._drain = asyncio.get_running_loop().create_future()
+            drain = self._drain = self._loop.create_future()
         try:
             async with asyncio.timeout(self._server.send_timeout):
                 await drain  # cancelled with this wait on a timeout: no one is left holding it
