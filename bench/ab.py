@@ -4,7 +4,9 @@ A shared machine drifts by tens of percent within minutes, more than most change
 are worth. This starts build A and build B side by side (both pinned to core 0, each idle while
 the other is measured, one mock upstream on core 1) and alternates short wrk runs between them
 for ``--passes`` passes, swapping the order every pass. It prints each build's median req/s and
-median CPU time per request, and B/A: below 1.00 means B is cheaper.
+median CPU time per request, and B/A: below 1.00 means B is cheaper. Give ``--b`` several times
+to weigh several builds (B1, B2, ...) against A in the same run, each idle while another runs:
+a knockout (a copy of a tree with one part switched off) weighs that part.
 
     python bench/ab.py --a OLD_CORRAL --b NEW_CORRAL --cells "ollama stream,openai"
 
@@ -51,7 +53,13 @@ def start(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", required=True, help="corral executable of build A (the baseline)")
-    parser.add_argument("--b", required=True, help="corral executable of build B")
+    parser.add_argument(
+        "--b",
+        required=True,
+        action="append",
+        help="corral executable of build B; give it again for more builds (B2, B3...), each "
+        "measured in turn with the others and compared with A",
+    )
     parser.add_argument("--cells", default="ollama,ollama stream,openai,demo")
     parser.add_argument("--passes", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0, help="wrk seconds per run")
@@ -79,7 +87,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="corral-ab-"))  # both builds' homes and logs, removed at the end
     try:
         run.wait_http(mock_url + "/api/version", mock, 15)
-        for name, exe, extra in (("A", args.a, ""), ("B", args.b, args.b_config)):
+        names = ["B"] if len(args.b) == 1 else [f"B{i + 1}" for i in range(len(args.b))]
+        others = [(name, exe, args.b_config) for name, exe in zip(names, args.b, strict=True)]
+        for name, exe, extra in [("A", args.a, ""), *others]:
             proc, url, key = start(exe, mock_port, extra and extra + "\n", root)
             builds[name] = (proc, load.select_cells(load.build_cells(mock_url, url, key), args.cells))
         samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -88,8 +98,9 @@ def main() -> None:
             for cell in cells:
                 assert cell.gateway is not None
                 load.run_wrk(cell.gateway, 32, 1, cpu=run.CLIENT_CORE)  # warm-up
+        turns = ["A", *names]
         for p in range(args.passes):
-            for name in ("A", "B") if p % 2 == 0 else ("B", "A"):
+            for name in turns if p % 2 == 0 else turns[::-1]:
                 proc, cells = builds[name]
                 for cell in cells:
                     assert cell.gateway is not None
@@ -104,17 +115,17 @@ def main() -> None:
                     failed[name] = failed.get(name, 0) + res.errors
                     cpu_us = 1e6 * (res.cpu_seconds or 0.0) / max(1, res.requests)
                     samples.setdefault((name, cell.name), []).append((res.rps, cpu_us))
-        print(
-            "| cell | A req/s | A CPU µs/req | B req/s | B CPU µs/req | B/A CPU |\n|---|---|---|---|---|---|"
-        )
+        head = "".join(f" {n} req/s | {n} CPU µs/req | {n}/A CPU |" for n in names)
+        print(f"| cell | A req/s | A CPU µs/req |{head}\n|---|---|---|" + "---|---|---|" * len(names))
         for cell in builds["A"][1]:
-            a, b = samples[("A", cell.name)], samples[("B", cell.name)]
-            a_cpu, b_cpu = statistics.median(x[1] for x in a), statistics.median(x[1] for x in b)
-            a_rps, b_rps = statistics.median(x[0] for x in a), statistics.median(x[0] for x in b)
-            print(
-                f"| {cell.name} | {a_rps:,.0f} | {a_cpu:.0f} | {b_rps:,.0f} | {b_cpu:.0f} "
-                f"| {b_cpu / a_cpu:.2f} |"
-            )
+            a = samples[("A", cell.name)]
+            a_cpu = statistics.median(x[1] for x in a)
+            row = f"| {cell.name} | {statistics.median(x[0] for x in a):,.0f} | {a_cpu:.0f} |"
+            for n in names:
+                b = samples[(n, cell.name)]
+                b_cpu = statistics.median(x[1] for x in b)
+                row += f" {statistics.median(x[0] for x in b):,.0f} | {b_cpu:.0f} | {b_cpu / a_cpu:.2f} |"
+            print(row)
         for name, (proc, _) in builds.items():
             print(
                 f"{name}: RSS after the run {load.process_memory_kb(proc.pid).get('VmRSS', 0) / 1024:.1f} MiB"
