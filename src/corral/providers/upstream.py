@@ -85,10 +85,10 @@ class upstream_errors:  # named as the function it replaced: `async with upstrea
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:
         if isinstance(exc, TransportError | TimeoutError) and not isinstance(exc, UpstreamError):
             raise transport_error(self.cfg, exc) from None
-        return False  # nothing raised, cancellation, or not a transport failure: as it is
+        # nothing raised, cancellation, or not a transport failure: it goes on as it is
 
 
 def transport_error(cfg: ProviderConfig, exc: TransportError | TimeoutError) -> UpstreamError:
