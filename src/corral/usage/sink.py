@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from corral.store.access import Access
 from corral.usage import rollup
 from corral.usage.record import FIELD_NAMES, UsageRecord
-from corral.usage.sqlite_batch import SQLiteBatches, Step
+from corral.usage.sqlite_batch import STORED_PER_QUERY, SQLiteBatches, Step, stored_statement
 
 # As many rows as fit in 999 parameters, the limit of SQLite builds before 3.32.
 SQLITE_ROWS_PER_STATEMENT = 999 // len(FIELD_NAMES)
@@ -149,11 +149,10 @@ class StoreSink:
         """Which of ``ids`` the usage table holds already."""
         found: set[str] = set()
         if self._sqlite:
-            for first in range(0, len(ids), 900):
-                part = ids[first : first + 900]
-                marks = ", ".join("?" * len(part))
-                statement = f"SELECT request_id FROM usage WHERE request_id IN ({marks})"  # noqa: S608
-                found.update(r[0] for r in await conn.exec_driver_sql(statement, tuple(part)))
+            for first in range(0, len(ids), STORED_PER_QUERY):
+                part = ids[first : first + STORED_PER_QUERY]
+                rows = await conn.exec_driver_sql(stored_statement(len(part)), tuple(part))
+                found.update(r[0] for r in rows)
         else:
             result = await conn.exec_driver_sql(
                 "SELECT request_id FROM usage WHERE request_id = ANY($1::text[])", (ids,)

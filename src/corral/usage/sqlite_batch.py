@@ -31,6 +31,13 @@ from typing import Any
 Step = tuple[str, tuple[Any, ...] | list[tuple[Any, ...]]]
 # Given the request ids already stored, the rest of a batch's steps.
 Plan = Callable[[set[str]], list[Step]]
+STORED_PER_QUERY = 900  # request ids a query asks about: under the 999 parameters of old SQLite builds
+
+
+def stored_statement(count: int) -> str:
+    """The query of which of ``count`` request ids the usage table holds (SQLite placeholders)."""
+    marks = ", ".join("?" * count)
+    return f"SELECT request_id FROM usage WHERE request_id IN ({marks})"  # noqa: S608 - placeholders only
 
 
 class SQLiteBatches:
@@ -40,6 +47,7 @@ class SQLiteBatches:
         self._path = path
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-usage-sqlite")
+        self._closed = False
 
     async def write(self, ids: list[str], plan: Plan, timeout: float) -> None:  # noqa: ASYNC109 - the sink's contract
         """Run ``plan(stored ids among ids)`` in one ``BEGIN IMMEDIATE`` transaction, within
@@ -69,6 +77,9 @@ class SQLiteBatches:
 
     def close(self) -> None:
         """Close the connection (in its thread) and stop the thread; waits for a write in progress."""
+        if self._closed:
+            return
+        self._closed = True
         self._pool.submit(self._close)
         self._pool.shutdown(wait=True)
 
@@ -90,11 +101,9 @@ class SQLiteBatches:
         db.execute("BEGIN IMMEDIATE")
         try:
             stored: set[str] = set()
-            for first in range(0, len(ids), 900):
-                part = ids[first : first + 900]
-                marks = ", ".join("?" * len(part))
-                statement = f"SELECT request_id FROM usage WHERE request_id IN ({marks})"  # noqa: S608 - marks only
-                stored.update(row[0] for row in db.execute(statement, part))
+            for first in range(0, len(ids), STORED_PER_QUERY):
+                part = ids[first : first + STORED_PER_QUERY]
+                stored.update(row[0] for row in db.execute(stored_statement(len(part)), part))
             for statement, params in plan(stored):
                 if isinstance(params, list):
                     db.executemany(statement, params)
