@@ -127,9 +127,15 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
+def sqlite_in_memory(database: str | None) -> bool:
+    """A SQLite database name that is held in memory (seen only through its own connections)."""
+    name = database or ""
+    return name in ("", ":memory:") or "mode=memory" in name or name.startswith("file::memory:")
+
+
 def _sqlite_engine(url: URL) -> AsyncEngine:
     database = url.database or ""
-    memory = database in ("", ":memory:") or "mode=memory" in database or database.startswith("file::memory:")
+    memory = sqlite_in_memory(database)
     if not memory:
         _create_private_file(Path(database))
     engine = create_async_engine(url)
