@@ -76,12 +76,12 @@ class SQLiteBatches:
             self._db.interrupt()  # stops a running statement (not a wait for a lock: see _run)
 
     def close(self) -> None:
-        """Close the connection (in its thread) and stop the thread; waits for a write in progress."""
+        """Close the connection in its thread, after any write in progress, and let the thread end."""
         if self._closed:
             return
         self._closed = True
         self._pool.submit(self._close)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False)  # never blocks the loop: a write held up ends by its own timeout
 
     # -- in the thread -------------------------------------------------------------------------
 
