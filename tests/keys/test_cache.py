@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import random
 import time
@@ -284,3 +285,14 @@ async def test_refresh_failures_keep_the_known_keys(caplog: pytest.LogCaptureFix
     assert await cache.flush_last_used(fake) == 1  # last-use times were kept for the retry
     assert list(keys.touched[0]) == [key_id]
     assert await cache.flush_last_used(fake) == 0
+
+
+def test_a_records_principal_is_made_once_and_again_after_a_change() -> None:
+    cache, key = cache_with_key(models=["a"])
+    first = cache.principal(cache.verify(key, time.time()))
+    assert cache.principal(cache.verify(key, time.time())) is first  # no new one per request
+    assert first.models == frozenset({"a"})
+    old = cache.verify(key, time.time())
+    cache.put(dataclasses.replace(old, models=("b",)))  # an admin changed the key's models
+    changed = cache.principal(cache.verify(key, time.time()))
+    assert changed is not first and changed.models == frozenset({"b"})

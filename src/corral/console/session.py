@@ -157,12 +157,14 @@ class Sessions:
         if session.key_id == MASTER:
             return Principal.master()
         keys = self._keys()
-        record = keys.get(session.key_id) if keys is not None else None
+        if keys is None:
+            return None
+        record = keys.get(session.key_id)
         if record is None or not record.enabled or record.scope != session.scope:
             return None
         if record.expires_at is not None and record.expires_at.timestamp() <= self._wall():
             return None
-        return Principal.from_key(record)
+        return keys.principal(record)
 
     def principal(self, request: object) -> Principal | None:
         """The caller of a control-plane request by its session cookie (the ``Authenticator``

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from corral.errors import AuthenticationFailed, PermissionDenied
-from corral.keys.cache import KeyCache, KeyRecord
+from corral.keys.cache import KeyCache
 from corral.keys.principal import Principal
 
 _MISSING = (
@@ -23,7 +23,6 @@ _MISSING = (
 )
 _WRONG = "The API key is not valid. Check the key you are sending; it is not shown here."
 MAX_KEY = 512
-MAX_PRINCIPALS = 100_000  # cached callers (one per gateway key in use)
 
 
 class HasHeaders(Protocol):
@@ -55,9 +54,6 @@ class Authenticator:
         self.keys = keys
         self.sessions: SessionHook | None = None  # set when the console is on
         self._master_principal = Principal.master()
-        # key id -> (the record it was made from, its Principal): made again when the key
-        # cache holds another record for the id (a change), so a request builds none
-        self._principals: dict[str, tuple[KeyRecord, Principal]] = {}
 
     def principal(self, request: HasHeaders) -> Principal:
         key = presented_key(request)
@@ -72,19 +68,9 @@ class Authenticator:
         if hmac.compare_digest(digest, self._master):
             who = self._master_principal
         elif self.keys is not None and key.startswith("gw_"):
-            who = self._of(self.keys.verify(key, time.time()))
+            who = self.keys.principal(self.keys.verify(key, time.time()))
         else:
             raise AuthenticationFailed(_WRONG, code="invalid_api_key")
-        return who
-
-    def _of(self, record: KeyRecord) -> Principal:
-        cached = self._principals.get(record.id)
-        if cached is not None and cached[0] is record:
-            return cached[1]
-        if len(self._principals) >= MAX_PRINCIPALS:  # ids of deleted keys: start again
-            self._principals.clear()
-        who = Principal.from_key(record)
-        self._principals[record.id] = (record, who)
         return who
 
     def gate(self, headers: Mapping[str, str], admin: bool) -> Principal:

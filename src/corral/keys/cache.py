@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from corral.errors import AuthenticationFailed
 from corral.keys import format as key_format
+from corral.keys.principal import Principal
 from corral.store.keys import KeyRecord
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ _DUMMY_HASH = bytes(32)  # compared against when the id is unknown, so both path
 class KeyCache:
     def __init__(self) -> None:
         self._records: dict[str, KeyRecord] = {}
+        # key id -> (the record it was made from, its Principal), made again when the record
+        # for the id is another (a change), so a request builds none
+        self._principals: dict[str, tuple[KeyRecord, Principal]] = {}
         self._used: dict[str, float] = {}
         self._loads: list[dict[str, KeyRecord | None]] = []  # changes seen by each load in flight
         self.loaded = False
@@ -116,6 +120,17 @@ class KeyCache:
             raise AuthenticationFailed(_EXPIRED, code="key_expired")
         self._used[key_id] = now
         return record
+
+    def principal(self, record: KeyRecord) -> Principal:
+        """The caller a (verified) record stands for; made once per record, not per request."""
+        cached = self._principals.get(record.id)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        if len(self._principals) > len(self._records) + 1000:  # ids of removed keys: start again
+            self._principals.clear()
+        who = Principal.from_key(record)
+        self._principals[record.id] = (record, who)
+        return who
 
     # background work -----------------------------------------------------------------------
     def take_last_used(self) -> dict[str, datetime]:

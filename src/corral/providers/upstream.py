@@ -86,7 +86,7 @@ class upstream_errors:  # named as the function it replaced: `async with upstrea
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if isinstance(exc, TransportError | TimeoutError) and not isinstance(exc, UpstreamError):
+        if isinstance(exc, TransportError | TimeoutError):  # an UpstreamError is neither
             raise transport_error(self.cfg, exc) from None
         # nothing raised, cancellation, or not a transport failure: it goes on as it is
 

@@ -133,6 +133,18 @@ def sqlite_in_memory(database: str | None) -> bool:
     return name in ("", ":memory:") or "mode=memory" in name or name.startswith("file::memory:")
 
 
+def sqlite_pragmas(memory: bool) -> list[str]:
+    """The settings of every connection corral opens to a SQLite database (the engine's, and the
+    usage sink's own, ``corral.usage.sqlite_batch``)."""
+    pragmas = [f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}"]
+    if not memory:
+        pragmas += ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+    # Statement journals (a multi-row INSERT inside a transaction keeps one, to undo just that
+    # statement) and temporary indexes stay in memory instead of temp files: the usage writer's
+    # batched inserts otherwise cost a write(2) per page they touch.
+    return [*pragmas, "PRAGMA foreign_keys = ON", "PRAGMA temp_store = MEMORY"]
+
+
 def _sqlite_engine(url: URL) -> AsyncEngine:
     database = url.database or ""
     memory = sqlite_in_memory(database)
@@ -144,15 +156,8 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see on_begin)
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
-            if not memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            # Statement journals (a multi-row INSERT inside a transaction keeps one, to undo just
-            # that statement) and temporary indexes stay in memory instead of temp files: the
-            # usage writer's batched inserts otherwise cost a write(2) per page they touch.
-            cursor.execute("PRAGMA temp_store = MEMORY")
+            for pragma in sqlite_pragmas(memory):
+                cursor.execute(pragma)
         finally:
             cursor.close()
 

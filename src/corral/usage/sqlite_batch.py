@@ -6,8 +6,8 @@ serve`` under load (``bench/ab.py``) that cost about 20 us of CPU per usage reco
 handing the whole batch to a thread once: the same statements, the same transaction, run with
 the ``sqlite3`` module on a connection of its own (``SQLiteBatches``).
 
-The connection is opened in that thread with the store's settings (WAL, ``synchronous =
-NORMAL``) and used by it alone. A write has its timeout as a whole: waiting for another
+The connection is opened in that thread with the store's settings (``store.db.sqlite_pragmas``)
+and used by it alone. A write has its timeout as a whole: waiting for another
 writer's lock is bounded by what is left of it (``busy_timeout``, set per write), a running
 statement is interrupted when it runs out (``sqlite3.Connection.interrupt``), and a write given
 up on is rolled back instead of committed; ``TimeoutError`` then, unless the commit had already
@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from corral.store.db import sqlite_pragmas
 
 # One step of a batch: SQL and its parameters; executemany when the parameters are a list of rows.
 Step = tuple[str, tuple[Any, ...] | list[tuple[Any, ...]]]
@@ -87,9 +89,8 @@ class SQLiteBatches:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA temp_store = MEMORY")
+        for pragma in sqlite_pragmas(memory=False):  # the busy timeout is set again per write
+            db.execute(pragma)
         return db
 
     def _run(self, ids: list[str], plan: Plan, deadline: float, abandoned: threading.Event) -> None:
