@@ -1,11 +1,15 @@
 """The engine on its own, with scripted providers: which deployment it tries, in what order, what
 it records, what it frees, and what the caller gets (``Served``, the error of the last attempt
-or the list of all of them)."""
+or the list of all of them); and where a pinned conversation goes when its deployment is full.
+
+No test sleeps to synchronise: a test waits for a condition on the fleet's state (``until``), and
+"at once" is a bound (``PROMPT``) far below the waits configured (30 s)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +20,7 @@ from corral.conversation.call import Attempt, Call, Endpoint, ModelInfo, Probe, 
 from corral.core.engine import Engine
 from corral.core.failures import AllAttemptsFailed
 from corral.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from corral.routing import affinity
 from corral.routing.capabilities import ModelFacts
 from corral.routing.catalog import Catalog, ProviderEntry
 from corral.routing.fit import Fit
@@ -24,6 +29,7 @@ from corral.routing.state import DeploymentState
 from tests.support.gateway import make_config
 
 HANG = "hang"
+PROMPT = 2.0  # s: what must happen at once does within this (the waits configured are 30 s)
 
 
 @dataclass
@@ -52,6 +58,9 @@ class Scripted:
         reply = Reply(content_type="text/event-stream")
         reply.chunks = self._stream(step, reply)
         return reply
+
+    async def converse(self, call: Call, attempt: Attempt) -> Reply:
+        return await self.send(call, attempt)  # every call here is from a surface it speaks
 
     async def _stream(self, steps: list[Any], reply: Reply) -> AsyncIterator[bytes]:
         try:
@@ -241,3 +250,110 @@ async def test_the_plan_follows_the_catalog() -> None:
     eng.catalog.update("a", [ModelInfo("m"), ModelInfo("n")])  # a new catalog version: plans are redone
     reply = await eng.handle(call("n"))
     assert reply.served is not None and reply.served.model == "n"
+
+
+# session affinity: a full pinned deployment -------------------------------------------------
+
+WARM: dict[str, int | None] = {"m:latest": None}  # /api/ps: loaded, context not known
+
+
+def affine(
+    spill_below: int = 2048, b_loaded: dict[str, int | None] = WARM, b_priority: int = 0
+) -> tuple[Engine, dict[str, DeploymentState], Scripted, Scripted]:
+    """Ollama deployments a and b of one slot each, both warm unless ``b_loaded`` says; the
+    affinity wait and the queue timeout are long, so a call that waits is seen waiting."""
+    a, b = Scripted("a", [b"{}"]), Scripted("b", [b"{}"])
+    cfg = make_config(
+        f"""
+providers:
+  - {{name: a, type: openai, base_url: 'http://a.test/v1', models: [m]}}
+  - {{name: b, type: openai, base_url: 'http://b.test/v1', models: [m]}}
+models:
+  - {{name: pool, targets: [a/m, b/m]}}
+router:
+  queue_timeout: 30s
+  request_timeout: 60s
+  affinity: {{wait: 30s, spill_below: {spill_below}}}
+"""
+    )
+    states = [
+        DeploymentState("a", "ollama", max_parallel=1, loaded=dict(WARM)),
+        DeploymentState("b", "ollama", max_parallel=1, loaded=dict(b_loaded)),
+    ]
+    catalog = Catalog([ProviderEntry("a", "ollama"), ProviderEntry("b", "ollama", b_priority)], cfg.models)
+    for name in ("a", "b"):
+        catalog.update(name, [ModelInfo("m")])
+    eng = Engine(catalog, {"a": a, "b": b}, Fleet(states, cfg.router), {})
+    eng.affinity = affinity.build(cfg.router.affinity, {}, None)
+    return eng, {s.name: s for s in states}, a, b
+
+
+def turn(content: str = "hi", num_ctx: int | None = None) -> Call:
+    """A turn of the conversation pinned to a (the pin is put before the first call)."""
+    body: dict[str, Any] = {"model": "pool", "messages": [{"role": "user", "content": content}]}
+    if num_ctx is not None:
+        body["options"] = {"num_ctx": num_ctx}
+    c = Call(Endpoint.CHAT, body, orjson.dumps(body), "pool", False, "req", Surface.OPENAI)
+    c.session = "conversation-1"
+    return c
+
+
+def pin_to_a(eng: Engine) -> None:
+    key = affinity.key_of(turn(), "pool")
+    assert key is not None and eng.affinity is not None
+    eng.affinity.pins.put(key, "a")
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(PROMPT):
+        while not predicate():
+            await asyncio.sleep(0)
+
+
+async def test_a_short_prompt_spills_at_once_from_its_full_pinned_deployment() -> None:
+    eng, states, a, _ = affine()
+    pin_to_a(eng)
+    states["a"].start(time.monotonic())  # a's one slot is busy, and stays busy: never freed here
+    reply = await asyncio.wait_for(eng.handle(turn()), PROMPT)  # at once, not after the 30 s wait
+    assert reply.served is not None and reply.served.provider == "b" and reply.served.attempts == 1
+    assert reply.headers["x-corral-affinity"] == "spill" and a.calls == []
+    assert eng.affinity is not None and eng.affinity.stats.spills == 1
+    assert eng.fleet.queued("a") == 0 and states["a"].in_flight == 1 and states["b"].in_flight == 0
+    # the pin followed: b holds the latest prefix, so the next turn is a hit there
+    again = await asyncio.wait_for(eng.handle(turn("and then?")), PROMPT)
+    assert again.served is not None and again.served.provider == "b"
+    assert again.headers["x-corral-affinity"] == "hit" and eng.affinity.stats.spills == 1
+
+
+async def test_a_pinned_deployment_with_a_free_slot_is_taken_even_for_a_short_prompt() -> None:
+    eng, _, _, b = affine()
+    pin_to_a(eng)
+    reply = await eng.handle(turn())
+    assert reply.served is not None and reply.served.provider == "a" and b.calls == []
+    assert reply.headers["x-corral-affinity"] == "hit"
+
+
+@pytest.mark.parametrize(
+    ("setup", "content", "num_ctx"),
+    [
+        pytest.param({}, "word " * 2000, None, id="a long prompt"),  # ~2500 tokens: >= spill_below
+        pytest.param({"b_loaded": {}}, "hi", None, id="b is cold"),
+        pytest.param({"b_loaded": {"m:latest": 4096}}, "hi", 8192, id="b holds another num_ctx"),
+        pytest.param({"b_priority": 1}, "hi", None, id="b is in a worse priority tier"),
+        pytest.param({"spill_below": 0}, "hi", None, id="spill_below 0"),
+    ],
+)
+async def test_otherwise_the_full_pinned_deployment_is_waited_for(
+    setup: dict[str, Any], content: str, num_ctx: int | None
+) -> None:
+    eng, states, a, b = affine(**setup)
+    pin_to_a(eng)
+    states["a"].start(time.monotonic())
+    task = asyncio.create_task(eng.handle(turn(content, num_ctx)))
+    await until(lambda: eng.fleet.queued("a") == 1)  # waiting for a, with b free
+    assert b.calls == [] and states["b"].in_flight == 0
+    eng.fleet.release(states["a"])  # the turn before on a ends
+    reply = await asyncio.wait_for(task, PROMPT)
+    assert reply.served is not None and reply.served.provider == "a" and len(a.calls) == 1
+    assert reply.headers["x-corral-affinity"] == "hit"
+    assert eng.affinity is not None and eng.affinity.stats.spills == 0

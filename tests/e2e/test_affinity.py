@@ -5,6 +5,9 @@ already cached there, one cached prompt per instance, as with ``OLLAMA_NUM_PARAL
 conversations alternate turns. With affinity each stays on its instance, so a later turn only
 evaluates what the previous turn added; without it (``affinity: false``, round robin) a turn
 mostly lands where the other conversation evicted it, and evaluates its whole prompt again.
+
+A short turn whose pinned instance is full goes at once to a free one holding the model warm
+("spill"), and the pin follows it.
 """
 
 from __future__ import annotations
@@ -126,3 +129,52 @@ def test_answers_say_hit_miss_through_the_openai_client(pool: Pool) -> None:
         model="free", messages=[{"role": "user", "content": "hi"}], extra_headers=headers
     )
     assert "x-corral-affinity" not in raw.headers  # affinity: false
+
+
+def test_a_short_turn_spills_at_once_from_its_full_pinned_instance() -> None:
+    """Both instances hold the model; the pinned one's only slot stays taken (as by a long
+    generation). The wait for it is 60 s and the client's timeout 10 s: only a spill answers."""
+    emulators = [OllamaEmulator([{"name": "llama3.2"}]) for _ in range(2)]
+    for e in emulators:
+        e.loaded["llama3.2:latest"] = 4096
+    with ServerThread(emulators[0].app) as s0, ServerThread(emulators[1].app) as s1:
+        config = make_config(
+            f"""
+providers:
+  - {{name: gpu0, type: ollama, base_url: '{s0.url}', max_parallel: 1}}
+  - {{name: gpu1, type: ollama, base_url: '{s1.url}', max_parallel: 1}}
+models:
+  - {{name: chat, targets: [gpu0/llama3.2, gpu1/llama3.2]}}
+router: {{health_interval: 60s, queue_timeout: 60s, affinity: {{wait: 60s}}}}
+"""
+        )
+        with GatewayServer(config) as gw:
+            engine = gw.gateway.engine
+            gw.call(lambda: gw.gateway.health.check_all())  # /api/ps: both warm
+            client = openai.OpenAI(base_url=gw.v1, api_key=gw.key, max_retries=0, timeout=10)
+            session = {"x-corral-session": "spill-1"}
+
+            def ask(content: str) -> tuple[str, str]:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="chat", messages=[{"role": "user", "content": content}], extra_headers=session
+                )
+                return raw.headers["x-corral-provider"], raw.headers["x-corral-affinity"]
+
+            pinned, result = ask("first")
+            assert result == "miss"
+            other = "gpu1" if pinned == "gpu0" else "gpu0"
+            state = engine.fleet.states[pinned]
+
+            async def take() -> None:  # on the gateway's loop, as a request there would
+                state.start(time.monotonic())
+
+            async def free() -> None:
+                engine.fleet.release(state)
+
+            gw.call(take)  # the pinned instance's only slot: taken, and not freed until the end
+            try:
+                assert ask("short") == (other, "spill")
+                assert ask("and then?") == (other, "hit")  # the pin followed the spill
+                assert engine.affinity is not None and engine.affinity.stats.spills == 1
+            finally:
+                gw.call(free)

@@ -161,6 +161,16 @@ async def test_limiter_totals_are_pulled_at_render() -> None:
     assert value(metrics, "corral_limiter_fail_open_total") == 0
 
 
+def test_affinity_totals_by_result() -> None:
+    metrics = Metrics()
+    metrics.set_affinity(hits=5, misses=2, repins=1, shared_errors=0)  # spills: 0 when not given
+    assert value(metrics, "corral_affinity_total", result="spill") == 0
+    metrics.set_affinity(hits=5, misses=2, repins=1, spills=3, shared_errors=1)
+    results = ("hit", "miss", "repin", "spill")
+    assert [value(metrics, "corral_affinity_total", result=r) for r in results] == [5, 2, 1, 3]
+    assert value(metrics, "corral_affinity_redis_errors_total") == 1
+
+
 def test_label_cardinality_is_capped() -> None:
     metrics = Metrics(max_label_values=3)
     for i in range(10):

@@ -1,4 +1,5 @@
-"""Session affinity's parts: the conversation key, the pins (bounded, idle TTL), hit/miss/repin."""
+"""Session affinity's parts: the conversation key, the pins (bounded, idle TTL), hit/miss/repin/
+spill, and when a short prompt spills from its full pinned deployment (routing/pinning.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 
 import orjson
 
-from corral.config.schema import AliasTarget, ModelAlias
+from corral.config.schema import AliasTarget, ModelAlias, RouterConfig
 from corral.conversation.call import Call, Endpoint, Route, Surface, Target
-from corral.routing.affinity import HIT, MISS, REPIN, Affinity, Pins, key_of, session_of
+from corral.routing.affinity import HIT, MISS, REPIN, SPILL, Affinity, Pins, key_of, session_of
+from corral.routing.fleet import Fleet
+from corral.routing.pinning import short, spill_to
+from corral.routing.state import DeploymentState
 
 
 def _call(body: Mapping[str, Any], *, surface: Surface = Surface.OPENAI, session: str | None = None) -> Call:
@@ -120,3 +124,57 @@ def test_affinity_applies_to_ollama_pools_unless_the_alias_says() -> None:
     configured = Affinity(Pins(10, 60.0), 1.0, {"chat": off, "v": on})
     assert not configured.applies(pool, types) and configured.applies(openai_pool, types)
     assert not Affinity(Pins(10, 60.0), 1.0, {}, enabled=False).applies(pool, types)
+
+
+def test_a_spill_moves_the_pin_and_is_counted_apart() -> None:
+    affinity = Affinity(Pins(10, 60.0), wait=1.0, spill_below=2048)
+    affinity.record("k", "gpu1")
+    assert affinity.record("k", "gpu2", spilled=True) == SPILL
+    assert affinity.pinned("k", [Target("gpu1", "m"), Target("gpu2", "m")]) == Target("gpu2", "m")
+    # spilled to where the pin already is (another turn moved it first): a hit on the pin as it is
+    assert affinity.record("k", "gpu2", spilled=True) == HIT
+    stats = affinity.stats
+    assert (stats.hits, stats.misses, stats.repins, stats.spills) == (1, 1, 0, 1)
+
+
+def spill(
+    fleet: Fleet, call: Call, pinned: Target, ranked: list[Target], num_ctx: int | None, below: int
+) -> list[Target]:
+    """``spill_to`` as a list (it answers an empty tuple when there is nowhere to spill to)."""
+    return list(spill_to(fleet, call, pinned, ranked, num_ctx, below))
+
+
+def _fleet(**loaded: dict[str, int | None]) -> Fleet:
+    """Deployments of one slot each, ``loaded`` as /api/ps would say (missing: the model is cold)."""
+    states = [DeploymentState(n, "ollama", max_parallel=1, loaded=dict(m)) for n, m in loaded.items()]
+    return Fleet(states, RouterConfig())
+
+
+def test_spill_to_only_when_the_pin_is_full_and_the_prompt_short() -> None:
+    fleet = _fleet(gpu1={"m:latest": None}, gpu2={"m:latest": None}, gpu3={}, gpu4={"m:latest": 4096})
+    a, b, cold, other_ctx = (Target(n, "m") for n in ("gpu1", "gpu2", "gpu3", "gpu4"))
+    ranked = [a, cold, other_ctx, b]
+    hi = _call({"messages": [{"role": "user", "content": "hi"}]})
+    assert spill(fleet, hi, a, ranked, None, 2048) == []  # the pinned one has a free slot
+    fleet.states["gpu1"].start(0.0)
+    assert spill(fleet, hi, a, ranked, None, 2048) == [other_ctx, b]  # warm and free: not the cold
+    assert spill(fleet, hi, a, ranked, 4096, 2048) == [other_ctx, b]
+    assert spill(fleet, hi, a, ranked, 8192, 2048) == [b]  # loaded with another num_ctx: not warm
+    assert spill(fleet, hi, a, ranked, None, 0) == []  # spilling off
+    long = _call({"messages": [{"role": "user", "content": "word " * 2000}]})  # 10 kB, ~2500 tokens
+    assert not short(long, 2048) and short(long, 4096)
+    assert spill(fleet, long, a, ranked, None, 2048) == []
+    fleet.states["gpu2"].start(0.0)
+    fleet.states["gpu4"].start(0.0)
+    assert spill(fleet, hi, a, ranked, None, 2048) == []  # no warm one is free either
+
+
+def test_spill_to_stays_in_the_pins_priority_tier_or_a_better_one() -> None:
+    fleet = _fleet(gpu1={"m:latest": None}, gpu2={"m:latest": None}, cloud={"m:latest": None})
+    fleet.states["gpu1"].start(0.0)
+    hi = _call({"messages": [{"role": "user", "content": "hi"}]})
+    pinned, local, overflow = Target("gpu1", "m"), Target("gpu2", "m"), Target("cloud", "m", priority=1)
+    assert spill(fleet, hi, pinned, [pinned, overflow], None, 2048) == []  # the wait first, as before
+    assert spill(fleet, hi, pinned, [pinned, local, overflow], None, 2048) == [local]
+    fleet.states["cloud"].start(0.0)  # a pin in the overflow tier may come back to a better one
+    assert spill(fleet, hi, overflow, [local, overflow], None, 2048) == [local]

@@ -74,9 +74,27 @@ router:
     )  # fmt: skip
     r = cfg.router
     assert (r.affinity.size, r.affinity.ttl, r.affinity.wait) == (10, 600.0, 0.5)
+    assert r.affinity.spill_below == 2048  # the default
     assert r.capabilities == {"a/m": ("completion",)} and r.context_length == {"m": 4096}
     assert make_config(providers + "router: {affinity: false}").router.affinity.enabled is False
     with pytest.raises(ConfigError, match=r"context_window_fallbacks.*'nope'"):
         make_config(providers + "models: [{name: x, target: a/m, context_window_fallbacks: [nope]}]")
     with pytest.raises(ConfigError, match="unknown capability 'sight'"):
         make_config(providers + "models: [{name: x, target: a/m, capabilities: [sight]}]")
+
+
+def test_config_of_spill_below() -> None:
+    providers = 'providers: [{name: a, type: ollama, base_url: "http://127.0.0.1:9"}]\n'
+
+    def spill_below(value: str) -> int:
+        cfg = make_config(providers + f"router: {{affinity: {{spill_below: {value}}}}}")
+        return cfg.router.affinity.spill_below
+
+    assert spill_below("512") == 512
+    assert spill_below("0") == 0  # spilling off: a full pinned deployment is always waited for
+    for wrong in ("-1", "1.5", "lots", "true"):
+        with pytest.raises(ConfigError) as info:
+            spill_below(wrong)
+        message = str(info.value)
+        assert "router.affinity.spill_below" in message and "0 or more" in message, message
+        assert "set it to 0 to always wait" in message, message

@@ -1,7 +1,7 @@
 """The config of routing by what a request needs: session affinity, capability and context
 overrides, ``context_window_fallbacks`` (LiteLLM's name). Read by ``config.routing`` for a model
 alias (``affinity``, ``capabilities``, ``context_length``, ``context_window_fallbacks``) and for
-``router:`` (``affinity: {enabled, size, ttl, wait}``, the same fallbacks for every model, and
+``router:`` (``affinity: {enabled, size, ttl, wait, spill_below}``, the same fallbacks for every model, and
 ``capabilities`` / ``context_length`` maps by ``provider/model`` or bare model name)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from corral.config.schema import AffinityConfig
 ALIAS_KEYS = {"affinity", "capabilities", "context_length", "context_window_fallbacks"}
 ROUTER_KEYS = {"affinity", "capabilities", "context_length", "context_window_fallbacks"}
 CAPABILITIES = ("completion", "tools", "vision", "embedding", "thinking", "insert", "image", "audio")
-_AFFINITY_KEYS = {"enabled", "size", "ttl", "wait"}
+_AFFINITY_KEYS = {"enabled", "size", "ttl", "wait", "spill_below"}
 
 
 def _capabilities(f: Fields, value: Any, key: str) -> tuple[str, ...]:
@@ -24,6 +24,20 @@ def _capabilities(f: Fields, value: Any, key: str) -> tuple[str, ...]:
     if unknown:
         raise f.error(f"unknown capability {unknown[0]!r}; use {', '.join(CAPABILITIES)}.", key)
     return tuple(value)
+
+
+def _spill_below(f: Fields, default: int) -> int:
+    value = f.raw("spill_below")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise f.error(
+            f"must be a whole number of estimated prompt tokens, 0 or more, got {value!r}: set it "
+            f"to 0 to always wait for a full pinned deployment, or to a size such as {default} (the "
+            "default) below which a prompt takes a free warm deployment at once instead.",
+            "spill_below",
+        )
+    return value
 
 
 def alias_fields(f: Fields) -> dict[str, Any]:
@@ -47,7 +61,7 @@ def router_fields(f: Fields) -> dict[str, Any]:
     if isinstance(raw, bool):
         raw = {"enabled": raw}
     if raw is not None and not isinstance(raw, dict):
-        raise f.error("must be true, false or a mapping {enabled, size, ttl, wait}.", "affinity")
+        raise f.error("must be true, false or a mapping {enabled, size, ttl, wait, spill_below}.", "affinity")
     sub = f.child(raw or {}, "affinity")
     sub.reject_unknown(_AFFINITY_KEYS)
     affinity = AffinityConfig(
@@ -55,6 +69,7 @@ def router_fields(f: Fields) -> dict[str, Any]:
         size=sub.integer("size", d.size, minimum=1) or d.size,
         ttl=sub.duration("ttl", d.ttl),
         wait=sub.duration("wait", d.wait),
+        spill_below=_spill_below(sub, d.spill_below),
     )
     caps_raw = f.raw("capabilities") or {}
     ctx_raw = f.raw("context_length") or {}

@@ -140,6 +140,14 @@ class AffinityConfig:
     size: int = 100_000  # pins kept per process (least recently used go first)
     ttl: float = 3600.0  # a pin unused this long (seconds) is forgotten
     wait: float = 2.0  # seconds to wait for a slot on the pinned deployment before another
+    # A prompt estimated below this many tokens does not wait for its full pinned deployment: a
+    # free one holding the model warm takes it at once (0: never). Reading 2048 tokens again
+    # costs an 8B model well under a second on a discrete GPU (a few thousand tokens a second),
+    # about the wait above on slower hardware, while the pinned slot is held by a generation
+    # that may run for tens of seconds. 2048 is also routing/context.py's FLOOR: bodies this
+    # small are estimated from their length alone (bytes / 4), so deciding costs nothing. An
+    # agent's prompt (a long system prompt and tools) is far above it and keeps waiting its pin.
+    spill_below: int = 2048
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ Each attempt's first-token deadline adapts (routing/deadlines.py): a few times t
 p99 of that model on that deployment, a load allowance when the model must load. A pool with
 ``hedge_after`` races a second candidate when the first sent nothing by then (core/hedge.py).
 A model that fails on one deployment is skipped there while its other models keep serving.
+A call with a session pin starts on its pinned deployment, within a bounded wait for its slot,
+unless routing/pinning.py sends it elsewhere at once (a reload there, or a short prompt spilling).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from corral.routing.catalog import Catalog
 from corral.routing.deadlines import DeadlinePolicy
 from corral.routing.fit import Fit
 from corral.routing.fleet import Fleet
+from corral.routing.pinning import loads_again, spill_to
 from corral.routing.state import DeploymentState
 from corral.routing.strategies import Context, order
 
@@ -87,8 +90,6 @@ class Engine:
                 last = index == len(routes) - 1
                 reply = await self._try_pool(call, route, index > 0, deadline, attempts, key, last)
                 if reply is not None:
-                    if key is not None and self.affinity is not None and reply.served is not None:
-                        reply.headers["x-corral-affinity"] = self.affinity.record(key, reply.served.provider)
                     return reply
                 if time.monotonic() >= deadline or len(attempts) >= self.cfg.max_attempts:
                     break
@@ -146,12 +147,9 @@ class Engine:
         ranked = [t for t in ranked if states[t.provider].model_usable(t.model, now)] or ranked
         hedge_after = route.hedge_after if route.hedge_after is not None else self.cfg.hedge_after
         pinned = self.affinity.pinned(pin_key, ranked) if pin_key and self.affinity else None
-        if (
-            pinned is not None
-            and pinned is not ranked[0]
-            and _loads_again(pinned, ranked[0], states, num_ctx)
-        ):
+        if pinned is not None and pinned is not ranked[0] and loads_again(pinned, ranked[0], states, num_ctx):
             pinned = None  # it would load the model again, and its cache with it: the strategy's pick
+        spilled: str | None = None  # took a short prompt at once: its pinned deployment was full
         while ranked and len(attempts) < self.cfg.max_attempts:
             if attempts and not self.fleet.budget.allow():
                 attempts.append(
@@ -160,8 +158,13 @@ class Engine:
                 return None
             slot = None
             if pinned is not None and self.affinity is not None:  # its slot first, within a bounded wait
-                wait_until = min(deadline, time.monotonic() + self.affinity.wait)
-                slot = await self.fleet.acquire_slot([pinned], wait_until, num_ctx)
+                spill = spill_to(self.fleet, call, pinned, ranked, num_ctx, self.affinity.spill_below)
+                if spill:  # full, and a short prompt: a free warm deployment, never waiting
+                    slot = await self.fleet.try_acquire(spill)
+                    spilled = slot[0].provider if slot else None
+                if slot is None:
+                    wait_until = min(deadline, time.monotonic() + self.affinity.wait)
+                    slot = await self.fleet.acquire_slot([pinned], wait_until, num_ctx)
                 pinned = None
             slot = slot or await self.fleet.acquire_slot(ranked, deadline, num_ctx)
             if slot is None:
@@ -173,14 +176,21 @@ class Engine:
             try:
                 if delay is None:
                     elsewhere = bool(ranked) or not last  # else a cold model gets the load allowance
-                    return await self._guarded(
+                    reply = await self._guarded(
                         call, route, target, trial, fallback, deadline, attempts, elsewhere=elsewhere
                     )
-                return await self._hedged(
-                    call, route, (target, trial), fallback, deadline, attempts, ranked, delay
-                )
+                else:
+                    reply = await self._hedged(
+                        call, route, (target, trial), fallback, deadline, attempts, ranked, delay
+                    )
             except _Retry:
                 continue
+            if pin_key is not None and self.affinity is not None and reply.served is not None:
+                served = reply.served.provider  # the pin moves to it, after a spill too (Affinity.record)
+                reply.headers["x-corral-affinity"] = self.affinity.record(
+                    pin_key, served, spilled=served == spilled
+                )
+            return reply
         return None
 
     async def _guarded(
@@ -374,18 +384,6 @@ async def _primed(chunks: AsyncIterator[bytes], provider: str) -> Relay:
         await Relay(chunks).aclose()
         raise
     return Relay(chunks, first)
-
-
-def _loads_again(
-    pinned: Target, best: Target, states: Mapping[str, DeploymentState], num_ctx: int | None
-) -> bool:
-    """The pinned deployment does not hold the model as asked (a reload drops its KV cache)
-    while the strategy's first choice does."""
-    return (
-        pinned is not best
-        and states[best.provider].warm(best.model, num_ctx) is True
-        and states[pinned.provider].warm(pinned.model, num_ctx) is False
-    )
 
 
 def _requested_ctx(call: Call) -> int | None:

@@ -97,7 +97,7 @@ class Metrics:
         )  # queue depth, dropped, spilled, written, replayed, rejected, errors
         self._rejected: dict[tuple[str, str], int] = {}
         self._limiter = (0, 0)  # fail-open admits, store errors
-        self._affinity = (0, 0, 0, 0)  # session affinity: hits, misses, repins, Redis errors
+        self._affinity = (0, 0, 0, 0, 0)  # session affinity: hits, misses, repins, spills, Redis errors
         self._hooks: list[Callable[[], None]] = []
         self.registry.register(_Collector(self))
         if process:
@@ -208,9 +208,11 @@ class Metrics:
         self._rejected = folded
         self._limiter = (fail_open, errors)
 
-    def set_affinity(self, *, hits: int, misses: int, repins: int, shared_errors: int) -> None:
+    def set_affinity(
+        self, *, hits: int, misses: int, repins: int, shared_errors: int, spills: int = 0
+    ) -> None:
         """Session affinity's running totals (``AffinityStats``)."""
-        self._affinity = (hits, misses, repins, shared_errors)
+        self._affinity = (hits, misses, repins, spills, shared_errors)
 
     def on_render(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` at each scrape, before rendering (to pull totals with the set_* methods)."""
@@ -247,13 +249,14 @@ class Metrics:
         )
         yield from self._writer_families()
         yield from self._limiter_families()
-        hits, misses, repins, shared_errors = self._affinity
+        hits, misses, repins, spills, shared_errors = self._affinity
         yield _counter(
             "corral_affinity_total",
             "Answers to calls with a conversation key, by session affinity's result: hit (the pinned "
-            "deployment answered), miss (no pin yet), repin (the pin moved to another deployment).",
+            "deployment answered), miss (no pin yet), repin (the pin moved to another deployment), "
+            "spill (a short prompt went at once to a free warm deployment: its pinned one was full).",
             ["result"],
-            {("hit",): hits, ("miss",): misses, ("repin",): repins},
+            {("hit",): hits, ("miss",): misses, ("repin",): repins, ("spill",): spills},
         )
         yield _counter(
             "corral_affinity_redis_errors_total",

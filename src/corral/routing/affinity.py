@@ -12,7 +12,9 @@ Pins live in a bounded LRU with an idle TTL. A pin whose deployment cannot take 
 (ejected, disabled, misconfigured, no longer serving the model, or left out by capability and
 context checks) is moved to the deployment that answers ("repin"). Affinity only ranks: the
 pinned deployment goes first among those the strategy and health allow, with a bounded wait for
-a slot there; it never overrides a pinned ``num_ctx``, a fallback chain or a limit.
+a slot there; it never overrides a pinned ``num_ctx``, a fallback chain or a limit. A short
+prompt (``spill_below``) whose pinned deployment is full takes a free warm one at once instead
+("spill", routing/pinning.py), and the pin follows it.
 
 With ``redis_url`` the pins are shared (``SharedPins``): written behind (a bounded queue drained
 by a background task, ``SET <prefix>:affinity:<key>`` with the TTL, and a ``PUBLISH`` on
@@ -40,7 +42,7 @@ log = logging.getLogger("corral.affinity")
 
 SESSION_HEADERS = ("x-corral-session", "x-claude-code-session-id", "session-id", "x-openwebui-chat-id")
 MAX_SESSION = 256  # characters of a session header that count
-HIT, MISS, REPIN = "hit", "miss", "repin"
+HIT, MISS, REPIN, SPILL = "hit", "miss", "repin", "spill"
 QUEUE = 4096  # pin writes waiting for Redis at most (more are dropped and counted)
 
 
@@ -136,6 +138,7 @@ class AffinityStats:
     hits: int = 0
     misses: int = 0
     repins: int = 0
+    spills: int = 0  # short prompts served at once elsewhere: their pinned deployment was full
     shared_errors: int = 0  # Redis errors (pins kept locally)
     shared_dropped: int = 0  # pin writes dropped: the queue to Redis was full
 
@@ -210,11 +213,13 @@ class Affinity:
         aliases: Mapping[str, ModelAlias] | None = None,
         *,
         enabled: bool = True,
+        spill_below: int = 0,
     ) -> None:
         self.pins = pins
         self.wait = wait
         self.aliases = aliases or {}
         self.enabled = enabled
+        self.spill_below = spill_below  # estimated prompt tokens; 0: always wait for the pin
 
     @property
     def stats(self) -> AffinityStats:
@@ -238,14 +243,24 @@ class Affinity:
         providers = {t.provider for t in route.targets}
         return len(providers) > 1 and any(types.get(p) == "ollama" for p in providers)
 
-    def record(self, key: str, served: str) -> str:
-        """Deployment ``served`` answered the call with pin key ``key``: hit, miss or repin."""
+    def record(self, key: str, served: str, *, spilled: bool = False) -> str:
+        """Deployment ``served`` answered the call with pin key ``key``: hit, miss, repin, or
+        spill (``spilled``: it took the call at once because the pinned one was full).
+
+        After a spill the pin moves too: the deployment that served this turn holds the
+        conversation's latest prefix in its KV cache (the turn before's and this one's), the old
+        one at best the turn before's, and the next turn's prompt begins with this one's. A long
+        next turn then waits for the deployment with the most of it cached; a short one may
+        spill again, which is cheap by definition."""
         previous = self.pins.peek(key)
-        if previous == served:
+        if previous == served:  # also a spill to where another turn already moved the pin
             self.pins.touch(key)
             self.pins.stats.hits += 1
             return HIT
         self.pins.put(key, served)
+        if spilled:
+            self.pins.stats.spills += 1
+            return SPILL
         if previous is None:
             self.pins.stats.misses += 1
             return MISS
@@ -362,4 +377,4 @@ def build(cfg: AffinityConfig, aliases: Mapping[str, ModelAlias], previous: Affi
     """Affinity for a (new) config, keeping ``previous``'s pins (and their Redis sharing)."""
     pins = previous.pins if previous is not None else Pins(cfg.size, cfg.ttl)
     pins.size, pins.ttl = cfg.size, cfg.ttl
-    return Affinity(pins, cfg.wait, aliases, enabled=cfg.enabled)
+    return Affinity(pins, cfg.wait, aliases, enabled=cfg.enabled, spill_below=cfg.spill_below)

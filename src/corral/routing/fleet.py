@@ -26,7 +26,8 @@ until a release anywhere wakes it (``freed_elsewhere``) or a short recheck passe
 
 A hedge's second attempt never waits for a release: ``try_acquire`` takes a fleet-counted
 deployment's slot with one round trip (``SharedSlots.take`` refuses when the fleet holds every
-slot, it never waits for one to free) and passes over a full one.
+slot, it never waits for one to free) and passes over a full one. So does a short prompt that
+spills from its full pinned deployment (routing/pinning.py), which asks ``free_now`` first.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ class Fleet:
         state = self.states[target.provider]
         usable = state.routable(now) or panic
         return usable and state.has_capacity() and not state.is_busy(now) and state.fleet_full_until <= now
+
+    def free_now(self, target: Target, now: float) -> bool:
+        """Could ``target`` take a request this instant without a wait: routable, a free slot
+        here, not backing off, not held full fleet-wide (``try_acquire`` would take it)."""
+        return self._free(target, now, False)
 
     async def try_acquire(self, order: Sequence[Target]) -> tuple[Target, bool] | None:
         """A slot on the first free, routable target of ``order`` now, never waiting (a hedge's

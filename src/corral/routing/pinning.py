@@ -1,0 +1,72 @@
+"""When a call with a pin does not start on its pinned deployment.
+
+Session affinity (routing/affinity.py) puts the pinned deployment first, with a bounded wait for
+its slot. This module owns the two ways a call leaves it at once:
+
+* ``loads_again``: the pinned deployment no longer holds the model as asked (a reload would drop
+  its KV cache with it) while the strategy's first choice does; the strategy's pick serves.
+* ``spill_to``: the pinned deployment has no free slot now and the prompt is short
+  (``affinity.spill_below``): a free deployment of the same pool that holds the model warm takes
+  it at once instead of a wait. Reading a short prompt again costs less than queueing behind the
+  pinned one's generations, while the rest of the pool sits idle (llm-d weighs its prefix-cache
+  score against load; consistent hashing with bounded loads moves a key off a full node).
+
+Neither overrides what was decided before: the candidates are the pool's ranked targets (health,
+strategy, capabilities and context already applied; never a fallback pool), a deployment loaded
+with another ``num_ctx`` than the call's is not warm, a better priority tier is allowed but not a
+worse one, and a slot is taken only where one is free (``max_parallel``, and across workers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from corral.conversation.call import Call, Target
+from corral.routing.context import prompt_tokens
+from corral.routing.fleet import Fleet
+from corral.routing.state import DeploymentState
+
+
+def loads_again(
+    pinned: Target, best: Target, states: Mapping[str, DeploymentState], num_ctx: int | None
+) -> bool:
+    """The pinned deployment does not hold the model as asked (a reload drops its KV cache)
+    while the strategy's first choice does."""
+    return (
+        pinned is not best
+        and states[best.provider].warm(best.model, num_ctx) is True
+        and states[pinned.provider].warm(pinned.model, num_ctx) is False
+    )
+
+
+def short(call: Call, below: int) -> bool:
+    """The prompt is estimated below ``below`` tokens (0: never). The estimate is the context
+    check's (``prompt_tokens``): bytes / 4 of the body up to 8 KiB, above that the text of the
+    call as read once into the conversation model (kept on the call; images are not counted)."""
+    return below > 0 and prompt_tokens(call) < below
+
+
+def spill_to(
+    fleet: Fleet, call: Call, pinned: Target, ranked: Sequence[Target], num_ctx: int | None, below: int
+) -> Sequence[Target]:
+    """The targets of ``ranked`` that ``call`` may take at once instead of waiting for ``pinned``,
+    best first: free now and warm for the model with ``num_ctx``. Empty when spilling is off or
+    the pinned deployment has a free slot (the common case: a clock read and a few comparisons,
+    nothing allocated), when no other is free and warm, or when the prompt is not short
+    (estimated last: the one step that may read a large body)."""
+    if below <= 0:
+        return ()
+    now = time.monotonic()
+    if fleet.free_now(pinned, now):
+        return ()
+    states = fleet.states
+    free = [
+        t
+        for t in ranked
+        if t.provider != pinned.provider
+        and t.priority <= pinned.priority
+        and states[t.provider].warm(t.model, num_ctx) is True
+        and fleet.free_now(t, now)
+    ]
+    return free if free and short(call, below) else ()
