@@ -1,8 +1,10 @@
 """Run the gateway: one process, uvloop, two listeners (the data plane on corral's edge, the
 control plane on aiohttp), graceful shutdown on SIGINT/SIGTERM.
 
-On shutdown the listeners close first, in-flight requests and streams get
-``server.shutdown_timeout`` to finish, then upstream pools are closed and usage is flushed.
+The app's parts (``corral.http.parts``: the gateway, the control plane, accounting) are
+started by corral before either listener opens, and stopped after both have drained. On
+shutdown the listeners close first, in-flight requests and streams get
+``server.shutdown_timeout`` to finish, then usage is flushed and upstream pools are closed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,7 @@ from aiohttp import web
 
 from corral.config.schema import AdminConfig, Config
 from corral.edge.server import EdgeServer
-from corral.http.app import CONFIG, DATA_ROUTES, create_app
-from corral.http.bodies import BODY_BUDGET
+from corral.http.app import CorralApp, create_app
 from corral.http.control import HANDLER_ARGS, ControlHandler
 from corral.supervisor.sockets import Inherited
 
@@ -78,12 +80,14 @@ class Listener:
 
     def __init__(
         self,
+        parts: AsyncExitStack,
         runner: web.AppRunner,
         control: asyncio.Server,
         edge: EdgeServer,
         addresses: Addresses,
         shutdown_timeout: float,
     ) -> None:
+        self._parts = parts
         self._runner = runner
         self._control = control
         self.edge = edge
@@ -93,7 +97,7 @@ class Listener:
     @classmethod
     async def open(
         cls,
-        app: web.Application,
+        app: CorralApp,
         host: str,
         port: int,
         shutdown_timeout: float,
@@ -102,19 +106,28 @@ class Listener:
         admin_port: int | None = None,
         sockets: tuple[socket.socket, socket.socket] | None = None,
     ) -> Listener:
-        """Start the app (its startup builds the gateway) and listen on both addresses, or accept
+        """Start the app's parts (the gateway among them) and listen on both addresses, or accept
         on ``sockets`` (data, admin: listening sockets a supervisor made); OSError if a port is
         taken."""
-        config = app[CONFIG]
+        parts = app.parts
+        config = parts.config
         admin_host = admin_host or config.admin.host
         admin_port = config.admin.port if admin_port is None else admin_port
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
-        await runner.setup()
+        stack = AsyncExitStack()
+        await stack.enter_async_context(app.running())
+        runner = web.AppRunner(
+            app.control, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+        )
+        try:
+            await runner.setup()
+        except BaseException:
+            await stack.aclose()
+            raise
         context = tls_context(config.admin)
         server = config.server
         edge = EdgeServer(
-            app[DATA_ROUTES], app, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
-            send_timeout=server.send_timeout, body_timeout=server.body_timeout, budget=app.get(BODY_BUDGET),
+            app.data, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
+            send_timeout=server.send_timeout, body_timeout=server.body_timeout, budget=parts.body_budget,
         )  # fmt: skip
         handlers = runner.server
         assert handlers is not None
@@ -140,16 +153,20 @@ class Listener:
                 control.close()
             await edge.close(0)
             await runner.cleanup()
+            await stack.aclose()
             raise
         addresses = Addresses(data=url("http", host, edge.port), admin=admin_url)
-        return cls(runner, control, edge, addresses, shutdown_timeout)
+        return cls(stack, runner, control, edge, addresses, shutdown_timeout)
 
     async def close(self) -> None:
         """Stop listening, let answers in progress finish (up to the shutdown timeout), then stop
-        the app (usage flushed, upstream pools closed)."""
+        the app's parts (usage flushed, upstream pools closed)."""
         self._control.close()
-        await asyncio.gather(self.edge.close(self._shutdown_timeout), self._runner.shutdown())
-        await self._runner.cleanup()
+        try:
+            await asyncio.gather(self.edge.close(self._shutdown_timeout), self._runner.shutdown())
+            await self._runner.cleanup()
+        finally:
+            await self._parts.aclose()
 
 
 async def _serve(

@@ -14,8 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from corral.http.app import CONTROL
-from corral.http.observability import BUDGETS
 from corral.limits import parse_period
 from corral.usage import StoreSink
 from tests.support.gateway import GatewayServer, make_config
@@ -44,7 +42,7 @@ def prepare(gw: GatewayServer) -> dict[str, str]:
     start = today()
 
     async def run() -> dict[str, str]:
-        store = gw.app[CONTROL].store  # type: ignore[index]
+        store = gw.app.parts.control.store
         keys = {}
         for name, owner, limits in (("over", None, DAILY), ("fresh", None, DAILY), ("alice", "alice", {})):
             issued = await store.keys.create(actor="test", name=name, owner=owner, limits=limits)
@@ -72,7 +70,7 @@ def restart_and_chat(home: Path, env: dict[str, str]) -> dict[str, httpx.Respons
     with gateway(home, env) as first:
         keys = prepare(first)
     with gateway(home, env) as gw, httpx.Client(timeout=30) as client:
-        gw.call(lambda: gw.app[BUDGETS].ready.wait())  # type: ignore[index]
+        gw.call(lambda: gw.app.parts.budgets.ready.wait())
         return {
             name: client.post(
                 gw.v1 + "/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"}
@@ -139,7 +137,7 @@ def test_spend_left_in_the_spill_file_by_a_crash_counts_after_the_restart(tmp_pa
     with gateway(tmp_path, env) as first:
 
         async def create() -> tuple[str, str]:
-            issued = await first.app[CONTROL].store.keys.create(actor="test", name="k", limits=DAILY)  # type: ignore[index]
+            issued = await first.app.parts.control.store.keys.create(actor="test", name="k", limits=DAILY)
             return issued.key, issued.record.id
 
         key, key_id = first.call(create)
@@ -147,7 +145,7 @@ def test_spend_left_in_the_spill_file_by_a_crash_counts_after_the_restart(tmp_pa
     spill.append([record(1, request_id="spilled-1", key_id=key_id, user=None, at=today(), cost_usd=1.5)])
     spill.close()
     with gateway(tmp_path, env) as gw, httpx.Client(timeout=30) as client:
-        gw.call(lambda: gw.app[BUDGETS].ready.wait())  # type: ignore[index]
+        gw.call(lambda: gw.app.parts.budgets.ready.wait())
         answer = client.post(
             gw.v1 + "/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"}
         )

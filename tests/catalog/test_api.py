@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from corral.http.app import CONTROL
 from corral.store.tables import usage
 from tests.emulators.ollama import ModelSpec, OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
@@ -67,7 +66,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
 
 def usage_rows(gw: GatewayServer, n: int) -> list[dict[str, Any]]:
     async def fetch() -> list[dict[str, Any]]:
-        async with gw.app[CONTROL].store.engine.connect() as conn:  # type: ignore[index]
+        async with gw.app.parts.control.store.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(select(usage).order_by(usage.c.id))]
 
     deadline = time.monotonic() + 10

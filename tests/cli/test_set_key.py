@@ -25,7 +25,6 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from corral.http.app import CONTROL
 from corral.store.tables import audit_log, providers
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.gateway import GatewayServer, make_config
@@ -128,7 +127,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[GatewayServer, OllamaEmulator, Ups
 
 def stored_row(gw: GatewayServer) -> dict[str, Any]:
     async def read() -> dict[str, Any]:
-        async with gw.app[CONTROL].store.engine.connect() as conn:  # type: ignore[index]
+        async with gw.app.parts.control.store.engine.connect() as conn:
             row = (await conn.execute(select(providers).where(providers.c.name == "cloud"))).mappings().one()
             return dict(row)
 
@@ -138,7 +137,7 @@ def stored_row(gw: GatewayServer) -> dict[str, Any]:
 
 def everything_stored(gw: GatewayServer) -> str:
     async def read() -> str:
-        async with gw.app[CONTROL].store.engine.connect() as conn:  # type: ignore[index]
+        async with gw.app.parts.control.store.engine.connect() as conn:
             rows = [dict(r._mapping) for t in (providers, audit_log) for r in await conn.execute(select(t))]
         return json.dumps(rows, default=str)
 
@@ -211,7 +210,7 @@ def test_rotating_a_provider_key_under_load_fails_no_request(
     assert OLD not in json.dumps(entry) and NEW not in json.dumps(entry)
     row = stored_row(gw)
     assert row["api_key_enc"] != old_ciphertext
-    assert gw.app[CONTROL].store.crypto.decrypt(row["api_key_enc"], what="test") == NEW  # type: ignore[index]
+    assert gw.app.parts.control.store.crypto.decrypt(row["api_key_enc"], what="test") == NEW
     stored = everything_stored(gw)
     assert old_ciphertext not in stored and OLD not in stored and NEW not in stored
 

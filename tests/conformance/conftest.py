@@ -38,7 +38,7 @@ async def start_edge(recorder: Recorder) -> EdgeServer:
     table.add(METHODS, STREAM_PATH, Route(recorder.stream, access="open"))
     table.add(METHODS, "/", Route(recorder.record, access="open"))
     table.add_prefix(METHODS, "/", Route(recorder.record, access="open"))
-    server = EdgeServer(table, {}, MAX_BODY)
+    server = EdgeServer(table, MAX_BODY)
     await server.start("127.0.0.1", 0)
     return server
 

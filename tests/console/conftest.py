@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.http.serving import ACCOUNTANT
 from corral.usage.writer import UsageWriter
 from tests.emulators.ollama import ModelSpec, OllamaEmulator, default_models
 from tests.emulators.openai import OpenAIEmulator
@@ -57,7 +56,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def usage_written(stack: Stack) -> int:
     """Usage records the gateway's writer has committed so far."""
     assert stack.gateway.app is not None
-    writer = stack.gateway.app[ACCOUNTANT].writer
+    writer = stack.gateway.app.parts.accountant.writer
     assert isinstance(writer, UsageWriter)
     return writer.stats.written
 

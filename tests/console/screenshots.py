@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from corral.http.serving import ACCOUNTANT
 from corral.usage import UsageRecord
 from tests.console.browser import PAGES, Console, chromium, missing
 from tests.console.conftest import Stack, running_stack, usage_written, wait_until
@@ -53,7 +52,7 @@ def traffic(stack: Stack, backfill: int = 900) -> None:
     """Usage spread over the last hour (as if the gateway had been busy), then a few real calls."""
     gw = stack.gateway
     assert gw.app is not None
-    writer = gw.app[ACCOUNTANT].writer
+    writer = gw.app.parts.accountant.writer
     assert writer is not None
     before = usage_written(stack)
     rng, now = random.Random(3), datetime.now(UTC)

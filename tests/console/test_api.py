@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from corral.console.setup import CSP
-from corral.http.guesses import THROTTLE
 from tests.console.conftest import Stack, sign_in, usage_written, wait_until
 from tests.emulators.common import Fault
 from tests.support.gateway import GatewayServer, make_config
@@ -274,7 +273,7 @@ def test_pull_streams_progress_per_instance_then_a_summary(stack: Stack) -> None
 def test_failed_sign_ins_are_slowed_down(tmp_path_factory: pytest.TempPathFactory) -> None:
     with GatewayServer(make_config({}, demo=True), home=tmp_path_factory.mktemp("throttle")) as gw:
         assert gw.app is not None
-        gw.app[THROTTLE]._clock = lambda: 0.0  # time stands still: the wait never runs out
+        gw.app.parts.throttle._clock = lambda: 0.0  # time stands still: the wait never runs out
         statuses = [
             httpx.post(gw.admin_url + "/console/session", json={"key": f"guess-{i}"}).status_code
             for i in range(7)

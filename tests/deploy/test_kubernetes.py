@@ -17,7 +17,7 @@ import yaml
 
 from corral.cli.main import parser
 from corral.config.loader import parse_config
-from corral.http.app import DATA_ROUTES, create_app
+from corral.http.app import create_app
 from corral.supervisor.supervisor import KILL_GRACE
 from tests.deploy.manifests import (
     OVERLAYS,
@@ -189,7 +189,7 @@ def test_the_workers_follow_the_cpu_limit(overlay: str) -> None:
 def test_probes_ask_routes_the_data_plane_serves_without_a_key(overlay: str) -> None:
     rendering = render(overlay)
     config = config_of(rendering)
-    table = create_app(config, TEST_ENV["CORRAL_MASTER_KEY"])[DATA_ROUTES]
+    table = create_app(config, TEST_ENV["CORRAL_MASTER_KEY"]).data
     gateway = rendering.gateway()
     ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
     probes = {k: gateway[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
@@ -268,7 +268,7 @@ def test_the_service_monitor_scrapes_the_control_planes_metrics_route() -> None:
     config = config_of(rendering)
     assert ports[service_port["targetPort"]] == config.admin.port
     assert config.admin.host == "0.0.0.0" and not config.server.metrics_auth
-    app = create_app(config, TEST_ENV["CORRAL_MASTER_KEY"])
+    app = create_app(config, TEST_ENV["CORRAL_MASTER_KEY"]).control
     assert any(r.method == "GET" and r.resource is not None and r.resource.canonical == "/metrics"
                for r in app.router.routes())  # fmt: skip
     policy = rendering.one("NetworkPolicy", "corral-metrics")["spec"]

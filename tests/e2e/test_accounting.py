@@ -15,9 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
 
-from corral.http.app import CONTROL
 from corral.http.observability import SPILL_FILE
-from corral.http.serving import ACCOUNTANT
 from corral.store.tables import usage
 from corral.usage import UsageWriter
 from corral.usage.spill import SpillFile
@@ -47,7 +45,7 @@ def gateway(url: str, home: Path, **env: str) -> GatewayServer:
 
 def rows(gw: GatewayServer) -> list[dict]:  # type: ignore[type-arg]
     async def fetch() -> list[dict]:  # type: ignore[type-arg]
-        plane = gw.app[CONTROL]  # type: ignore[index]
+        plane = gw.app.parts.control
         async with plane.store.engine.connect() as conn:
             result = await conn.execute(select(usage))
             return [dict(r._mapping) for r in result]
@@ -133,7 +131,7 @@ def test_shutdown_during_load_loses_no_record(upstream: ServerThread, tmp_path: 
 
 def key_with(gw: GatewayServer, **limits: object) -> str:
     async def make() -> str:
-        plane = gw.app[CONTROL]  # type: ignore[index]
+        plane = gw.app.parts.control
         issued = await plane.store.keys.create(actor="test", name="limited", limits=limits)
         return str(issued.key)
 
@@ -201,7 +199,7 @@ def test_user_limits_apply_across_the_users_keys(upstream: ServerThread, tmp_pat
     with GatewayServer(config, home=tmp_path) as gw, httpx.Client(timeout=30) as client:
 
         async def make(owner: str) -> str:
-            issued = await gw.app[CONTROL].store.keys.create(actor="test", owner=owner)  # type: ignore[index]
+            issued = await gw.app.parts.control.store.keys.create(actor="test", owner=owner)
             return str(issued.key)
 
         first, second, bob = (gw.call(lambda o=o: make(o)) for o in ("alice", "alice", "bob"))
@@ -276,7 +274,7 @@ def test_writer_spills_and_replays_and_metrics_show_its_stats(upstream: ServerTh
 
     def rename(old: str, new: str) -> None:
         async def run() -> None:
-            async with gw.app[CONTROL].store.engine.begin() as conn:  # type: ignore[index]
+            async with gw.app.parts.control.store.engine.begin() as conn:
                 await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))  # fixed names, no input
 
         gw.call(run)
@@ -290,7 +288,7 @@ def test_writer_spills_and_replays_and_metrics_show_its_stats(upstream: ServerTh
             time.sleep(0.05)
 
     with gateway(upstream.url, tmp_path) as gw, httpx.Client(timeout=30) as client:
-        writer = gw.app[ACCOUNTANT].writer  # type: ignore[index]
+        writer = gw.app.parts.accountant.writer
         assert isinstance(writer, UsageWriter)
         at_start = stats_when(lambda s: s["replayed"] == 2)
         assert (at_start["replayed"], at_start["rejected"]) == (2, 1)

@@ -19,7 +19,6 @@ import openai
 import orjson
 import pytest
 
-from corral.http.serving import ACCOUNTANT
 from corral.usage.record import UsageRecord
 from tests.support.engine import Engine, engine_fixture
 from tests.support.gateway import GatewayServer, make_config
@@ -67,7 +66,7 @@ def gateway(llm_engine: Engine, records: Records) -> Iterator[GatewayServer]:
     with GatewayServer(config) as gw:
 
         async def capture() -> None:
-            gw.app[ACCOUNTANT].writer = records  # type: ignore[index]
+            gw.app.parts.accountant.writer = records
 
         gw.call(capture)
         yield gw

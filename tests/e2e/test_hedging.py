@@ -18,7 +18,6 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from corral.http.app import CONTROL
 from corral.store.tables import usage
 from tests.emulators.common import Fault
 from tests.emulators.ollama import OllamaEmulator
@@ -107,7 +106,7 @@ def test_a_cold_load_longer_than_the_fixed_timeout_is_not_cut(stream: bool) -> N
 
 def usage_rows(gw: GatewayServer) -> list[dict[str, Any]]:
     async def fetch() -> list[dict[str, Any]]:
-        plane = gw.app[CONTROL]  # type: ignore[index]
+        plane = gw.app.parts.control
         async with plane.store.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(select(usage))]
 
@@ -147,7 +146,7 @@ def test_hedging_takes_a_slot_counted_across_the_fleet(
     a.first_token_delay = 10.0
     config = pool(a_url, b_url, {"failover_timeout": "30s"}, hedge_after="300ms")
     for provider in config["providers"]:  # type: ignore[union-attr]
-        provider["max_parallel"] = 2  # type: ignore[index]
+        provider["max_parallel"] = 2
     config["redis_url"] = url
     with GatewayServer(make_config(config), env={"CORRAL_REDIS_PREFIX": f"{prefix}:"}) as gw:
         assert gw.gateway.fleet.shared is not None  # slots are counted in Redis

@@ -168,7 +168,7 @@ class Edge:
         }
         for path, handler in routes.items():
             table.add(["POST"], path, Route(handler, access="open", surface=surface_of_path(path)))
-        self.server = EdgeServer(table, {}, self.max_body)
+        self.server = EdgeServer(table, self.max_body)
         await self.server.start("127.0.0.1", 0)
         self.port = self.server.port
         return self

@@ -22,7 +22,6 @@ import orjson
 import pytest
 from aiohttp import web
 
-from corral.http.guesses import THROTTLE
 from tests.console.browser import Console, chromium, missing
 from tests.console.conftest import Stack
 from tests.emulators.ollama import ModelSpec, OllamaEmulator
@@ -139,7 +138,7 @@ def frozen_throttle(gw: GatewayServer) -> Iterator[None]:
     """Time stands still for the key-guess throttle (a wait never runs out) until the block ends;
     then 127.0.0.1's failures are forgotten and the clock runs again."""
     assert gw.app is not None
-    throttle = gw.app[THROTTLE]
+    throttle = gw.app.parts.throttle
     clock = throttle._clock
     throttle._clock = lambda: 0.0
     try:

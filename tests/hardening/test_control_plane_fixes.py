@@ -23,7 +23,6 @@ from aiohttp import web
 from corral.errors import ConfigError
 from corral.http.admin import model_details
 from corral.http.admin.playground import without_events
-from corral.http.bodies import BODY_BUDGET
 from corral.http.control import HANDLER_ARGS, ControlHandler, control_middlewares
 from tests.console.conftest import sign_in, wait_until
 from tests.emulators.common import Fault
@@ -186,7 +185,7 @@ def test_both_planes_share_one_body_budget_and_give_it_back(
 ) -> None:
     with lone_gateway(tmp_path) as gw:
         assert gw.app is not None
-        budget = gw.app[BODY_BUDGET]
+        budget = gw.app.parts.body_budget
         key, _ = user_key(gw)
         ports = {"data": (gw.port, "/v1/chat/completions"), "control": (gw.admin_port, "/console/api/chat")}
         length = LIMIT - 64 * 1024

@@ -20,7 +20,6 @@ import httpx
 import orjson
 import pytest
 
-from corral.http.serving import ACCOUNTANT
 from corral.usage.record import UsageRecord
 from tests.httpclient.rawserver import Conn, RawServer, answer
 from tests.support.gateway import GatewayServer, make_config
@@ -122,7 +121,7 @@ router:
         records = Records()
 
         async def capture() -> None:
-            gw.app[ACCOUNTANT].writer = records  # type: ignore[index]
+            gw.app.parts.accountant.writer = records
 
         gw.call(capture)
         return gw, records

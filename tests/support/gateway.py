@@ -13,7 +13,7 @@ import yaml
 from corral.config import Config
 from corral.config.loader import parse_config
 from corral.gateway import Gateway
-from corral.http.app import GATEWAY, create_app
+from corral.http.app import create_app
 from tests.support.servers import ServerThread
 
 MASTER_KEY = "sk-test-master-0123456789abcdef"
@@ -46,7 +46,7 @@ class GatewayServer(ServerThread):
     @property
     def gateway(self) -> Gateway:
         assert self.app is not None
-        return self.app[GATEWAY]
+        return self.app.parts.gateway
 
     @property
     def v1(self) -> str:

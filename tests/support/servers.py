@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from corral.http.app import DATA_ROUTES
+from corral.http.app import CorralApp
 from corral.server import Listener
 
-AppFactory = Callable[[], web.Application | Awaitable[web.Application]]
+AppFactory = Callable[[], web.Application | CorralApp | Awaitable[web.Application]]
 
 
 def free_port() -> int:
@@ -55,7 +55,7 @@ class ServerThread:
         self._error: BaseException | None = None
         self._runner: web.AppRunner | None = None
         self._listener: Listener | None = None
-        self.app: web.Application | None = None
+        self.app: Any = None  # the web.Application served, or the CorralApp
 
     @property
     def url(self) -> str:
@@ -89,10 +89,10 @@ class ServerThread:
 
     async def _start(self) -> None:
         app = self._factory()
-        if not isinstance(app, web.Application):
+        if not isinstance(app, web.Application | CorralApp):
             app = await app
         self.app = app
-        if DATA_ROUTES in app:  # a gateway: served the way `corral serve` serves it
+        if isinstance(app, CorralApp):  # a gateway: served the way `corral serve` serves it
             self._listener = await Listener.open(
                 app, "127.0.0.1", self.port, self._shutdown_timeout, admin_host="127.0.0.1",
                 admin_port=self.admin_port,

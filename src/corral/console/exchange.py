@@ -40,7 +40,7 @@ class ControlExchange(Exchange):
         relay: Relay | None = None,
     ) -> None:
         super().__init__(
-            request.path, request.headers, request.app, method=request.method,
+            request.path, request.headers, method=request.method,
             query=request.query_string, principal=principal,
         )  # fmt: skip
         self._request = request

@@ -22,12 +22,12 @@ from aiohttp import web
 from corral.console.assets import Assets
 from corral.console.session import Sessions, check_csrf, check_origin, cookie_name, is_secure
 from corral.errors import AuthenticationFailed, CorralError, InvalidRequest
-from corral.gateway import Gateway
 from corral.http.admin.input import read_object
 from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.auth import MAX_KEY, Authenticator
 from corral.http.bodies import too_large
-from corral.http.guesses import GuessThrottle, TooManyFailures, client_of
+from corral.http.guesses import TooManyFailures, client_of
+from corral.http.parts import Parts
 from corral.keys.principal import Principal
 from corral.limits import Limits
 from corral.usage.query import UsageFilter, UsageQuery, parse_group_by, parse_step
@@ -69,13 +69,14 @@ class ConsoleRoutes:
         self,
         auth: Authenticator,
         sessions: Sessions,
-        throttle: GuessThrottle,
+        parts: Parts,
         assets: Assets,
         playground: PlaygroundRoutes,
     ) -> None:
         self._auth = auth
         self._sessions = sessions
-        self._throttle = throttle
+        self._parts = parts
+        self._throttle = parts.throttle
         self._assets = assets
         self._playground = playground
 
@@ -160,18 +161,14 @@ class ConsoleRoutes:
 
     # the caller's own view -----------------------------------------------------------------
     def _store(self, request: web.Request) -> UsageQuery | None:
-        from corral.http.app import CONTROL
-
-        plane = request.app.get(CONTROL)
+        plane = self._parts.control
         return UsageQuery(plane.store.engine) if plane is not None else None
 
     async def me(self, request: web.Request) -> web.Response:
         who = self._auth.check(request)
         out: dict[str, Any] = {"principal": principal_view(who), "limits": dict(who.limits), "budget": None}
         budget = who.limits.get("max_budget")
-        from corral.http.app import CONTROL
-
-        plane = request.app.get(CONTROL)
+        plane = self._parts.control
         if budget is not None and plane is not None:
             try:
                 limits = Limits.from_mapping(who.limits)
@@ -213,10 +210,8 @@ class ConsoleRoutes:
         return _json({"step": step, "data": [p.view() for p in points]})
 
     async def models(self, request: web.Request) -> web.Response:
-        from corral.http.app import GATEWAY
-
         who = self._auth.check(request)
-        gw: Gateway = request.app[GATEWAY]
+        gw = self._parts.gateway
         rows = [
             {"id": row.id, "owned_by": row.owned_by} for row in gw.catalog.listing() if who.may_use(row.id)
         ]

@@ -14,7 +14,7 @@ from corral.console.routes import ConsoleRoutes
 from corral.console.session import Sessions
 from corral.http.admin.playground import PlaygroundRoutes
 from corral.http.auth import Authenticator
-from corral.http.guesses import THROTTLE
+from corral.http.parts import Parts
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -37,21 +37,13 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers["Cache-Control"] = "no-store"
 
 
-def add_console_routes(app: web.Application, auth: Authenticator) -> None:
-    from corral.http.app import CONFIG, GATEWAY
-
-    config = app[CONFIG]
+def add_console_routes(app: web.Application, auth: Authenticator, parts: Parts) -> None:
+    config = parts.config
     sessions = Sessions(lambda: auth.keys, config.admin.session_idle, lifetime=config.admin.session_max)
     auth.sessions = sessions
     app[SESSIONS] = sessions
-    playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, config.server.max_request_bytes)
-    routes = ConsoleRoutes(
-        auth,
-        sessions,
-        app[THROTTLE],
-        Assets.from_package(),
-        playground,
-    )
+    playground = PlaygroundRoutes(parts, auth, config.server.max_request_bytes)
+    routes = ConsoleRoutes(auth, sessions, parts, Assets.from_package(), playground)
     routes.add_to(app)
     app.on_response_prepare.append(security_headers)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from corral.core.call import Reply
 from corral.edge import wire
@@ -31,14 +31,13 @@ class EdgeExchange(Exchange):
         path: str,
         headers: Mapping[str, str],
         body: bytes,
-        app: Mapping[Any, Any],
         proto: EdgeProtocol,
         keep_alive: bool,
         method: str = "POST",
         query: str = "",
         rest: str = "",
     ) -> None:
-        super().__init__(path, headers, app, method=method, query=query, rest=rest)
+        super().__init__(path, headers, method=method, query=query, rest=rest)
         self.body_bytes = body
         self._proto = proto
         self.keep_alive = keep_alive

@@ -262,7 +262,7 @@ class EdgeProtocol(asyncio.Protocol):
             self._refuse_queued(self._no_route(method, path, match.allow), close=False)
             return
         keep = self._parser.should_keep_alive()
-        ex = EdgeExchange(path, self._headers, b"", server.app, self, keep, method, self._query, match.rest)
+        ex = EdgeExchange(path, self._headers, b"", self, keep, method, self._query, match.rest)
         ex.http10 = self._parser.get_http_version() == "1.0"
         if route.access != "open":
             try:
@@ -371,7 +371,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _refuse_queued(self, exc: CorralError, *, close: bool, surface: Surface | None = None) -> None:
         """Answer the current request with an error, in its turn; stop reading if ``close``."""
-        ex = EdgeExchange(self._path, self._headers, b"", self._server.app, self, keep_alive=not close)
+        ex = EdgeExchange(self._path, self._headers, b"", self, keep_alive=not close)
         _, body, headers = error_parts(exc, surface=surface or surface_of_path(self._path))
         self._queue.append((_Refused(exc.http_status, body, headers), ex))
         self._route = None

@@ -20,8 +20,6 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from corral.edge.protocol import EdgeProtocol
 from corral.edge.wire import Clock
@@ -57,7 +55,6 @@ class EdgeServer:
     def __init__(
         self,
         routes: RouteTable,
-        app: Mapping[Any, Any],
         max_body: int,
         *,
         max_buffered: int | None = None,
@@ -66,7 +63,6 @@ class EdgeServer:
         budget: BodyBudget | None = None,
     ) -> None:
         self.routes = routes
-        self.app = app
         self.max_body = max_body
         # request-body bytes held by every connection together (shared with the control plane)
         self.budget = budget or BodyBudget(max_buffered if max_buffered is not None else 8 * max_body)

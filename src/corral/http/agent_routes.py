@@ -14,7 +14,6 @@ upstream is slow to start gets ``ping`` events meanwhile (``keepalive``, every
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -22,13 +21,13 @@ import orjson
 from corral.conversation.anthropic import requests as messages_requests
 from corral.conversation.call import Call, Endpoint, Surface
 from corral.conversation.surfaces import request_of
-from corral.core.engine import Engine
 from corral.errors import CorralError, InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.errors import error_parts
 from corral.http.exchange import Exchange
 from corral.http.json_body import check_name, parse_json
 from corral.http.keepalive import Pinger
+from corral.http.parts import Parts
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
@@ -63,13 +62,13 @@ class AgentRoutes:
 
     def __init__(
         self,
-        engine: Callable[[Mapping[Any, Any]], Engine],
+        parts: Parts,
         keys: Authenticator,
         max_request_bytes: int,
         *,
         ping_interval: float = 10.0,
     ) -> None:
-        self._engine = engine
+        self._parts = parts  # the gateway is taken from it on each request (built at startup)
         self._keys = keys
         self._limit = max_request_bytes
         self._pinger = Pinger(ping_interval, _messages_error_event)
@@ -104,7 +103,7 @@ class AgentRoutes:
         )
         request_of(call)  # read once, now: a bad request is refused before it is admitted
         pinger = self._pinger if stream and surface is Surface.MESSAGES else None
-        await run_call(ex, self._engine(ex.app), call, who, started, pinger=pinger)
+        await run_call(ex, self._parts, call, who, started, pinger=pinger)
 
     async def count_tokens(self, ex: Exchange) -> None:
         """An estimate of the prompt's tokens (its text and tool definitions, 4 characters a

@@ -13,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from corral.accounting.accountant import Accountant
 from corral.usage.prices import CatalogModel, CatalogSnapshot
 
 EMPTY = CatalogSnapshot()
 
 
-def snapshot(app: Mapping[Any, Any]) -> CatalogSnapshot:
+def snapshot(accountant: Accountant | None) -> CatalogSnapshot:
     """The catalog the accountant prices from (empty without the control plane)."""
-    from corral.http.serving import ACCOUNTANT
-
-    accountant = app.get(ACCOUNTANT)
     return accountant.prices.catalog if accountant is not None else EMPTY
 
 

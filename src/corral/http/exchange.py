@@ -2,14 +2,14 @@
 
 Every data-plane route is written once, against ``Exchange``: its method, path and query, its
 headers (looked up by lower-case name), its body, the caller (authenticated from the head by
-the server, before the body was read), the app's parts and its ids, and ``write(reply)``.
+the server, before the body was read), its ids, and ``write(reply)``. What a handler serves
+from (the gateway, accounting) it was given when it was built, not through the exchange.
 ``corral.edge`` implements it; tests may implement it in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import parse_qs
 
 from corral.core.call import Reply
@@ -23,14 +23,13 @@ class Exchange:
     implement ``body`` and ``write``."""
 
     __slots__ = (
-        "app", "client_request_id", "headers", "method", "path", "principal", "query", "request_id", "rest",
+        "client_request_id", "headers", "method", "path", "principal", "query", "request_id", "rest",
     )  # fmt: skip
 
     def __init__(
         self,
         path: str,
         headers: Mapping[str, str],
-        app: Mapping[Any, Any],
         *,
         method: str = "POST",
         query: str = "",
@@ -42,7 +41,6 @@ class Exchange:
         self.query = query  # the raw query string, without '?'
         self.rest = rest  # a prefix route's remainder (e.g. the model in /v1/models/<model>)
         self.headers = headers  # get() with lower-case names
-        self.app = app  # the app's parts (its AppKeys hold the gateway)
         self.principal = principal  # set by the server when the route needs a key
         self.request_id = new_request_id()
         self.client_request_id = client_id_of(headers.get("x-request-id"))

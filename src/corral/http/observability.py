@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -31,9 +31,9 @@ from corral.usage.prices import PriceTable
 from corral.usage.sink import StoreSink
 from corral.usage.writer import UsageWriter
 
-METRICS = web.AppKey("metrics", Metrics)
-BUDGETS = web.AppKey("budgets", BudgetSeeder)
-FLEET = web.AppKey("fleet_metrics", FleetMetrics)
+if TYPE_CHECKING:
+    from corral.http.parts import Parts
+
 SPILL_FILE = "usage-spill.jsonl"
 
 
@@ -107,7 +107,9 @@ async def accounting(
         metrics.set_limiter(rejected=ls.rejected, fail_open=ls.fail_open, errors=ls.errors)
         if gateway.engine.affinity is not None:
             a = gateway.engine.affinity.stats
-            metrics.set_affinity(hits=a.hits, misses=a.misses, repins=a.repins, shared_errors=a.shared_errors)
+            metrics.set_affinity(
+                hits=a.hits, misses=a.misses, repins=a.repins, spills=a.spills, shared_errors=a.shared_errors
+            )
 
     metrics.on_render(refresh)
     tasks: list[asyncio.Task[None]] = []
@@ -136,12 +138,12 @@ async def accounting(
         await limiter.close()
 
 
-def metrics_route(auth: Authenticator, protected: bool) -> Handler:
+def metrics_route(auth: Authenticator, parts: Parts, protected: bool) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if protected:
             auth.admin(request)
-        fleet = request.app.get(FLEET)
-        metrics = request.app[METRICS] if fleet is None else fleet
+        fleet = parts.fleet_metrics
+        metrics: Metrics | FleetMetrics = parts.metrics if fleet is None else fleet
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
     return handler

@@ -10,17 +10,16 @@ push, create and blobs are refused because they write to upstream disks.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from corral.core.call import Reply, Surface
 from corral.errors import InvalidRequest, ModelNotFound, PermissionDenied
-from corral.gateway import Gateway
 from corral.http import catalog_view
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
 from corral.http.json_body import parse_json
 from corral.http.ollama_manage import Management
+from corral.http.parts import Parts
 from corral.http.replies import json_reply, text_reply
 from corral.http.routes import Route, RouteTable
 from corral.providers.ollama.provider import OllamaProvider
@@ -43,13 +42,11 @@ def _synthetic(name: str, family: str, owner: str) -> dict[str, Any]:
 
 
 class FleetRoutes:
-    def __init__(
-        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, limit: int
-    ) -> None:
-        self._gateway = gateway
+    def __init__(self, parts: Parts, auth: Authenticator, limit: int) -> None:
+        self._parts = parts  # the gateway is taken from it on each request (built at startup)
         self._auth = auth
         self._limit = limit
-        self._manage = Management(gateway, auth, limit)
+        self._manage = Management(parts, auth, limit)
 
     def add_to(self, table: RouteTable) -> None:
         table.add(["GET"], "/", Route(self.root, access="open", surface=Surface.OLLAMA))  # HEAD too
@@ -68,16 +65,16 @@ class FleetRoutes:
 
     async def version(self, ex: Exchange) -> None:
         """The lowest version among the instances, so clients do not use features some lack."""
-        versions = [s.version for s in self._gateway(ex.app).fleet.states.values() if s.version]
+        versions = [s.version for s in self._parts.gateway.fleet.states.values() if s.version]
         lowest = min(versions, key=_version_key) if versions else DEFAULT_VERSION
         await ex.write(json_reply({"version": lowest}))
 
     async def tags(self, ex: Exchange) -> None:
         who = ex.principal or self._auth.check(ex)
-        gw = self._gateway(ex.app)
+        gw = self._parts.gateway
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         extra: list[dict[str, Any]] = []
-        view = catalog_view.snapshot(ex.app)
+        view = catalog_view.snapshot(self._parts.accountant)
         for name, entry in gw.catalog.providers.items():
             if not entry.enabled:
                 continue
@@ -114,7 +111,7 @@ class FleetRoutes:
     async def ps(self, ex: Exchange) -> None:
         who = ex.principal or self._auth.check(ex)
         rows = []
-        for state in self._gateway(ex.app).fleet.states.values():
+        for state in self._parts.gateway.fleet.states.values():
             for entry in state.running:
                 if who.may_use(str(entry.get("name"))):
                     rows.append({**entry, "corral_instance": state.name})
@@ -127,7 +124,7 @@ class FleetRoutes:
         if not isinstance(name, str) or not name:
             raise InvalidRequest("model is required", param="model")
         require_model(who, name)
-        gw = self._gateway(ex.app)
+        gw = self._parts.gateway
         targets = gw.catalog.resolve(name)
         for target in targets:
             provider = gw.providers.get(target.provider)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,10 +17,10 @@ import orjson
 
 from corral.core.call import Reply, Surface
 from corral.errors import InvalidRequest, UpstreamError
-from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.http.exchange import Exchange
 from corral.http.json_body import parse_json
+from corral.http.parts import Parts
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.httpclient import TransportError
@@ -39,10 +39,8 @@ def manageable(p: OllamaProvider) -> bool:
 
 
 class Management:
-    def __init__(
-        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, limit: int
-    ) -> None:
-        self._gateway = gateway
+    def __init__(self, parts: Parts, auth: Authenticator, limit: int) -> None:
+        self._parts = parts  # the gateway is taken from it on each request (built at startup)
         self._auth = auth
         self._limit = limit
 
@@ -52,7 +50,7 @@ class Management:
         table.add(["POST"], "/api/copy", Route(self.copy, access="admin", surface=Surface.OLLAMA))
 
     def _select(self, ex: Exchange, body: dict[str, Any]) -> list[OllamaProvider]:
-        gw = self._gateway(ex.app)
+        gw = self._parts.gateway
         named = [n for v in ex.query_values("instance") for n in v.split(",") if n]
         if "instances" in body:
             given = body["instances"]
@@ -90,7 +88,7 @@ class Management:
             raise InvalidRequest("model is required", param="model")
         targets = self._select(ex, body)
         payload = {k: v for k, v in body.items() if k != "instances"} | {"model": model, "stream": True}
-        lines = self._pull(ex.app, targets, payload)
+        lines = self._pull(targets, payload)
         if body.get("stream", True) is not False:
             await ex.write(Reply(chunks=lines, content_type=NDJSON, headers={"Cache-Control": "no-cache"}))
             return
@@ -100,9 +98,7 @@ class Management:
         summary = orjson.loads(last)
         await ex.write(json_reply(summary, status=500 if "error" in summary else 200))
 
-    async def _pull(
-        self, app: Mapping[Any, Any], targets: list[OllamaProvider], payload: dict[str, Any]
-    ) -> AsyncIterator[bytes]:
+    async def _pull(self, targets: list[OllamaProvider], payload: dict[str, Any]) -> AsyncIterator[bytes]:
         """Every instance's progress lines, each tagged with its instance, then one summary line."""
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=256)
         tasks = [asyncio.create_task(_pull_one(p, payload, queue)) for p in targets]
@@ -119,7 +115,7 @@ class Management:
                     yield line
         finally:
             await stop_tasks(tasks)
-            gw = self._gateway(app)
+            gw = self._parts.gateway
             for p in targets:
                 gw.refresh_soon(p.name)
         summary: dict[str, Any] = {"status": "success", "instances": [p.name for p in targets]}
@@ -160,7 +156,7 @@ class Management:
         errors = {
             p.name: d for p, (status, d) in zip(targets, results, strict=True) if status not in (200, 404)
         }
-        gw = self._gateway(ex.app)
+        gw = self._parts.gateway
         for p in targets:
             gw.refresh_soon(p.name)
         if errors:

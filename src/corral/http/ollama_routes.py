@@ -7,16 +7,15 @@ parsed once, size-limited, and streamed as NDJSON (``stream`` defaults to true, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from corral.conversation.body import OLLAMA_FIELDS
 from corral.core.call import Call, Endpoint, Surface
-from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
 from corral.http.json_body import check_name, parse_json, refuse_shadowing
+from corral.http.parts import Parts
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
 
@@ -45,10 +44,8 @@ def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
 
 
 class OllamaRoutes:
-    def __init__(
-        self, engine: Callable[[Mapping[Any, Any]], Engine], auth: Authenticator, max_request_bytes: int
-    ) -> None:
-        self._engine = engine  # of the app's parts
+    def __init__(self, parts: Parts, auth: Authenticator, max_request_bytes: int) -> None:
+        self._parts = parts  # the gateway is taken from it on each request (built at startup)
         self._auth = auth
         self._limit = max_request_bytes
 
@@ -74,4 +71,4 @@ class OllamaRoutes:
             surface=Surface.OLLAMA,
             client_request_id=ex.client_request_id,
         )
-        await run_call(ex, self._engine(ex.app), call, who, started)
+        await run_call(ex, self._parts, call, who, started)

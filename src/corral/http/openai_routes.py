@@ -8,7 +8,6 @@ the body once (size-limited, orjson, a few field checks: no validation framework
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import unquote
@@ -17,12 +16,12 @@ from corral.config.routing import POWER_LEVELS
 from corral.conversation.body import OPENAI_FIELDS
 from corral.core.call import Call, Endpoint
 from corral.core.catalog import Catalog
-from corral.core.engine import Engine
 from corral.errors import InvalidRequest
 from corral.http import catalog_view
 from corral.http.auth import Authenticator, require_model
 from corral.http.exchange import Exchange
 from corral.http.json_body import check_name, parse_json, refuse_shadowing
+from corral.http.parts import Parts
 from corral.http.replies import json_reply
 from corral.http.routes import Route, RouteTable
 from corral.http.serving import run_call
@@ -63,13 +62,11 @@ def _check(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
 
 
 class OpenAIRoutes:
-    """Handlers of the OpenAI surface. ``engine`` is called on each request, so the app can
-    build the engine at startup (inside the event loop) after the routes exist."""
+    """Handlers of the OpenAI surface. The gateway is taken from ``parts`` on each request: it
+    is built at startup (inside the event loop), after the routes exist."""
 
-    def __init__(
-        self, engine: Callable[[Mapping[Any, Any]], Engine], keys: Authenticator, max_request_bytes: int
-    ) -> None:
-        self._engine = engine  # of the app's parts
+    def __init__(self, parts: Parts, keys: Authenticator, max_request_bytes: int) -> None:
+        self._parts = parts
         self._keys = keys
         self._limit = max_request_bytes
 
@@ -85,7 +82,7 @@ class OpenAIRoutes:
         table.add_prefix(["GET"], "/v1/models/", Route(self.get_model))
 
     def _catalog(self, ex: Exchange) -> Catalog:
-        return self._engine(ex.app).catalog
+        return self._parts.gateway.engine.catalog
 
     async def serve(self, ex: Exchange, endpoint: Endpoint) -> None:
         started = time.monotonic()
@@ -107,12 +104,12 @@ class OpenAIRoutes:
             endpoint=endpoint, body=body, raw=raw, model=model, stream=stream, request_id=ex.request_id,
             client_request_id=ex.client_request_id,
         )  # fmt: skip
-        await run_call(ex, self._engine(ex.app), call, who, started, power)
+        await run_call(ex, self._parts, call, who, started, power)
 
     async def list_models(self, ex: Exchange) -> None:
         who = ex.principal or self._keys.check(ex)
         rows = self._catalog(ex).listing()
-        view = catalog_view.snapshot(ex.app)  # a model the catalog disables is not listed
+        view = catalog_view.snapshot(self._parts.accountant)  # a model the catalog disables is not listed
         data = [
             _model_row(row.id, row.created, row.owned_by)
             for row in rows

@@ -6,24 +6,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
-
-from corral.accounting.accountant import Accountant
 from corral.core.call import Call
-from corral.core.engine import Engine
 from corral.core.streams import Relay
 from corral.errors import ClientClosed, CorralError
 from corral.http.exchange import Exchange
 from corral.http.keepalive import Pinger
+from corral.http.parts import Parts
 from corral.keys.principal import Principal
 from corral.routing.affinity import session_of
-
-ACCOUNTANT = web.AppKey("accountant", Accountant)
 
 
 async def run_call(
     ex: Exchange,
-    engine: Engine,
+    parts: Parts,
     call: Call,
     who: Principal,
     started: float,
@@ -31,7 +26,8 @@ async def run_call(
     pinger: Pinger | None = None,  # a stream kept alive while its upstream is slow to start
 ) -> None:
     call.session = session_of(ex.headers)  # for session affinity
-    acct = ex.app.get(ACCOUNTANT)
+    engine = parts.gateway.engine
+    acct = parts.accountant
     if acct is None:
         pending = engine.handle(call, power, who.tier)
         await ex.write(await (pinger.answer(pending) if pinger is not None else pending))

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from corral.http.guesses import THROTTLE
 from tests.emulators.ollama import OllamaEmulator
 from tests.support.databases import *  # noqa: F403
 from tests.support.gateway import GatewayServer, make_config
@@ -45,7 +44,7 @@ def unthrottled(gw: GatewayServer) -> GatewayServer:
     purpose (every route, every hostile key), which the key-guess throttle would answer 429 after
     the fifth (that throttle is tested in tests/hardening)."""
     assert gw.app is not None
-    gw.app[THROTTLE].free = 10**9
+    gw.app.parts.throttle.free = 10**9
     return gw
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from unittest import mock
 
 from corral.errors import ConfigError
-from corral.http.app import CONTROL
 from tests.http.admin.conftest import Live
 from tests.http.admin.test_providers import error
 
@@ -87,7 +86,7 @@ def test_a_change_that_fails_to_apply_is_rolled_back(live: Live) -> None:
     """If applying fails after the write (another replica changed the database in between),
     the write is undone and the caller gets the 400."""
     assert live.gw.app is not None
-    plane = live.gw.app[CONTROL]
+    plane = live.gw.app.parts.control
     with mock.patch.object(type(plane), "apply", side_effect=ConfigError("database: models: broken chain")):
         err = error(live.http.post("/admin/aliases", json={"name": "x", "target": "demo/echo"}), 400)
     assert err["message"] == "models: broken chain"

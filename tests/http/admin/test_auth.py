@@ -47,7 +47,7 @@ def admin_routes(app: web.Application) -> list[tuple[str, str]]:
 
 def test_every_admin_route_needs_an_admin_key(gw: GatewayServer, user_key: str) -> None:
     assert gw.app is not None
-    routes = admin_routes(gw.app)
+    routes = admin_routes(gw.app.control)
     assert len(routes) >= 20 and ("DELETE", "/admin/keys/{id}") in routes
     with httpx.Client(base_url=gw.admin_url, timeout=10) as client:
         for method, template in routes:
@@ -71,7 +71,7 @@ def test_openapi_lists_exactly_the_routes_the_app_has(gw: GatewayServer) -> None
     doc = httpx.get(gw.admin_url + "/admin/openapi.json", headers=gw.headers()).json()
     assert doc["openapi"].startswith("3.1")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    served = {(m, p) for m, p in admin_routes(gw.app) if m != "HEAD"}  # HEAD comes with a GET
+    served = {(m, p) for m, p in admin_routes(gw.app.control) if m != "HEAD"}  # HEAD comes with a GET
     assert documented == served
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     for path, ops in doc["paths"].items():

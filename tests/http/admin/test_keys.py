@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import event
 
-from corral.http.app import CONTROL
 from tests.http.admin.conftest import Live
 from tests.http.admin.test_providers import error
 
@@ -131,7 +130,7 @@ def test_key_checks_stay_off_the_database(live: Live) -> None:
     """Verifying a key is a cache lookup: 50 requests cause no gateway_keys query."""
     key = issue(live, name="hot")["key"]
     assert live.gw.app is not None
-    engine = live.gw.app[CONTROL].store.engine.sync_engine
+    engine = live.gw.app.parts.control.store.engine.sync_engine
     seen: list[str] = []
 
     def on_execute(*args: Any) -> None:

@@ -13,7 +13,6 @@ from corral.http.admin.aliases import AliasRoutes
 from corral.http.admin.audit import AuditRoutes
 from corral.http.admin.budgets import BudgetRoutes
 from corral.http.admin.catalog import CatalogRoutes
-from corral.http.admin.catalog import lifecycle as catalog_lifecycle
 from corral.http.admin.context import AdminContext
 from corral.http.admin.fleet_models import FleetModelRoutes
 from corral.http.admin.health import AdminRoutes
@@ -26,23 +25,21 @@ from corral.http.admin.providers import ProviderRoutes
 from corral.http.admin.rules import RuleRoutes
 from corral.http.admin.usage import UsageRoutes
 from corral.http.auth import Authenticator
+from corral.http.parts import Parts
 
 
-def add_admin_routes(app: web.Application, auth: Authenticator) -> None:
-    from corral.http.app import CONFIG, CONTROL, GATEWAY, IDENTITY
-
-    ctx = AdminContext(auth, lambda request: request.app[GATEWAY], lambda request: request.app.get(CONTROL))
-    AdminRoutes(ctx.gateway, auth, lambda request: request.app[IDENTITY]).add_to(app)
+def add_admin_routes(app: web.Application, auth: Authenticator, parts: Parts) -> None:
+    ctx = AdminContext(auth, parts)
+    AdminRoutes(ctx.gateway, auth, lambda request: parts.identity).add_to(app)
     providers, aliases, keys = ProviderRoutes(ctx), AliasRoutes(ctx), KeyRoutes(ctx)
-    usage = UsageRoutes(auth)
-    limit = app[CONFIG].server.max_request_bytes
-    plan, fleet = PlanRoutes(ctx), FleetModelRoutes(lambda parts: parts[GATEWAY], auth, limit)
-    playground = PlaygroundRoutes(lambda parts: parts[GATEWAY], auth, limit)
+    usage = UsageRoutes(auth, parts)
+    limit = parts.config.server.max_request_bytes
+    plan, fleet = PlanRoutes(ctx), FleetModelRoutes(parts, auth, limit)
+    playground = PlaygroundRoutes(parts, auth, limit)
     catalog = CatalogRoutes(ctx)
     rules = RuleRoutes(ctx)
     models = ModelRoutes(ctx)
     app.on_shutdown.append(models.close)  # its /api/show asks in the background
-    app.cleanup_ctx.append(catalog_lifecycle)  # after the app's own: the store and accountant exist
     routes = [
         ("GET", "/admin/openapi.json", OpenAPIRoute(ctx).get),
         ("GET", "/admin/providers", providers.list),

@@ -55,7 +55,7 @@ class AliasRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         base = self._ctx.base_config(request)
         rows = [config_view(a) for a in base.models]
         if plane is not None:
@@ -68,7 +68,7 @@ class AliasRoutes:
     async def get(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         base = self._ctx.base_config(request)
         for alias in base.models:
             if alias.name == name:

@@ -1,17 +1,13 @@
 """/admin/catalog: the model catalog per provider (list, create, read, PATCH, delete, and a
-bulk import from the provider's discovery), and its in-memory copy for the request path.
+bulk import from the provider's discovery).
 
-Entries live in the database (``corral.store.catalog``). ``CatalogSync`` loads them into the
-accountant's ``PriceTable`` (catalog prices first, then ``prices:``) and the model listings:
-at start, after every change made here, and every ``SYNC_INTERVAL`` seconds for changes made
-by other replicas. Serving a request never reads the database for it.
+Entries live in the database (``corral.store.catalog``); after every change made here the
+running copy the request path prices from is reloaded (``corral.usage.catalog_sync``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -20,74 +16,12 @@ from corral.errors import InvalidRequest
 from corral.http.admin.catalog_import import discover, plan
 from corral.http.admin.context import AdminContext, listing, reply
 from corral.http.admin.input import query_text, read_object, reject_unknown, reject_unknown_query
-from corral.store.catalog import FIELDS, CatalogRecord, CatalogRepo
+from corral.store.catalog import FIELDS, CatalogRepo
 from corral.store.errors import Missing
-from corral.tasks import stop_tasks
-from corral.usage.prices import CatalogModel, CatalogSnapshot, PriceTable, catalog_price
 
 log = logging.getLogger("corral.catalog")
-SYNC_INTERVAL = 15.0
 MAX_PROVIDER = 128
 MAX_MODEL = 256
-
-
-def snapshot_of(records: list[CatalogRecord]) -> CatalogSnapshot:
-    return CatalogSnapshot(
-        CatalogModel(
-            provider=r.provider,
-            model=r.model,
-            display_name=r.display_name,
-            enabled=r.enabled,
-            price=catalog_price(r.model, r.input_price, r.output_price),
-            capabilities=r.capabilities,
-            context_length=r.context_length,
-        )
-        for r in records
-    )
-
-
-class CatalogSync:
-    """Keeps ``prices.catalog`` equal to the stored catalog."""
-
-    def __init__(self, repo: CatalogRepo, prices: PriceTable) -> None:
-        self.repo = repo
-        self.prices = prices
-
-    async def reload(self) -> None:
-        self.prices.use_catalog(snapshot_of(await self.repo.list()))
-
-    async def run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.reload()
-            except Exception as exc:  # keep serving with the last catalog
-                log.warning("could not reload the model catalog: %s", exc)
-
-
-SYNC = web.AppKey("catalog_sync", CatalogSync)
-
-
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Load the catalog once the control plane and the accountant exist; refresh it in the
-    background; stop before they close."""
-    from corral.http.app import CONTROL
-    from corral.http.serving import ACCOUNTANT
-
-    plane, accountant = app.get(CONTROL), app.get(ACCOUNTANT)
-    tasks: list[asyncio.Task[None]] = []
-    if plane is not None and accountant is not None:
-        sync = CatalogSync(plane.store.catalog, accountant.prices)
-        app[SYNC] = sync
-        try:
-            await sync.reload()
-        except Exception as exc:
-            log.warning("could not load the model catalog (costs use prices: only until it loads): %s", exc)
-        tasks.append(asyncio.create_task(sync.run(SYNC_INTERVAL), name="catalog-sync"))
-    try:
-        yield
-    finally:
-        await stop_tasks(tasks)
 
 
 def _key(request: web.Request) -> tuple[str, str]:
@@ -105,7 +39,7 @@ class CatalogRoutes:
         return self._ctx.plane(request).store.catalog
 
     async def _changed(self, request: web.Request) -> None:
-        sync = request.app.get(SYNC)
+        sync = self._ctx.parts.catalog_sync
         if sync is not None:
             await sync.reload()
 

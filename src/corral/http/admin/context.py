@@ -5,7 +5,6 @@ one lock that serialises configuration changes, JSON replies, and the admin-only
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ from corral.control.plane import ControlPlane
 from corral.errors import CorralError, InvalidRequest
 from corral.gateway import Gateway
 from corral.http.auth import Authenticator
+from corral.http.parts import Parts
 from corral.keys.principal import Principal
 
 
@@ -61,8 +61,7 @@ def listing(rows: list[dict[str, Any]]) -> web.Response:
 @dataclass
 class AdminContext:
     auth: Authenticator
-    gateway_of: Callable[[web.Request], Gateway]
-    plane_of: Callable[[web.Request], ControlPlane | None]
+    parts: Parts  # the running gateway and control plane, shared with the data plane
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one config change at a time
 
     def admin(self, request: web.Request) -> Principal:
@@ -70,15 +69,15 @@ class AdminContext:
         return self.auth.admin(request)
 
     def gateway(self, request: web.Request) -> Gateway:
-        return self.gateway_of(request)
+        return self.parts.gateway
 
     def base_config(self, request: web.Request) -> Config:
         """The YAML configuration: the control plane's base, else the running gateway's."""
-        plane = self.plane_of(request)
-        return plane.base if plane is not None else self.gateway_of(request).config
+        plane = self.parts.control
+        return plane.base if plane is not None else self.parts.gateway.config
 
     def plane(self, request: web.Request) -> ControlPlane:
-        plane = self.plane_of(request)
+        plane = self.parts.control
         if plane is None:
             raise NoControlPlane()
         return plane

@@ -12,26 +12,23 @@ admin API's error envelope.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
 from corral.console.exchange import ControlExchange
-from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.http.errors import envelope
 from corral.http.exchange import Exchange
 from corral.http.ollama_manage import Management
+from corral.http.parts import Parts
 
 
 class FleetModelRoutes:
-    def __init__(
-        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, max_request_bytes: int
-    ) -> None:
+    def __init__(self, parts: Parts, auth: Authenticator, max_request_bytes: int) -> None:
         self._auth = auth
-        self._manage = Management(gateway, auth, max_request_bytes)
+        self._manage = Management(parts, auth, max_request_bytes)
 
     async def _run(
         self, request: web.Request, handler: Callable[[Exchange], Awaitable[None]]

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from corral.accounting.accountant import Accountant
 from corral.gateway import Gateway
 from corral.http.admin.models import capabilities, context_length
-from corral.http.serving import ACCOUNTANT
 from corral.providers.ollama.provider import OllamaProvider
 
 SHOW_TIMEOUT = 3.0  # seconds for one /api/show
@@ -45,14 +45,13 @@ class ModelDetails:
         self._gate: asyncio.Semaphore | None = None
         self._clock = clock
 
-    async def add_to(self, app: Mapping[Any, Any], gateway: Gateway, rows: list[dict[str, Any]]) -> None:
+    async def add_to(self, acct: Accountant | None, gateway: Gateway, rows: list[dict[str, Any]]) -> None:
         """Fill in the extra fields of the discovered rows of ``rows``, in place."""
         infos = {
             (entry.name, info.id): info.details
             for entry in gateway.catalog.providers.values()
             for info in gateway.catalog.models_of(entry.name)
         }
-        acct = app.get(ACCOUNTANT)
         waiting: list[tuple[dict[str, Any], asyncio.Task[Show | None]]] = []
         now = self._clock()
         for row in rows:

@@ -107,13 +107,13 @@ class ModelRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         gateway = self._ctx.gateway(request)
         api_aliases = (
             {m.name for m in gateway.config.models} - plane.config_aliases if plane is not None else set()
         )
         rows = model_rows(gateway, api_aliases)
-        await self._details.add_to(request.app, gateway, rows)
+        await self._details.add_to(self._ctx.parts.accountant, gateway, rows)
         return listing(rows)
 
     async def close(self, app: web.Application) -> None:

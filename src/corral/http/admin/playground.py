@@ -18,7 +18,7 @@ the caller needs any valid key, here admin scope like every route under /admin.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -27,11 +27,9 @@ from aiohttp import web
 from corral.accounting.tokens import tokens_of
 from corral.console.exchange import ControlExchange
 from corral.core.call import Endpoint, Reply
-from corral.core.engine import Engine
-from corral.gateway import Gateway
 from corral.http.auth import Authenticator
 from corral.http.openai_routes import OpenAIRoutes
-from corral.http.serving import ACCOUNTANT
+from corral.http.parts import Parts
 from corral.keys.principal import Principal
 
 USAGE_HEADER = "x-corral-usage"
@@ -91,15 +89,10 @@ def _kind(start: bytes, ended: bool) -> str | None:
 
 
 class PlaygroundRoutes:
-    def __init__(
-        self, gateway: Callable[[Mapping[Any, Any]], Gateway], auth: Authenticator, max_request_bytes: int
-    ) -> None:
-        def engine(parts: Mapping[Any, Any]) -> Engine:
-            return gateway(parts).engine
-
-        self._gateway = gateway
+    def __init__(self, parts: Parts, auth: Authenticator, max_request_bytes: int) -> None:
+        self._parts = parts
         self._auth = auth
-        self._openai = OpenAIRoutes(engine, auth, max_request_bytes)
+        self._openai = OpenAIRoutes(parts, auth, max_request_bytes)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """Admin scope (the /admin route)."""
@@ -113,7 +106,7 @@ class PlaygroundRoutes:
         started = time.monotonic()
 
         def report(reply: Reply) -> bytes:
-            info = self.usage(request.app, reply, started)
+            info = self.usage(reply, started)
             if reply.chunks is None:
                 reply.headers[USAGE_HEADER] = orjson.dumps(info).decode()
             return usage_event(info)
@@ -122,7 +115,7 @@ class PlaygroundRoutes:
         await self._openai.serve(ex, Endpoint.CHAT)
         return ex.answer()
 
-    def usage(self, app: Mapping[Any, Any], reply: Reply, started: float) -> dict[str, Any]:
+    def usage(self, reply: Reply, started: float) -> dict[str, Any]:
         """What the call cost, computed as its usage record computes it."""
         served = reply.served
         first = reply.outcome.first_byte_at
@@ -130,9 +123,9 @@ class PlaygroundRoutes:
         counts = tokens_of(reply.outcome)
         prompt, completion = counts or (0, 0)
         cost = None
-        acct = app.get(ACCOUNTANT)
+        acct = self._parts.accountant
         if acct is not None and served is not None:
-            state = self._gateway(app).fleet.states.get(served.provider)
+            state = self._parts.gateway.fleet.states.get(served.provider)
             ptype = state.type if state else None
             cost = acct.prices.cost(served.model, ptype, prompt, completion, served.provider)
         return {

@@ -116,7 +116,7 @@ class ProviderRoutes:
     # reading -----------------------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         base = self._ctx.base_config(request)
         rows = [config_view(p) for p in base.providers]
         if base.demo:
@@ -131,7 +131,7 @@ class ProviderRoutes:
     async def get(self, request: web.Request) -> web.Response:
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         base = self._ctx.base_config(request)
         for cfg in base.providers:
             if cfg.name == name:
@@ -234,7 +234,7 @@ class ProviderRoutes:
         """Probe the stored (or YAML) provider with a temporary client; the body is ignored."""
         self._ctx.admin(request)
         name = path_name(request, KIND, MAX_NAME)
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         base = self._ctx.base_config(request)
         cfg = next((p for p in base.providers if p.name == name), None)
         provider: Provider

@@ -44,7 +44,7 @@ class RuleRoutes:
             }
             for r in base.router.rules
         ]
-        plane = self._ctx.plane_of(request)
+        plane = self._ctx.parts.control
         if plane is not None:
             rows += [{**r.view(), "managed_by": "api"} for r in await plane.store.rules.list()]
         return listing(rows)

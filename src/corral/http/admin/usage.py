@@ -15,6 +15,7 @@ from aiohttp import web
 
 from corral.errors import InvalidRequest, NotFound
 from corral.http.auth import Authenticator
+from corral.http.parts import Parts
 from corral.usage.query import (
     DEFAULT_TOP,
     Top,
@@ -26,10 +27,8 @@ from corral.usage.query import (
 )
 
 
-def _query(request: web.Request) -> UsageQuery:
-    from corral.http.app import CONTROL
-
-    plane = request.app.get(CONTROL)
+def _query(parts: Parts) -> UsageQuery:
+    plane = parts.control
     if plane is None:
         raise NotFound("Usage is recorded only when corral runs with its data directory (corral serve).")
     return UsageQuery(plane.store.engine)
@@ -44,8 +43,9 @@ def _top(top: Top | None) -> dict[str, object]:
 
 
 class UsageRoutes:
-    def __init__(self, auth: Authenticator) -> None:
+    def __init__(self, auth: Authenticator, parts: Parts) -> None:
         self._auth = auth
+        self._parts = parts
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/admin/usage", self.summary)
@@ -58,7 +58,7 @@ class UsageRoutes:
         where = UsageFilter.from_params(request.query, datetime.now(UTC))
         group_by = parse_group_by(request.query.get("group_by"))
         top = parse_top(request.query, group_by, default=None)
-        rows = await _query(request).summary(where, group_by, top)
+        rows = await _query(self._parts).summary(where, group_by, top)
         return _json({"group_by": list(group_by), **_top(top), "data": [r.view() for r in rows]})
 
     async def recent(self, request: web.Request) -> web.Response:
@@ -69,13 +69,13 @@ class UsageRoutes:
         except ValueError:
             raise InvalidRequest("'limit' and 'after' must be whole numbers.", param="limit") from None
         where = UsageFilter.from_params(request.query, datetime.now(UTC))
-        rows = await _query(request).recent(limit, after, where)
+        rows = await _query(self._parts).recent(limit, after, where)
         return _json({"data": [r.view() for r in rows]})
 
     async def compare(self, request: web.Request) -> web.Response:
         self._auth.admin(request)
         where = UsageFilter.from_params(request.query, datetime.now(UTC))
-        rows = await _query(request).compare(where)
+        rows = await _query(self._parts).compare(where)
         return _json({"data": [r.view() for r in rows]})
 
     async def series(self, request: web.Request) -> web.Response:
@@ -92,7 +92,7 @@ class UsageRoutes:
         step = parse_step(params.get("step"), until - since)
         group_by = parse_group_by(params.get("group_by"))
         top = parse_top(params, group_by, default=DEFAULT_TOP)
-        points = await _query(request).series(where, step, group_by, top)
+        points = await _query(self._parts).series(where, step, group_by, top)
         return _json(
             {
                 "since": since.isoformat().replace("+00:00", "Z"),
