@@ -218,6 +218,7 @@ class Gateway:
         self._tasks = [t for t in self._tasks if t not in loops and not t.done()]
 
     async def close(self) -> None:
+        self._running = False  # a reconfigure from now on starts no loops
         shared = self.engine.affinity.pins.shared if self.engine.affinity is not None else None
         if shared is not None:
             await shared.close()

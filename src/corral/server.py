@@ -66,11 +66,26 @@ def url(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+class CannotListen(OSError):
+    """A listener could not bind its address (most often: another server has the port)."""
+
+
+class CertificateError(Exception):
+    """The control plane's TLS certificate or key cannot be loaded."""
+
+
 def tls_context(admin: AdminConfig) -> ssl.SSLContext | None:
     if admin.tls_cert is None or admin.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(admin.tls_cert, admin.tls_key)
+    try:
+        context.load_cert_chain(admin.tls_cert, admin.tls_key)
+    except (OSError, ssl.SSLError) as exc:  # FileNotFoundError and SSLError are OSErrors too
+        raise CertificateError(
+            f"corral: cannot load the control plane's TLS certificate (admin.tls_cert: "
+            f"{admin.tls_cert}, admin.tls_key: {admin.tls_key}): {exc.strerror or exc}. Check that "
+            "both files exist, are readable, are PEM, and that the key belongs to the certificate."
+        ) from None
     return context
 
 
@@ -107,12 +122,13 @@ class Listener:
         sockets: tuple[socket.socket, socket.socket] | None = None,
     ) -> Listener:
         """Start the app's parts (the gateway among them) and listen on both addresses, or accept
-        on ``sockets`` (data, admin: listening sockets a supervisor made); OSError if a port is
-        taken."""
+        on ``sockets`` (data, admin: listening sockets a supervisor made); ``CannotListen`` (an
+        OSError) if a port is taken, ``CertificateError`` for the control plane's TLS files."""
         parts = app.parts
         config = parts.config
         admin_host = admin_host or config.admin.host
         admin_port = config.admin.port if admin_port is None else admin_port
+        context = tls_context(config.admin)  # a bad certificate fails before anything starts
         stack = AsyncExitStack()
         await stack.enter_async_context(app.running())
         runner = web.AppRunner(
@@ -123,7 +139,6 @@ class Listener:
         except BaseException:
             await stack.aclose()
             raise
-        context = tls_context(config.admin)
         server = config.server
         edge = EdgeServer(
             app.data, server.max_request_bytes, max_buffered=server.max_buffered_bytes,
@@ -148,12 +163,14 @@ class Listener:
                 )  # fmt: skip
             admin_url = url("https" if context else "http", admin_host, control.sockets[0].getsockname()[1])
             await edge.start(host, port, sock=sockets[0] if sockets is not None else None)
-        except OSError:
+        except BaseException as exc:  # a port taken, or anything else: nothing is left running
             if control is not None:
                 control.close()
             await edge.close(0)
             await runner.cleanup()
             await stack.aclose()
+            if isinstance(exc, OSError) and not isinstance(exc, CannotListen):
+                raise CannotListen(exc.errno, exc.strerror) from exc
             raise
         addresses = Addresses(data=url("http", host, edge.port), admin=admin_url)
         return cls(stack, runner, control, edge, addresses, shutdown_timeout)
@@ -184,7 +201,9 @@ async def _serve(
             app, host, port, config.server.shutdown_timeout,
             sockets=(worker.data, worker.admin) if worker is not None else None,
         )  # fmt: skip
-    except OSError as exc:
+    except CertificateError as exc:
+        sys.exit(str(exc))
+    except CannotListen as exc:
         sys.exit(
             f"corral: cannot listen on {host}:{port} (data plane) and {config.admin.host}:"
             f"{config.admin.port} (control plane): {exc.strerror}. Is another server using one of "

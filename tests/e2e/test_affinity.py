@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import ollama
 import openai
 import pytest
@@ -176,5 +177,7 @@ router: {{health_interval: 60s, queue_timeout: 60s, affinity: {{wait: 60s}}}}
                 assert ask("short") == (other, "spill")
                 assert ask("and then?") == (other, "hit")  # the pin followed the spill
                 assert engine.affinity is not None and engine.affinity.stats.spills == 1
+                scraped = httpx.get(gw.admin_url + "/metrics", headers=gw.headers(), timeout=10).text
+                assert 'corral_affinity_total{result="spill"} 1.0' in scraped  # as /metrics reports it
             finally:
                 gw.call(free)

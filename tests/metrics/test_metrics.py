@@ -163,7 +163,7 @@ async def test_limiter_totals_are_pulled_at_render() -> None:
 
 def test_affinity_totals_by_result() -> None:
     metrics = Metrics()
-    metrics.set_affinity(hits=5, misses=2, repins=1, shared_errors=0)  # spills: 0 when not given
+    metrics.set_affinity(hits=5, misses=2, repins=1, spills=0, shared_errors=0)
     assert value(metrics, "corral_affinity_total", result="spill") == 0
     metrics.set_affinity(hits=5, misses=2, repins=1, spills=3, shared_errors=1)
     results = ("hit", "miss", "repin", "spill")

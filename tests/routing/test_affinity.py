@@ -150,20 +150,23 @@ def _fleet(**loaded: dict[str, int | None]) -> Fleet:
     return Fleet(states, RouterConfig())
 
 
-def test_spill_to_only_when_the_pin_is_full_and_the_prompt_short() -> None:
+def test_spill_to_only_when_the_prompt_is_short_and_the_model_held_as_asked() -> None:
     fleet = _fleet(gpu1={"m:latest": None}, gpu2={"m:latest": None}, gpu3={}, gpu4={"m:latest": 4096})
     a, b, cold, other_ctx = (Target(n, "m") for n in ("gpu1", "gpu2", "gpu3", "gpu4"))
     ranked = [a, cold, other_ctx, b]
     hi = _call({"messages": [{"role": "user", "content": "hi"}]})
-    assert spill(fleet, hi, a, ranked, None, 2048) == []  # the pinned one has a free slot
-    fleet.states["gpu1"].start(0.0)
+    fleet.states["gpu1"].start(0.0)  # the engine asks only once the pinned one refused a slot
     assert spill(fleet, hi, a, ranked, None, 2048) == [other_ctx, b]  # warm and free: not the cold
-    assert spill(fleet, hi, a, ranked, 4096, 2048) == [other_ctx, b]
-    assert spill(fleet, hi, a, ranked, 8192, 2048) == [b]  # loaded with another num_ctx: not warm
+    # a num_ctx is matched only where the instance reported that context: gpu2's is not known
+    assert spill(fleet, hi, a, ranked, 4096, 2048) == [other_ctx]
+    assert spill(fleet, hi, a, ranked, 8192, 2048) == []  # loaded with another num_ctx: a reload
     assert spill(fleet, hi, a, ranked, None, 0) == []  # spilling off
     long = _call({"messages": [{"role": "user", "content": "word " * 2000}]})  # 10 kB, ~2500 tokens
     assert not short(long, 2048) and short(long, 4096)
     assert spill(fleet, long, a, ranked, None, 2048) == []
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 9000}}
+    shown = _call({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, picture]}]})
+    assert not short(shown, 4096)  # the image is not in the estimate, and the pin holds it encoded
     fleet.states["gpu2"].start(0.0)
     fleet.states["gpu4"].start(0.0)
     assert spill(fleet, hi, a, ranked, None, 2048) == []  # no warm one is free either

@@ -20,7 +20,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-SESSIONS = web.AppKey("console_sessions", Sessions)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -41,11 +40,10 @@ def add_console_routes(app: web.Application, auth: Authenticator, parts: Parts) 
     config = parts.config
     sessions = Sessions(lambda: auth.keys, config.admin.session_idle, lifetime=config.admin.session_max)
     auth.sessions = sessions
-    app[SESSIONS] = sessions
     playground = PlaygroundRoutes(parts, auth, config.server.max_request_bytes)
     routes = ConsoleRoutes(auth, sessions, parts, Assets.from_package(), playground)
     routes.add_to(app)
     app.on_response_prepare.append(security_headers)
 
 
-__all__ = ["CSP", "SESSIONS", "add_console_routes"]
+__all__ = ["CSP", "add_console_routes"]

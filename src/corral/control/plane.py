@@ -118,8 +118,14 @@ class ControlPlane:
             except Exception as exc:  # keep serving the last good config
                 log.warning("could not apply the stored configuration: %s", exc)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Stop applying changes (the reload, watch and key tasks) and write the keys' last use;
+        the store stays open for what still writes to it (the usage flushed at shutdown)."""
         await stop_tasks(self._tasks)
+        self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.keys.flush_last_used(self.store)
+
+    async def close(self) -> None:
+        await self.stop()
         await self.store.close()

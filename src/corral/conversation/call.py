@@ -52,6 +52,7 @@ class Call:
     client_request_id: str | None = None  # the client's X-Request-Id, for correlation only
     request: Request | None = None  # the call in the conversation model, once read (``surfaces.request_of``)
     session: str | None = None  # the conversation's key from a session header (routing.affinity)
+    prompt_estimate: int | None = None  # a large body's estimated prompt tokens, once worked out
 
 
 @dataclass(slots=True, frozen=True)

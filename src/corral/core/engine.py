@@ -158,9 +158,10 @@ class Engine:
                 return None
             slot = None
             if pinned is not None and self.affinity is not None:  # its slot first, within a bounded wait
-                spill = spill_to(self.fleet, call, pinned, ranked, num_ctx, self.affinity.spill_below)
-                if spill:  # full, and a short prompt: a free warm deployment, never waiting
-                    slot = await self.fleet.try_acquire(spill)
+                slot = await self.fleet.try_acquire((pinned,))  # fleet-wide too (Redis), as acquire_slot
+                if slot is None:  # full: a short prompt goes to a free warm deployment, never waiting
+                    spill = spill_to(self.fleet, call, pinned, ranked, num_ctx, self.affinity.spill_below)
+                    slot = await self.fleet.try_acquire(spill) if spill else None
                     spilled = slot[0].provider if slot else None
                 if slot is None:
                     wait_until = min(deadline, time.monotonic() + self.affinity.wait)

@@ -11,7 +11,8 @@ are each given this one object when they are built, and read it directly; neithe
 the other. ``running()`` starts the parts in order and stops them in reverse, on an
 ``AsyncExitStack``, so a part that started is stopped even when a later one fails to start.
 ``corral.server.Listener`` enters it before either listener opens and leaves it after both
-have drained (usage flushed, upstream pools closed last).
+have drained: the control plane stops applying changes, usage is flushed, the gateway's
+upstream pools close, and the store closes last (the usage flush writes to it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from corral.usage.catalog_sync import CatalogSync
 
 class NotStarted(RuntimeError):
     """A part that exists only while ``Parts.running()`` is entered was asked for outside it."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(
+            f"{part} runs only while the app's parts do: enter `async with app.running()` (as "
+            "corral.server.Listener does) before serving the routes, and stop serving before it exits."
+        )
 
 
 class Parts:
@@ -77,23 +84,20 @@ class Parts:
     @property
     def gateway(self) -> Gateway:
         if self._gateway is None:
-            raise NotStarted("the gateway runs only while Parts.running() is entered")
+            raise NotStarted("the gateway")
         return self._gateway
 
     @property
     def metrics(self) -> Metrics:
         if self._metrics is None:
-            raise NotStarted("metrics exist only while Parts.running() is entered")
+            raise NotStarted("metrics")
         return self._metrics
-
-    @property
-    def started(self) -> bool:
-        return self._gateway is not None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Parts]:
         """Start every part; on exit flush usage and stop them, the last started first."""
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self._forget)  # run last: nothing is handed out once stopped
             config, env, me = self.config, self.env, self.identity
             plane = None
             effective = config
@@ -122,17 +126,27 @@ class Parts:
                 # without Redis, other workers' and replicas' admin changes are seen in the audit log
                 alone = me.workers == 1 and plane.store.dialect == "sqlite"
                 plane.start(gw, watch=None if shared or alone else WATCH_INTERVAL)
-            parts = await stack.enter_async_context(accounting(config, env, gw, plane, self._home))
-            self.accountant = parts.accountant
-            self._metrics = parts.metrics
-            self.budgets = parts.budgets
-            self.fleet_metrics = parts.fleet
+                stack.push_async_callback(plane.stop)  # no config change while the rest stops
+            acct = await stack.enter_async_context(accounting(config, env, gw, plane, self._home))
+            self.accountant = acct.accountant
+            self._metrics = acct.metrics
+            self.budgets = acct.budgets
+            self.fleet_metrics = acct.fleet
             if cluster is not None:
-                parts.metrics.registry.register(cluster)
+                acct.metrics.registry.register(cluster)
             if plane is not None:  # prices and listings from the stored catalog, kept fresh
-                sync = CatalogSync(plane.store.catalog, parts.accountant.prices)
+                sync = CatalogSync(plane.store.catalog, acct.accountant.prices)
                 self.catalog_sync = await stack.enter_async_context(sync.running())
             yield self
+
+    def _forget(self) -> None:
+        self.control = None
+        self.accountant = None
+        self.budgets = None
+        self.fleet_metrics = None
+        self.catalog_sync = None
+        self._gateway = None
+        self._metrics = None
 
 
 __all__ = ["NotStarted", "Parts"]

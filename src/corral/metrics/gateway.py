@@ -209,7 +209,7 @@ class Metrics:
         self._limiter = (fail_open, errors)
 
     def set_affinity(
-        self, *, hits: int, misses: int, repins: int, shared_errors: int, spills: int = 0
+        self, *, hits: int, misses: int, repins: int, spills: int, shared_errors: int
     ) -> None:
         """Session affinity's running totals (``AffinityStats``)."""
         self._affinity = (hits, misses, repins, spills, shared_errors)

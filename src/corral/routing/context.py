@@ -28,6 +28,12 @@ def prompt_tokens(call: Call) -> int:
     """An estimate of the prompt's tokens (cheap; see the module's docstring)."""
     if len(call.raw) <= FLOOR * CHARS_PER_TOKEN:
         return len(call.raw) // CHARS_PER_TOKEN
+    if call.prompt_estimate is None:
+        call.prompt_estimate = _estimate(call)
+    return call.prompt_estimate
+
+
+def _estimate(call: Call) -> int:
     from corral.conversation.surfaces import request_of  # the model's readers, only for big bodies
 
     try:

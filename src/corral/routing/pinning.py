@@ -41,32 +41,44 @@ def loads_again(
 
 
 def short(call: Call, below: int) -> bool:
-    """The prompt is estimated below ``below`` tokens (0: never). The estimate is the context
-    check's (``prompt_tokens``): bytes / 4 of the body up to 8 KiB, above that the text of the
-    call as read once into the conversation model (kept on the call; images are not counted)."""
-    return below > 0 and prompt_tokens(call) < below
+    """The prompt is estimated below ``below`` tokens (0: never) and carries no image. The
+    estimate is the context check's (``prompt_tokens``, kept on the call): bytes / 4 of the body
+    up to 8 KiB, above that the text of the call as read once into the conversation model. Images
+    are not in the estimate, and the pinned deployment holds them encoded: a call with one stays."""
+    if below <= 0 or prompt_tokens(call) >= below:
+        return False
+    req = call.request  # read for a body over 8 KiB, where an image can be
+    return req is None or not any(m.images() for m in req.messages)
+
+
+def holds(state: DeploymentState, model: str, num_ctx: int | None) -> bool:
+    """``model`` is loaded on ``state`` with exactly ``num_ctx`` (any context when None): a
+    loaded context the instance did not report is no match, since a reload would drop the cache
+    of that instance's own conversations."""
+    if state.warm(model, num_ctx) is not True:
+        return False
+    if num_ctx is None:
+        return True
+    return state.loaded.get(model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest") == num_ctx
 
 
 def spill_to(
     fleet: Fleet, call: Call, pinned: Target, ranked: Sequence[Target], num_ctx: int | None, below: int
 ) -> Sequence[Target]:
-    """The targets of ``ranked`` that ``call`` may take at once instead of waiting for ``pinned``,
-    best first: free now and warm for the model with ``num_ctx``. Empty when spilling is off or
-    the pinned deployment has a free slot (the common case: a clock read and a few comparisons,
-    nothing allocated), when no other is free and warm, or when the prompt is not short
-    (estimated last: the one step that may read a large body)."""
+    """The targets of ``ranked`` that ``call`` may take at once instead of waiting for ``pinned``
+    (the caller found it full), best first: free now, in the pin's priority tier or a better one,
+    and holding the model as asked (``holds``). Empty when spilling is off, when none is, or when
+    the prompt is not short (estimated last: the one step that may read a large body)."""
     if below <= 0:
         return ()
     now = time.monotonic()
-    if fleet.free_now(pinned, now):
-        return ()
     states = fleet.states
     free = [
         t
         for t in ranked
         if t.provider != pinned.provider
         and t.priority <= pinned.priority
-        and states[t.provider].warm(t.model, num_ctx) is True
+        and holds(states[t.provider], t.model, num_ctx)
         and fleet.free_now(t, now)
     ]
     return free if free and short(call, below) else ()
