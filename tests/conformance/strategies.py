@@ -404,8 +404,14 @@ LATE = ("obs-fold", "bare-lf", "bare-cr", "noise")  # index-based: after every f
 def derived_tags(msg: Message) -> set[str]:
     """Tags that mutations earn together: a zero-size chunk (which ends the body) followed by a
     bare LF is a body ending in a bare LF; a field line that starts with whitespace (an empty
-    name, then a space before the colon) is an obs-fold."""
+    name, then a space before the colon) is an obs-fold; a tab after a Transfer-Encoding value
+    (trailing whitespace on a chunked message's field) is ``te-tab``."""
     tags = set()
+    if any(
+        name.lower() == b"transfer-encoding" and b"\t" in value[len(value.rstrip(b" \t")) :]
+        for name, value in msg.fields
+    ):
+        tags.add("te-tab")
     if any(not data and msg.chunk_ends.get(i) == b"\n" for i, data in enumerate(msg.chunks)):
         tags.add("chunk-bare-lf")
     if any(name[:1] in (b" ", b"\t") for name, _ in msg.fields):

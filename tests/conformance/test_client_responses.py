@@ -27,7 +27,6 @@ only CR/LF before a status line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +52,8 @@ STRICTER = {
     "chunk-ext-odd": "chunk extensions with a space before the name, empty, or with controls/obs-text",
     "version-minor": "HTTP/1.2-1.9 (h11 takes any digit.digit)",
     "noise": "one byte of a field line replaced by any byte: only the safety direction is checked",
+    "te-tab": "a tab after a Transfer-Encoding value: llhttp does not frame it chunked (h11 does), so "
+    "the answer is refused rather than read with its chunk framing as the body",
 }
 REUSE = {
     "version-2.0": "an 'HTTP/2.0' status line: corral never reuses the connection, h11 would",
@@ -67,57 +68,10 @@ class Fault:
     hits: Callable[[bytes], bool]
 
 
-def _head(data: bytes) -> list[bytes]:
-    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-
-
-def _transfer_codings(data: bytes) -> list[bytes]:
-    values = [
-        line.split(b":", 1)[1] for line in _head(data) if line.lower().startswith(b"transfer-encoding:")
-    ]
-    return [c.strip().lower() for value in values for c in value.split(b",")]
-
-
-def _status_below_100(data: bytes) -> bool:
-    return any(re.match(rb"HTTP/\d\.\d 0\d\d( |$)", line) for line in data.split(b"\r\n"))
-
-
-def _not_just_chunked(data: bytes) -> bool:
-    codings = _transfer_codings(data)
-    return bool(codings) and codings != [b"chunked"]
-
-
-def _trailing_ows(data: bytes) -> bool:
-    return any(re.fullmatch(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*[ \t]", line) for line in _head(data))
-
-
-def _nul_in_status_line(data: bytes) -> bool:
-    return any(line.startswith(b"HTTP/") and b"\x00" in line for line in data.split(b"\r\n"))
-
-
-def _cut_short_with_chunked_not_lower_case(data: bytes) -> bool:
-    raw = [
-        line.split(b":", 1)[1].strip()
-        for line in _head(data)
-        if line.lower().startswith(b"transfer-encoding:")
-    ]
-    odd_case = any(value.lower() == b"chunked" and value != b"chunked" for value in raw)
-    return odd_case and "incomplete" in oracle.response(data, closed=True).error
-
-
-KNOWN_FAULTS: dict[str, Fault] = {
-    "te-case-cut": Fault(
-        "test_a_chunked_answer_cut_short_is_an_error_whatever_the_case",
-        _cut_short_with_chunked_not_lower_case,
-    ),
-    "trailing-ows": Fault("test_trailing_whitespace_is_not_part_of_a_value", _trailing_ows),
-    "reason-nul": Fault("test_a_nul_in_the_reason_phrase_is_refused", _nul_in_status_line),
-    "status-0xx": Fault("test_a_status_below_100_is_refused", _status_below_100),
-    "te-not-chunked": Fault("test_transfer_codings_other_than_chunked_are_refused", _not_just_chunked),
-    "te-gzip-chunked": Fault("test_transfer_codings_other_than_chunked_are_refused", _not_just_chunked),
-    "te-dup": Fault("test_transfer_codings_other_than_chunked_are_refused", _not_just_chunked),
-    "te-unknown": Fault("test_transfer_codings_other_than_chunked_are_refused", _not_just_chunked),
-}
+# none today: the last ones (codings but chunked, a status under 100, a NUL in the reason,
+# whitespace after a value, a cut chunked answer not in lower case) are fixed and kept in
+# test_client_findings
+KNOWN_FAULTS: dict[str, Fault] = {}
 GENERATED = sorted(set(RESPONSE_MUTATIONS) - set(KNOWN_FAULTS))
 
 

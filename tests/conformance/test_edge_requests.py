@@ -34,7 +34,6 @@ Representation differences, normalised explicitly:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,30 +81,8 @@ class Fault:
     hits: Callable[[bytes], bool]  # whether a stream (as h11 gets it) can reach it
 
 
-def _heads(data: bytes) -> list[list[bytes]]:
-    return [block.split(b"\r\n") for block in data.split(b"\r\n\r\n")]
-
-
-def _coding_before_chunked(data: bytes) -> bool:
-    for lines in _heads(data):
-        values = [line.split(b":", 1)[1] for line in lines if line.lower().startswith(b"transfer-encoding:")]
-        codings = [c.strip().lower() for value in values for c in value.split(b",")]
-        if len(codings) > 1 and codings[-1] == b"chunked" and set(codings[:-1]) - {b"chunked"}:
-            return True
-    return False
-
-
-def _extra_spaces(data: bytes) -> bool:
-    return any(re.match(rb"[A-Za-z]+(  +\S+ +| +\S+  +)HTTP/", line) for line in data.split(b"\r\n"))
-
-
-def _trailing_ows(data: bytes) -> bool:
-    return any(re.fullmatch(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*[ \t]", line) for line in data.split(b"\r\n"))
-
-
-KNOWN_FAULTS = {
-    "request-line-spaces": Fault("test_extra_spaces_in_the_request_line_are_refused", _extra_spaces),
-}
+# none today: the last (extra spaces in the request line) is fixed and kept in test_edge_findings
+KNOWN_FAULTS: dict[str, Fault] = {}
 GENERATED = sorted(set(REQUEST_MUTATIONS) - set(KNOWN_FAULTS))
 
 

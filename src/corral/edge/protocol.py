@@ -12,8 +12,9 @@ bytes and ``MAX_HEADERS`` fields (431), and so are chunked trailers, which are c
 dropped, never merged into the headers; the body at the server's ``max_request_bytes`` (413,
 checked against Content-Length before reading, and counted while reading a chunked body); all
 bodies held at once at ``max_buffered_bytes`` (503). HTTP/1.1 needs exactly one Host; only
-HTTP/1.0 and 1.1 are spoken (505); a header that must be single (Authorization, X-API-Key,
-Host) given twice is refused (400). Time limits are enforced by the server's sweeper.
+HTTP/1.0 and 1.1 are spoken (505); the request line has one SP between its parts, which llhttp
+does not check (400, see ``corral.edge.offsets``); a header that must be single (Authorization,
+X-API-Key, Host) given twice is refused (400). Time limits are enforced by the server's sweeper.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import httptools
 from corral.conversation.call import Surface
 from corral.edge import wire
 from corral.edge.exchange import EdgeExchange
+from corral.edge.offsets import CRLF2, chunked_end, crlf2_end, skip_empty_lines
 from corral.errors import (
     CodingNotImplemented,
     CorralError,
@@ -53,6 +55,7 @@ log = logging.getLogger("corral.edge")
 
 MAX_QUEUED = 4  # complete pipelined requests held; past that, reading pauses
 _VERSIONS = ("1.1", "1.0")
+_CR_LF = (13, 10)  # llhttp skips empty lines before a request
 
 
 class _Refused:
@@ -92,6 +95,14 @@ class EdgeProtocol(asyncio.Protocol):
         self._head_size = 0
         self._fields = 0
         self._url: list[bytes] = []
+        # where the request is in the reads (its request line is checked there, see ``offsets``)
+        self._data = b""  # the read being parsed
+        self._begin_at = 0  # where in it the feed began (one that begins after a body in it, else 0)
+        self._start = b""  # the read the request began in
+        self._start_at = 0  # and its offset there (-1: not known)
+        self._head_copy: bytearray | None = None  # its head from its start, once it spans reads
+        self._before = b""  # then the head's last 3 bytes before this read
+        self._tail = b""  # the stream's last 3 bytes, while in a chunked body
         self._path = ""  # the URL's path, once the head is complete
         self._query = ""
         self._headers: dict[str, str] = {}
@@ -154,15 +165,28 @@ class EdgeProtocol(asyncio.Protocol):
             self._stash.append(data)
             self._pause_reading()
             return
+        in_body = False
         if self.in_message:
             if self.in_head:
                 self._head_bytes += len(data)
+                self._keep_head(data)
             else:
                 self._after_head += len(data)
+                in_body = True
         self._fresh = not self.in_message
         self._read = len(data)
+        self._data = data
         try:
-            self._parser.feed_data(data)
+            if not in_body:
+                self._parser.feed_data(data)
+            elif "transfer-encoding" in self._headers:
+                self._feed_body(data, crlf2_end(data, 0, self._tail))
+            else:
+                end = int(self._headers.get("content-length") or 0) - self._body_size
+                if end < len(data):  # a request may be pipelined behind the body in this read
+                    self._feed_body(data, end)
+                else:
+                    self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if not self._stop_parsing:
                 self._refuse_now(InvalidRequest("Upgrade is not supported.", code="bad_request"))
@@ -180,7 +204,56 @@ class EdgeProtocol(asyncio.Protocol):
             ):
                 # framing and trailers beyond the body: an endless trailer or chunk extension
                 self._refuse_now(_head_too_large("chunked trailers"))
+            elif not self.in_head and "transfer-encoding" in self._headers:
+                # in a chunked body: the stream's last bytes, for an end that straddles reads
+                self._tail = ((self._tail if in_body else self._before) + data[-3:])[-3:]
+        if not self.in_head:  # no request line left to check: hold no read
+            self._data = self._start = b""
+            if self._head_copy is not None:
+                self._head_copy = None
+                self._before = b""
         self._next()
+
+    def _keep_head(self, data: bytes) -> None:
+        """The head goes on in this read: keep it from the request's start (its request line is
+        checked there, and a request pipelined behind it found from its end), at most MAX_HEAD
+        bytes and one, as the head limit refuses a longer head."""
+        head = self._head_copy
+        if head is None:
+            at = max(self._start_at, 0)
+            head = self._head_copy = bytearray(self._start[at : at + MAX_HEAD + 1])
+        self._before = bytes(head[-3:])
+        head += data[: max(MAX_HEAD + 1 - len(head), 0)]
+
+    def _feed_body(self, data: bytes, end: int) -> None:
+        """Feed a read that begins inside a body in two parts, the body's end (``end``, where it
+        may end) and the rest, so that a request pipelined behind the body begins a feed of its
+        own. A chunked body may end at any CRLFCRLF; it is fed up to each until it has."""
+        feed = self._parser.feed_data
+        chunked = "transfer-encoding" in self._headers
+        if end < 0 or end >= len(data):
+            feed(data)
+            return
+        view = memoryview(data)
+        at = 0
+        while True:
+            feed(view[at:end])
+            at = end
+            if self._stop_parsing:
+                return
+            if not self.in_message:  # the body ended: what follows begins a feed, at its start
+                self._fresh = True
+                self._read = len(data) - at
+                self._begin_at = at
+                try:
+                    feed(view[at:])
+                finally:
+                    self._begin_at = 0
+                return
+            end = crlf2_end(data, at) if chunked else -1
+            if end < 0:
+                feed(view[at:])
+                return
 
     def eof_received(self) -> bool | None:
         if self._task is None and not self._queue:
@@ -193,6 +266,17 @@ class EdgeProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._stop_parsing:
             return
+        data = self._data
+        if self._fresh:  # the request begins the feed, after the empty lines llhttp skips
+            at = self._begin_at
+            if data[at] in _CR_LF:
+                at = skip_empty_lines(data, at)
+        else:  # pipelined behind one that ended in this feed
+            at = self._after_previous()
+            self._head_copy = None
+            self._before = b""
+        self._start = data
+        self._start_at = at
         self.in_message = True
         self.in_head = True
         self.message_started = self.last_io
@@ -214,6 +298,27 @@ class EdgeProtocol(asyncio.Protocol):
         self._chunks = 0
         self._trailers = 0
         self._discard = False
+
+    def _after_previous(self) -> int:
+        """Where a request pipelined behind one that ended in this read begins, or -1 (see
+        ``offsets``). Only the request before is looked at: from its start if it began in this
+        read, else from the start of the read, which began in its head (one that began in its
+        body was fed so that this request begins a feed of its own, ``_feed_body``)."""
+        data = self._data
+        if self._start_at < 0:
+            return -1
+        if self._start is data:
+            head = data.find(CRLF2, self._start_at)
+            head = head + 4 if head >= 0 else -1
+        else:  # its head began in earlier reads
+            head = crlf2_end(data, 0, self._before)
+        if head < 0:
+            return -1
+        if "transfer-encoding" in self._headers:
+            end = chunked_end(data, head)
+        else:
+            end = head + int(self._headers.get("content-length") or 0)
+        return skip_empty_lines(data, end) if 0 <= end < len(data) else -1
 
     def on_url(self, url: bytes) -> None:
         if not self._stop_parsing:
@@ -250,11 +355,12 @@ class EdgeProtocol(asyncio.Protocol):
         target = b"".join(self._url).decode("latin-1")
         path, _, self._query = target.partition("?")
         self._path = path
-        refusal = self._check_head()
+        raw_method = self._parser.get_method()
+        refusal = self._check_head(len(raw_method), len(target))
         if refusal is not None:
             self._refuse_queued(refusal, close=True)
             return
-        method = self._parser.get_method().decode("latin-1")
+        method = raw_method.decode("latin-1")
         server = self._server
         match = server.routes.match(method, path)
         route = match.route
@@ -283,14 +389,33 @@ class EdgeProtocol(asyncio.Protocol):
         ):
             self.send(wire.CONTINUE)
 
-    def _check_head(self) -> CorralError | None:
-        """What makes a head unacceptable whatever it asks for, or None."""
+    def _check_head(self, method: int, target: int) -> CorralError | None:
+        """What makes a head unacceptable whatever it asks for, or None; ``method`` and
+        ``target`` are the lengths of the request line's parts."""
         if self._discard:
             return _head_too_large()
         version = self._parser.get_http_version()
         if version not in _VERSIONS:
             return VersionNotSupported(
                 f"HTTP/{version} is not spoken here: send HTTP/1.1.", code="http_version_not_supported"
+            )
+        # One SP between the parts (RFC 9112 §3): llhttp reads the line as method, SP+, target,
+        # SP+, version and takes RTSP/ and ICE/ for HTTP/; a proxy that splits on single spaces
+        # would read another target. So the byte after the method's SP is the target's first
+        # (not SP), and the byte after the target's SP is the H of HTTP/: two bytes compared.
+        raw: bytes | bytearray = self._start
+        at = self._start_at
+        gap = at + method + 1
+        try:
+            exact = at >= 0 and raw[gap] != 32 and raw[gap + target + 1] == 72
+        except IndexError:  # the line went on in later reads
+            raw = self._head_copy or b""
+            gap -= at
+            exact = gap + target + 1 < len(raw) and raw[gap] != 32 and raw[gap + target + 1] == 72
+        if not exact:
+            return InvalidRequest(
+                "The request line must be the method, the target and the HTTP version, one space apart.",
+                code="bad_request",
             )
         if self._duplicate is not None:
             return InvalidRequest(

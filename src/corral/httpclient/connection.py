@@ -5,6 +5,12 @@ answer's headers; httptools then feeds the body to the ``Response``. When the bo
 and both sides allow keep-alive, the connection goes back to its pool at once, so a reader that
 is slow to drain its buffer never holds a connection.
 
+Strictness, where llhttp is more lenient than RFC 9112 (and than h11): a status under 100, a
+control byte but HTAB in the reason phrase, or a Transfer-Encoding other than exactly
+``chunked`` (corral asks for ``identity`` and decodes no other coding) is a ``BadResponse``,
+and the connection is closed; whitespace after a field value is not part of it (RFC 9112 §5.1),
+but a tab after a Transfer-Encoding value is a ``BadResponse`` too (llhttp does not frame it).
+
 Limits: an answer's header fields and its chunked trailer fields count together against
 ``MAX_HEADER_BYTES`` (trailers are read and dropped, never merged into the headers); a reused
 connection with anything to read before its request is written (the server closed or reset it,
@@ -28,6 +34,10 @@ if TYPE_CHECKING:
 MAX_HEADER_BYTES = 64 * 1024  # header and trailer fields of one answer, together
 DRAIN_SECONDS = 1.0  # how long a released, unfinished answer may take to end
 DRAIN_BYTES = 256 * 1024  # and how much more of it is read and dropped
+_OWS = (32, 9)  # SP, HTAB: whitespace after a field value is not part of it
+# bytes a reason phrase may not hold (RFC 9112 §4: HTAB, SP, VCHAR, obs-text); llhttp ends the
+# line at CR or LF and lets every other byte through
+_NOT_IN_REASON = bytes([*range(9), *range(10, 32), 127])
 
 
 class Connection(asyncio.Protocol):
@@ -142,15 +152,41 @@ class Connection(asyncio.Protocol):
         if self._header_bytes > MAX_HEADER_BYTES:
             self._error = BadResponse(f"the upstream's headers are larger than {MAX_HEADER_BYTES} bytes")
             raise self._error
+        if value and value[-1] in _OWS:
+            stripped = value.rstrip(b" \t")
+            if b"\t" in value[len(stripped) :] and name.lower() == b"transfer-encoding":
+                # llhttp's coding parser takes SP after "chunked", not HTAB: it frames the body
+                # as an unknown coding read to the close, which the value without the tab denies
+                self._error = BadResponse(
+                    "the upstream sent a tab after its Transfer-Encoding, which is then not framed chunked"
+                )
+                raise self._error
+            value = stripped
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
+    def on_status(self, reason: bytes) -> None:
+        if not reason.isalpha() and reason.translate(None, _NOT_IN_REASON) != reason:  # "OK" at once
+            self._error = BadResponse(f"the upstream's reason phrase {reason!r} has a control byte")
+            raise self._error
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         status = self._parser.get_status_code()
         headers, self._headers = self._headers, {}
+        if status < 100:  # llhttp reads any three digits
+            self._error = BadResponse(f"the upstream answered with status {status:03d}, which is not HTTP's")
+            raise self._error
+        coding = headers.get("transfer-encoding")
+        if coding is not None and coding.lower() != "chunked":
+            # llhttp frames "gzip, chunked" as chunked and "gzip" as read to the close: either
+            # way the body would be handed over still coded
+            self._error = BadResponse(
+                f"the upstream sent Transfer-Encoding {coding!r}; corral reads chunked or no coding"
+            )
+            raise self._error
         if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): skip it
             self._informational = True
             return
@@ -239,8 +275,7 @@ class Connection(asyncio.Protocol):
         if response is None:
             return False
         headers = response.headers
-        coding = headers.get("transfer-encoding", "").lower()  # coding names are case-insensitive
-        return "content-length" not in headers and "chunked" not in coding
+        return "content-length" not in headers and "transfer-encoding" not in headers  # it is chunked
 
     def _fail(self, error: TransportError) -> None:
         waiter, self._waiter = self._waiter, None

@@ -208,9 +208,7 @@ class Metrics:
         self._rejected = folded
         self._limiter = (fail_open, errors)
 
-    def set_affinity(
-        self, *, hits: int, misses: int, repins: int, spills: int, shared_errors: int
-    ) -> None:
+    def set_affinity(self, *, hits: int, misses: int, repins: int, spills: int, shared_errors: int) -> None:
         """Session affinity's running totals (``AffinityStats``)."""
         self._affinity = (hits, misses, repins, spills, shared_errors)
 
