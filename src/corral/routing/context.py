@@ -52,7 +52,7 @@ def _estimate(call: Call) -> int:
     return chars // CHARS_PER_TOKEN + PER_MESSAGE * len(req.messages)
 
 
-def _loaded_context(state: DeploymentState, model: str) -> int | None:
+def loaded_context(state: DeploymentState, model: str) -> int | None:
     name = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
     value = state.loaded.get(name)
     return value if isinstance(value, int) and value > 0 else None
@@ -73,7 +73,7 @@ def effective_context(
     if ctx:
         return ctx
     if state is not None:
-        loaded = _loaded_context(state, target.model)
+        loaded = loaded_context(state, target.model)
         if loaded:
             return loaded
     if context_override:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from corral.conversation.call import Call, Target
-from corral.routing.context import prompt_tokens
+from corral.routing.context import loaded_context, prompt_tokens
 from corral.routing.fleet import Fleet
 from corral.routing.state import DeploymentState
 
@@ -57,9 +57,7 @@ def holds(state: DeploymentState, model: str, num_ctx: int | None) -> bool:
     of that instance's own conversations."""
     if state.warm(model, num_ctx) is not True:
         return False
-    if num_ctx is None:
-        return True
-    return state.loaded.get(model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest") == num_ctx
+    return num_ctx is None or loaded_context(state, model) == num_ctx
 
 
 def spill_to(
